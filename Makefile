@@ -1,0 +1,63 @@
+# The Make targets are the interface: the README, .ci/run and buildspec.yml call these.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck pytest unit integration asl check-asl synth layer bench deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+# --- set-up: each stamp is redone when pyproject.toml changes -----------------------------
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+
+$(VENV)/.stamp-local: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[local]"
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.stamp-local
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# --- the README's two commands ------------------------------------------------------------
+run: $(VENV)/.stamp-local ## the local pipeline end to end (no AWS account, no Docker)
+	$(BIN)/sfn-mlops local run
+
+test: $(VENV)/.stamp-dev node_modules/.stamp lint typecheck pytest ## lint, type checks and every test
+
+# --- pieces -------------------------------------------------------------------------------
+lint: $(VENV)/.stamp-dev ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.stamp-dev ## mypy (strict for shared/ and functions/)
+	$(BIN)/mypy
+
+pytest: $(VENV)/.stamp-dev node_modules/.stamp ## the test suite
+	$(BIN)/pytest
+
+asl: $(VENV)/.stamp-dev ## render the state machine: ASL JSON, Mermaid diagram, input schema
+	$(BIN)/python -m state_machine.render
+
+layer: $(VENV)/.stamp-dev ## build the Lambda code and dependency layer into build/lambda
+	$(BIN)/python -m infra.build_lambda build/lambda
+
+synth: $(VENV)/.stamp-dev layer ## synthesise the CDK app into cdk.out (offline, no Docker)
+	$(BIN)/python -m infra.app
+
+deploy: $(VENV)/.stamp-dev node_modules/.stamp layer ## deploy to the AWS account in your credentials (see README)
+	npx cdk deploy --app "$(BIN)/python -m infra.app" --all --require-approval broadening
+
+bench: $(VENV)/.stamp-dev ## benchmarks/ -> bench-results/ (JSON and a Markdown table)
+	$(BIN)/python -m benchmarks.run
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf build cdk.out runs bench-results .pytest_cache .mypy_cache .ruff_cache

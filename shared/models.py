@@ -1,0 +1,217 @@
+"""The contracts: the pipeline input (one for every entry point) and each state's input
+and output. A state's output model *is* the contract for the JSONPaths in the state
+machine definition (state_machine/ selects exactly these fields).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ProblemType = Literal["binary_classification", "regression"]
+JobType = Literal["processing", "training", "endpoint"]
+
+CLASSIFICATION_METRICS = ("auc", "accuracy", "f1", "precision", "recall", "logloss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+MINIMIZED_METRICS = ("logloss", "rmse", "mae")
+
+S3Uri = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+SageMakerName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a typo in a payload is caught, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(Strict):
+    name: Literal["auc", "accuracy", "f1", "precision", "recall", "logloss", "rmse", "mae", "r2"]
+    goal: Literal["maximize", "minimize"]
+    threshold: float
+    min_improvement: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _goal_matches_metric(self) -> Objective:
+        expected = "minimize" if self.name in MINIMIZED_METRICS else "maximize"
+        if self.goal != expected:
+            raise ValueError(f"goal for metric {self.name!r} must be {expected!r}")
+        return self
+
+
+class Compute(Strict):
+    instance_type: str = Field(pattern=r"^(ml|local)\.[a-z0-9.]+$")
+    instance_count: int = Field(ge=1, le=100)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+
+
+class PipelineInput(Strict):
+    """One execution's resolved configuration: payload over config/pipeline.yaml defaults."""
+
+    image_uri: str = Field(min_length=1, description="ECR image (tag or @digest) with the model code")
+    raw_data_uri: S3Uri = Field(description="S3 prefix whose CSV files are the raw data set")
+    target_column: str = Field(min_length=1)
+    problem_type: ProblemType
+    hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+    objective: Objective
+    processing: Compute
+    training: Compute
+    endpoint: Compute
+    max_runtime_seconds: int = Field(ge=60, le=432000)
+    poll_interval_seconds: int = Field(ge=1, le=3600)
+    max_poll_interval_seconds: int = Field(ge=1, le=3600)
+    max_polls: int = Field(ge=1, le=500)
+    deploy_mode: Literal["auto", "never"]
+    endpoint_name: SageMakerName
+    model_package_group: SageMakerName
+    tags: dict[str, str] = Field(default_factory=dict, description="free-form: git_sha, data_version, ...")
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not k.replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"hyperparameter names must be alphanumeric/underscore: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineInput:
+        metrics = CLASSIFICATION_METRICS if self.problem_type != "regression" else REGRESSION_METRICS
+        if self.objective.name not in metrics:
+            raise ValueError(
+                f"objective.name {self.objective.name!r} does not fit problem_type "
+                f"{self.problem_type!r}; use one of {list(metrics)}"
+            )
+        if self.max_poll_interval_seconds < self.poll_interval_seconds:
+            raise ValueError("max_poll_interval_seconds must be >= poll_interval_seconds")
+        return self
+
+
+class ExecutionRef(Strict):
+    """Who is running: from the context object ($$.Execution)."""
+
+    execution_name: str = Field(min_length=1, max_length=80)
+    execution_arn: str = Field(min_length=1)
+
+
+# --- state inputs and outputs ---------------------------------------------------------------
+
+
+class ValidateRequest(Strict):
+    payload: dict[str, Any]
+    execution_name: str
+    execution_arn: str
+
+
+class ValidateOutput(Strict):
+    config: PipelineInput
+    execution_name: str
+    execution_arn: str
+
+
+class StepRequest(Strict):
+    """What a job-starting state receives: the resolved config and the execution."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    config: PipelineInput
+    execution_name: str
+    execution_arn: str
+
+
+class PollState(Strict):
+    """Carried between Wait and Poll: the Choice branches on `status`."""
+
+    status: Literal["InProgress", "Completed"]
+    attempt: int = Field(ge=0)
+    wait_seconds: int = Field(ge=1)
+
+
+class PreprocessOutput(Strict):
+    job_name: SageMakerName
+    job_type: Literal["processing"] = "processing"
+    reused: bool
+    train_uri: S3Uri
+    validation_uri: S3Uri
+    test_uri: S3Uri
+    profile_uri: S3Uri
+    sample_uri: S3Uri
+    poll: PollState
+
+
+class TrainOutput(Strict):
+    job_name: SageMakerName
+    job_type: Literal["training"] = "training"
+    reused: bool
+    model_artifact_uri: S3Uri
+    poll: PollState
+
+
+class EvaluateOutput(Strict):
+    job_name: SageMakerName
+    job_type: Literal["processing"] = "processing"
+    reused: bool
+    report_uri: S3Uri
+    champion_model_uri: S3Uri | None
+    poll: PollState
+
+
+class PollRequest(Strict):
+    job_name: str
+    job_type: JobType
+    attempt: int = Field(ge=0)
+    poll_interval_seconds: int = Field(ge=1)
+    max_poll_interval_seconds: int = Field(ge=1)
+    max_polls: int = Field(ge=1)
+
+
+class GateOutput(Strict):
+    passed: bool
+    deploy: bool
+    reasons: list[str]
+    metric: str
+    challenger: float
+    champion: float | None
+
+
+class RegisterOutput(Strict):
+    model_package_arn: str
+    model_package_group: str
+    approval_status: Literal["Approved", "Rejected", "PendingManualApproval"]
+    reused: bool
+
+
+class DeployOutput(Strict):
+    endpoint_name: SageMakerName
+    endpoint_config_name: SageMakerName
+    model_name: SageMakerName
+    action: Literal["create", "update", "none"]
+    job_name: SageMakerName  # the endpoint name, so the generic poll can follow it
+    job_type: Literal["endpoint"] = "endpoint"
+    poll: PollState
+
+
+class InvokeRequest(Strict):
+    """Inference: rows inline (CSV text or a list of rows) or sample rows from S3."""
+
+    endpoint_name: SageMakerName
+    rows: list[list[float]] | None = None
+    csv: str | None = None
+    sample_uri: S3Uri | None = None
+    max_rows: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> InvokeRequest:
+        given = [n for n in ("rows", "csv", "sample_uri") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of rows, csv, sample_uri (got {given or 'none'})")
+        return self
+
+
+class InvokeOutput(Strict):
+    endpoint_name: str
+    row_count: int
+    predictions: list[float]

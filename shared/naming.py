@@ -1,0 +1,68 @@
+"""Deterministic names.
+
+Execution names derive from the triggering content, so a duplicated event starts nothing
+new (StartExecution is idempotent by name). SageMaker job, model and endpoint-config names
+derive from the execution name, the step and an attempt number, so a re-run of a failed
+state finds what already ran instead of failing on ResourceInUse or training twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+EXECUTION_NAME_MAX = 80
+SAGEMAKER_NAME_MAX = 63
+_EXECUTION_UNSAFE = re.compile(r"[^0-9A-Za-z_-]+")
+_SAGEMAKER_UNSAFE = re.compile(r"[^0-9A-Za-z]+")
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+EXECUTION_NAME_RE = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
+
+
+def _digest(*parts: str, length: int = 16) -> str:
+    h = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return h[:length]
+
+
+def _slug(text: str, unsafe: re.Pattern[str], limit: int) -> str:
+    return unsafe.sub("-", text).strip("-")[:limit].strip("-")
+
+
+def execution_name_for_image(repository: str, image_digest: str) -> str:
+    """`img-<repo>-<digest>`: one execution per image digest, however often it is pushed."""
+    hex_digest = image_digest.split(":", 1)[-1]
+    if not re.fullmatch(r"[0-9a-fA-F]{12,}", hex_digest):
+        raise ValueError(f"image digest {image_digest!r} is not 'sha256:<hex>'")
+    repo = _slug(repository, _EXECUTION_UNSAFE, 24)
+    return f"img-{repo}-{hex_digest[:48]}"[:EXECUTION_NAME_MAX]
+
+
+def execution_name_for_object(bucket: str, key: str, version: str) -> str:
+    """`data-<key>-<hash>`: one execution per object version (version id, else ETag)."""
+    if not version:
+        raise ValueError("an S3 object needs a version id or an ETag to name its execution")
+    readable = _slug(key.rsplit("/", 1)[-1], _EXECUTION_UNSAFE, 40)
+    return f"data-{readable}-{_digest(bucket, key, version, length=32)}"[:EXECUTION_NAME_MAX]
+
+
+def resource_name(execution_name: str, step: str, attempt: int = 1) -> str:
+    """A SageMaker job/model/endpoint-config name for `step` of an execution.
+
+    1-63 characters matching SageMaker's `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`; distinct per
+    (execution, step, attempt); readable prefix from the execution name.
+    """
+    if attempt < 1:
+        raise ValueError("attempt starts at 1")
+    step_part = _slug(step, _SAGEMAKER_UNSAFE, 12)
+    suffix = f"{step_part}-{_digest(execution_name, length=12)}-{attempt}"
+    room = SAGEMAKER_NAME_MAX - len(suffix) - 1
+    readable = _slug(execution_name, _SAGEMAKER_UNSAFE, min(room, 24))
+    name = f"{readable}-{suffix}" if readable else suffix
+    assert SAGEMAKER_NAME_RE.match(name), name
+    return name
+
+
+def artifact_prefix(bucket: str, artifacts_prefix: str, execution_name: str, step: str) -> str:
+    """`s3://bucket/<artifacts_prefix>/<execution>/<step>`: where a step writes its outputs."""
+    prefix = artifacts_prefix.strip("/")
+    return f"s3://{bucket}/{prefix}/{execution_name}/{step}"

@@ -1,0 +1,166 @@
+"""The one module of names and settings that the CDK app (infra/) and the local cloud
+(sfn_mlops/local) both build from, so the two cannot drift. Pure data: no AWS calls, no
+heavy imports (it ships in the Lambda layer but no Lambda needs to import it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT = "sfn-mlops"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_CONFIG = REPO_ROOT / "config" / "pipeline.yaml"
+ASL_PATH = REPO_ROOT / "state_machine" / "asl.json"
+CONTAINER_DIR = REPO_ROOT / "container"
+
+STATE_MACHINE_NAME = f"{PROJECT}-pipeline"
+ECR_REPOSITORY = f"{PROJECT}-model"
+FAILURE_TOPIC = f"{PROJECT}-notifications"
+DATA_PREFIX = "data/"          # raw CSV files; an Object Created here starts a retraining run
+ARTIFACTS_PREFIX = "runs/"     # <execution>/<step>/... outputs of every step
+METRICS_NAMESPACE = "SfnMlops"
+EXECUTION_TIMEOUT_SECONDS = 6 * 3600
+ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
+S3_DATA_RULE = f"{PROJECT}-new-data"
+
+
+def bucket_name(account: str, region: str) -> str:
+    """Data and artifact bucket (S3 names are global, hence account and region)."""
+    return f"{PROJECT}-{account}-{region}"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda: everything the CDK app and the local cloud need to create it."""
+
+    key: str                      # short id: the folder under functions/ and the name suffix
+    handler: str                  # module.function, relative to the code root
+    description: str
+    asl_placeholder: str | None   # ${...} name in the ASL definition; None if not in the workflow
+    timeout_seconds: int = 60
+    memory_mb: int = 256
+    env: tuple[str, ...] = ()     # settings it reads (besides the Powertools ones)
+    tracing: bool = False         # imports the Tracer (X-Ray)
+    sagemaker_access: bool = False
+    folder: str = field(default="")
+
+    @property
+    def function_name(self) -> str:
+        return f"{PROJECT}-{self.key}"
+
+    @property
+    def code_folder(self) -> str:
+        return self.folder or self.key.split("-")[0]
+
+
+_BASE_ENV = ("ARTIFACT_BUCKET", "ARTIFACTS_PREFIX")
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        "trigger", "functions.trigger.handler.lambda_handler",
+        "EventBridge (ECR push, S3 Object Created) -> StartExecution, named from the event",
+        None, env=("STATE_MACHINE_ARN", "ECR_REPOSITORY", "DATA_PREFIX", "ARTIFACT_BUCKET"),
+    ),
+    FunctionSpec(
+        "validate", "functions.validate.handler.lambda_handler",
+        "Validates and normalises the execution payload over the pipeline defaults",
+        "ValidateFunctionArn", env=("PIPELINE_DEFAULTS", "DEFAULT_IMAGE_URI", "ARTIFACT_BUCKET", "DATA_PREFIX"),
+    ),
+    FunctionSpec(
+        "preprocess", "functions.preprocess.handler.lambda_handler",
+        "Starts the preprocessing Processing job (split, profile)",
+        "PreprocessFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "train", "functions.train.handler.lambda_handler",
+        "Starts the SageMaker Training job",
+        "TrainFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "poll", "functions.poll.handler.lambda_handler",
+        "Polls a processing job, training job or endpoint; adaptive, bounded",
+        "PollFunctionArn", sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "evaluate", "functions.evaluate.handler.lambda_handler",
+        "Starts the evaluation Processing job: challenger and champion on the same test split",
+        "EvaluateFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "gate", "functions.evaluate.handler.gate_handler",
+        "Reads the evaluation report and decides: threshold met and champion beaten?",
+        "GateFunctionArn", env=_BASE_ENV, folder="evaluate",
+    ),
+    FunctionSpec(
+        "register", "functions.register.handler.lambda_handler",
+        "Registers the model package (metrics, lineage, approval status)",
+        "RegisterFunctionArn", env=_BASE_ENV, sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "deploy", "functions.deploy.handler.lambda_handler",
+        "Creates or blue/green-updates the endpoint with alarm auto-rollback",
+        "DeployFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES"),
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "invoke", "functions.invoke.handler.lambda_handler",
+        "Inference: sends CSV/JSON rows to the endpoint (also the post-deploy smoke test)",
+        "InvokeFunctionArn", env=("ARTIFACT_BUCKET",), timeout_seconds=30,
+    ),
+)
+
+FUNCTIONS_BY_KEY = {f.key: f for f in FUNCTIONS}
+#: ${...} placeholders in the ASL besides the function ARNs.
+TOPIC_PLACEHOLDER = "NotificationTopicArn"
+
+
+def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
+    """config/pipeline.yaml as a dict (PyYAML is needed here, not in any Lambda)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of pipeline defaults")
+    return data
+
+
+def pipeline_defaults_env(path: Path = PIPELINE_CONFIG) -> str:
+    """The PIPELINE_DEFAULTS environment value: the config file as compact JSON."""
+    return json.dumps(pipeline_defaults(path), separators=(",", ":"), sort_keys=True)
+
+
+def ecr_push_event_pattern(repository: str) -> dict[str, Any]:
+    return {
+        "source": ["aws.ecr"],
+        "detail-type": ["ECR Image Action"],
+        "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": [repository]},
+    }
+
+
+def s3_data_event_pattern(bucket: str, prefix: str = DATA_PREFIX) -> dict[str, Any]:
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}},
+    }
+
+
+def function_environment(spec: FunctionSpec, values: dict[str, str]) -> dict[str, str]:
+    """A function's environment: the Powertools settings plus the keys its spec declares,
+    taken from `values` (CDK tokens in the app, plain strings in the local cloud).
+
+    A declared key missing from `values` is an error here, not a cold-start surprise.
+    """
+    missing = [k for k in spec.env if k not in values]
+    if missing:
+        raise KeyError(f"{spec.function_name}: no value for environment {missing}")
+    env = {k: values[k] for k in spec.env}
+    env.update(
+        POWERTOOLS_SERVICE_NAME=spec.function_name,
+        POWERTOOLS_METRICS_NAMESPACE=METRICS_NAMESPACE,
+        POWERTOOLS_LOG_LEVEL="INFO",
+    )
+    return env

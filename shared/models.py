@@ -166,6 +166,7 @@ class PollRequest(Strict):
     poll_interval_seconds: int = Field(ge=1)
     max_poll_interval_seconds: int = Field(ge=1)
     max_polls: int = Field(ge=1)
+    expected_config_name: str | None = None  # endpoint polls: the config the update must land on
 
 
 class GateOutput(Strict):

@@ -51,7 +51,9 @@ class Compute(Strict):
 class PipelineInput(Strict):
     """One execution's resolved configuration: payload over config/pipeline.yaml defaults."""
 
-    image_uri: str = Field(min_length=1, description="ECR image (tag or @digest) with the model code")
+    image_uri: str = Field(
+        min_length=1, description="ECR image (tag or @digest) with the model code"
+    )
     raw_data_uri: S3Uri = Field(description="S3 prefix whose CSV files are the raw data set")
     target_column: str = Field(min_length=1)
     problem_type: ProblemType
@@ -67,7 +69,9 @@ class PipelineInput(Strict):
     deploy_mode: Literal["auto", "never"]
     endpoint_name: SageMakerName
     model_package_group: SageMakerName
-    tags: dict[str, str] = Field(default_factory=dict, description="free-form: git_sha, data_version, ...")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="free-form: git_sha, data_version, ..."
+    )
 
     @field_validator("hyperparameters")
     @classmethod
@@ -79,7 +83,9 @@ class PipelineInput(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineInput:
-        metrics = CLASSIFICATION_METRICS if self.problem_type != "regression" else REGRESSION_METRICS
+        metrics = (
+            CLASSIFICATION_METRICS if self.problem_type != "regression" else REGRESSION_METRICS
+        )
         if self.objective.name not in metrics:
             raise ValueError(
                 f"objective.name {self.objective.name!r} does not fit problem_type "

@@ -19,8 +19,8 @@ CONTAINER_DIR = REPO_ROOT / "container"
 STATE_MACHINE_NAME = f"{PROJECT}-pipeline"
 ECR_REPOSITORY = f"{PROJECT}-model"
 FAILURE_TOPIC = f"{PROJECT}-notifications"
-DATA_PREFIX = "data/"          # raw CSV files; an Object Created here starts a retraining run
-ARTIFACTS_PREFIX = "runs/"     # <execution>/<step>/... outputs of every step
+DATA_PREFIX = "data/"  # raw CSV files; an Object Created here starts a retraining run
+ARTIFACTS_PREFIX = "runs/"  # <execution>/<step>/... outputs of every step
 METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
@@ -36,14 +36,14 @@ def bucket_name(account: str, region: str) -> str:
 class FunctionSpec:
     """One Lambda: everything the CDK app and the local cloud need to create it."""
 
-    key: str                      # short id: the folder under functions/ and the name suffix
-    handler: str                  # module.function, relative to the code root
+    key: str  # short id: the folder under functions/ and the name suffix
+    handler: str  # module.function, relative to the code root
     description: str
-    asl_placeholder: str | None   # ${...} name in the ASL definition; None if not in the workflow
+    asl_placeholder: str | None  # ${...} name in the ASL definition; None if not in the workflow
     timeout_seconds: int = 60
     memory_mb: int = 256
-    env: tuple[str, ...] = ()     # settings it reads (besides the Powertools ones)
-    tracing: bool = False         # imports the Tracer (X-Ray)
+    env: tuple[str, ...] = ()  # settings it reads (besides the Powertools ones)
+    tracing: bool = False  # imports the Tracer (X-Ray)
     sagemaker_access: bool = False
     folder: str = field(default="")
 
@@ -60,55 +60,81 @@ _BASE_ENV = ("ARTIFACT_BUCKET", "ARTIFACTS_PREFIX")
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
-        "trigger", "functions.trigger.handler.lambda_handler",
+        "trigger",
+        "functions.trigger.handler.lambda_handler",
         "EventBridge (ECR push, S3 Object Created) -> StartExecution, named from the event",
-        None, env=("STATE_MACHINE_ARN", "ECR_REPOSITORY", "DATA_PREFIX", "ARTIFACT_BUCKET"),
+        None,
+        env=("STATE_MACHINE_ARN", "ECR_REPOSITORY", "DATA_PREFIX", "ARTIFACT_BUCKET"),
     ),
     FunctionSpec(
-        "validate", "functions.validate.handler.lambda_handler",
+        "validate",
+        "functions.validate.handler.lambda_handler",
         "Validates and normalises the execution payload over the pipeline defaults",
-        "ValidateFunctionArn", env=("PIPELINE_DEFAULTS", "DEFAULT_IMAGE_URI", "ARTIFACT_BUCKET", "DATA_PREFIX"),
+        "ValidateFunctionArn",
+        env=("PIPELINE_DEFAULTS", "DEFAULT_IMAGE_URI", "ARTIFACT_BUCKET", "DATA_PREFIX"),
     ),
     FunctionSpec(
-        "preprocess", "functions.preprocess.handler.lambda_handler",
+        "preprocess",
+        "functions.preprocess.handler.lambda_handler",
         "Starts the preprocessing Processing job (split, profile)",
-        "PreprocessFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
-    ),
-    FunctionSpec(
-        "train", "functions.train.handler.lambda_handler",
-        "Starts the SageMaker Training job",
-        "TrainFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
-    ),
-    FunctionSpec(
-        "poll", "functions.poll.handler.lambda_handler",
-        "Polls a processing job, training job or endpoint; adaptive, bounded",
-        "PollFunctionArn", sagemaker_access=True,
-    ),
-    FunctionSpec(
-        "evaluate", "functions.evaluate.handler.lambda_handler",
-        "Starts the evaluation Processing job: challenger and champion on the same test split",
-        "EvaluateFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"), sagemaker_access=True,
-    ),
-    FunctionSpec(
-        "gate", "functions.evaluate.handler.gate_handler",
-        "Reads the evaluation report and decides: threshold met and champion beaten?",
-        "GateFunctionArn", env=_BASE_ENV, folder="evaluate",
-    ),
-    FunctionSpec(
-        "register", "functions.register.handler.lambda_handler",
-        "Registers the model package (metrics, lineage, approval status)",
-        "RegisterFunctionArn", env=_BASE_ENV, sagemaker_access=True,
-    ),
-    FunctionSpec(
-        "deploy", "functions.deploy.handler.lambda_handler",
-        "Creates or blue/green-updates the endpoint with alarm auto-rollback",
-        "DeployFunctionArn", env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES"),
+        "PreprocessFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"),
         sagemaker_access=True,
     ),
     FunctionSpec(
-        "invoke", "functions.invoke.handler.lambda_handler",
+        "train",
+        "functions.train.handler.lambda_handler",
+        "Starts the SageMaker Training job",
+        "TrainFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"),
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "poll",
+        "functions.poll.handler.lambda_handler",
+        "Polls a processing job, training job or endpoint; adaptive, bounded",
+        "PollFunctionArn",
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "evaluate",
+        "functions.evaluate.handler.lambda_handler",
+        "Starts the evaluation Processing job: challenger and champion on the same test split",
+        "EvaluateFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"),
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "gate",
+        "functions.evaluate.handler.gate_handler",
+        "Reads the evaluation report and decides: threshold met and champion beaten?",
+        "GateFunctionArn",
+        env=_BASE_ENV,
+        folder="evaluate",
+    ),
+    FunctionSpec(
+        "register",
+        "functions.register.handler.lambda_handler",
+        "Registers the model package (metrics, lineage, approval status)",
+        "RegisterFunctionArn",
+        env=_BASE_ENV,
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "deploy",
+        "functions.deploy.handler.lambda_handler",
+        "Creates or blue/green-updates the endpoint with alarm auto-rollback",
+        "DeployFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES"),
+        sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "invoke",
+        "functions.invoke.handler.lambda_handler",
         "Inference: sends CSV/JSON rows to the endpoint (also the post-deploy smoke test)",
-        "InvokeFunctionArn", env=("ARTIFACT_BUCKET",), timeout_seconds=30,
+        "InvokeFunctionArn",
+        env=("ARTIFACT_BUCKET",),
+        timeout_seconds=30,
     ),
 )
 

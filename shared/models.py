@@ -173,6 +173,7 @@ class PollRequest(Strict):
     max_poll_interval_seconds: int = Field(ge=1)
     max_polls: int = Field(ge=1)
     expected_config_name: str | None = None  # endpoint polls: the config the update must land on
+    execution_name: str | None = None  # optional: the logs' correlation id
 
 
 class GateOutput(Strict):
@@ -209,6 +210,7 @@ class InvokeRequest(Strict):
     csv: str | None = None
     sample_uri: S3Uri | None = None
     max_rows: int = Field(default=5, ge=1, le=1000)
+    execution_name: str | None = None  # optional: the logs' correlation id (smoke test)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> InvokeRequest:
@@ -222,3 +224,61 @@ class InvokeOutput(Strict):
     endpoint_name: str
     row_count: int
     predictions: list[float]
+
+
+# --- requests of the states that read earlier results (the whole state is their payload) ---
+
+
+class TrainRequest(StepRequest):
+    preprocess: PreprocessOutput
+
+
+class EvaluateRequest(StepRequest):
+    preprocess: PreprocessOutput
+    train: TrainOutput
+
+
+class GateRequest(StepRequest):
+    evaluate: EvaluateOutput
+
+
+class RegisterRequest(StepRequest):
+    train: TrainOutput
+    evaluate: EvaluateOutput
+    gate: GateOutput
+
+
+class DeployRequest(StepRequest):
+    train: TrainOutput
+    register: RegisterOutput
+    gate: GateOutput
+
+
+# --- the evaluation report (written by the container's evaluate step) --------------------------
+
+
+class ModelScore(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    metrics: dict[str, float]
+
+
+class EvaluationReport(BaseModel):
+    """evaluation.json: challenger and champion (None if there is none) on the same test split."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    problem_type: ProblemType
+    challenger: ModelScore
+    champion: ModelScore | None = None
+
+
+# --- the trigger (not a state: EventBridge invokes it) -----------------------------------------
+
+
+class TriggerOutput(Strict):
+    action: Literal["started", "duplicate", "ignored"]
+    reason: str
+    execution_name: str | None = None
+    execution_arn: str | None = None
+    payload: dict[str, Any] | None = None

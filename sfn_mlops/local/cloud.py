@@ -1,0 +1,508 @@
+"""The local cloud: moto's server on a loopback port (so the AWS CLI, boto3 and the Lambda
+workers reach it), moto's ASL interpreter running the state machine, and the hooks that
+make what moto only records actually run (Lambda handlers, SageMaker jobs and endpoints,
+EventBridge deliveries, RedriveExecution).
+
+All hooks are installed when the cloud starts and removed when it stops, so nothing leaks
+into code that uses moto in-process (unit tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.local import procs
+from sfn_mlops.local.events import S3_REASONS, EventRouter, ecr_push_event, s3_object_created_event
+from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
+from sfn_mlops.local.sagemaker import LocalSageMaker
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"
+
+
+class PortInUseError(RuntimeError):
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"port {port} on {host} is already in use (another local cloud running?); "
+            "stop it or choose another with --port"
+        )
+        self.port = port
+
+
+class _Patches:
+    """setattr with undo."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any, bool]] = []
+
+    def set(self, owner: Any, name: str, value: Any) -> None:
+        had = name in vars(owner)
+        self._undo.append((owner, name, vars(owner).get(name), had))
+        setattr(owner, name, value)
+
+    def undo(self) -> None:
+        while self._undo:
+            owner, name, old, had = self._undo.pop()
+            if had:
+                setattr(owner, name, old)
+            else:
+                with contextlib.suppress(AttributeError):
+                    delattr(owner, name)
+
+
+class LocalCloud:
+    """`with LocalCloud() as cloud:` — a running local cloud; `cloud.endpoint_url` for clients."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        workdir: Path | None = None,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.region = region
+        self.account = DEFAULT_ACCOUNT
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sfn-mlops-local-")
+            workdir = Path(self._tmp.name)
+        self.workdir = Path(workdir)
+        self.port = 0
+        self._server: Any = None
+        self._patches = _Patches()
+        self._exit = contextlib.ExitStack()
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_sfn_config: Any = None
+        self._clients: dict[tuple[str, int], Any] = {}
+        self._client_lock = threading.Lock()
+        self.lambdas: LambdaRuntime
+        self.sagemaker: LocalSageMaker
+        self.events: EventRouter
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """What a shell needs to point the AWS CLI and boto3 at this cloud."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **DUMMY_CREDENTIALS,
+        }
+
+    def start(self) -> LocalCloud:
+        from moto.server import ThreadedMotoServer
+
+        if self.requested_port and procs.port_in_use(self.requested_port, self.host):
+            raise PortInUseError(self.host, self.requested_port)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._quiet_logs()
+        self._server = ThreadedMotoServer(
+            ip_address=self.host, port=self.requested_port, verbose=False
+        )
+        try:
+            self._server.start()
+        except OSError as exc:
+            raise PortInUseError(self.host, self.requested_port) from exc
+        self.port = int(self._server.get_host_and_port()[1])
+        # moto's ASL interpreter calls Lambda & co. at localhost:$MOTO_PORT (server mode)
+        self._set_env("MOTO_PORT", str(self.port))
+        self.lambdas = LambdaRuntime(
+            self.endpoint_url, self.region, self.workdir / "logs" / "lambda"
+        )
+        self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
+        self.events = EventRouter(self._invoke_target)
+        self._install()
+        return self
+
+    def _quiet_logs(self) -> None:
+        """moto's request log and interpreter warnings go to <workdir>/logs/cloud.log."""
+        import logging
+
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.workdir / "logs" / "cloud.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        self._log_handler = handler
+        self._saved_loggers = []
+        for name in ("werkzeug", "moto"):
+            logger = logging.getLogger(name)
+            self._saved_loggers.append((logger, logger.propagate, logger.level))
+            logger.addHandler(handler)
+            logger.propagate = False
+            logger.setLevel(logging.WARNING)
+
+    def _restore_logs(self) -> None:
+        for logger, propagate, level in getattr(self, "_saved_loggers", []):
+            logger.removeHandler(self._log_handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        if getattr(self, "_log_handler", None) is not None:
+            self._log_handler.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sagemaker.close()
+        with contextlib.suppress(Exception):
+            self.lambdas.close()
+        procs.kill_all()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                self._server.stop()
+            self._server = None
+        self._exit.close()
+        self._patches.undo()
+        self._restore()
+        self._restore_logs()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _set_env(self, key: str, value: str) -> None:
+        self._saved_env.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+    def _restore(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        if self._saved_sfn_config is not None:
+            from moto.core.config import default_user_config
+
+            default_user_config["stepfunctions"] = self._saved_sfn_config
+            self._saved_sfn_config = None
+
+    # --- clients -------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client for this cloud (one per service and thread)."""
+        import boto3
+
+        key = (service, threading.get_ident())
+        with self._client_lock:
+            if key not in self._clients:
+                self._clients[key] = boto3.session.Session().client(
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    region_name=self.region,
+                    aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    aws_session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
+                )
+            return self._clients[key]
+
+    # --- hooks ---------------------------------------------------------------------------
+    def register_function(self, config: FunctionConfig) -> None:
+        """Run `config.handler` for Invoke of this function (it must exist in moto too)."""
+        self.lambdas.register(config)
+        self.dispatcher.register(config.name, self._serve(config.name))
+
+    def _invoke_target(self, arn: str, event: dict[str, Any]) -> tuple[Any, str | None]:
+        """An EventBridge rule's Lambda target (asynchronous invoke, through the seam)."""
+        name = arn.split(":function:", 1)[-1].split(":", maxsplit=1)[0]
+        result = self.dispatcher.run(name, event)
+        return result.payload, result.function_error
+
+    def _install(self) -> None:
+        from moto.core.config import default_user_config
+
+        self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        for install in (
+            self._install_lambda,
+            self._install_sagemaker,
+            self._install_events,
+            self._install_redrive,
+        ):
+            install()
+
+    def _install_lambda(self) -> None:
+        """Invoke -> the function's real handler in its warm workers (via the Lambda seam)."""
+        from sfn_mlops.local.lambdas import LambdaDispatcher
+
+        self.dispatcher = LambdaDispatcher()
+        self._exit.enter_context(self.dispatcher.install())
+
+    def _serve(self, function_name: str) -> Callable[[Any], Any]:
+        from sfn_mlops.local.lambdas import LambdaResult, LambdaServiceError
+
+        runtime = self.lambdas
+
+        def handler(payload: Any) -> LambdaResult:
+            fault = runtime.take_service_error(function_name)
+            if fault:
+                raise LambdaServiceError(fault, f"injected Lambda service error {fault}", 500)
+            inv = runtime.invoke(function_name, payload)
+            return LambdaResult(inv.payload, inv.function_error)
+
+        return handler
+
+    def _install_sagemaker(self) -> None:
+        from moto.core.exceptions import ServiceException
+        from moto.sagemaker.exceptions import ValidationError
+        from moto.sagemaker.responses import SageMakerResponse
+        from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+        local = self.sagemaker
+        orig_processing = SageMakerResponse.create_processing_job
+        orig_training = SageMakerResponse.create_training_job
+        orig_create_endpoint = SageMakerResponse.create_endpoint
+        orig_delete_endpoint = SageMakerResponse.delete_endpoint
+        orig_stop_processing = SageMakerResponse.stop_processing_job
+
+        def create_processing_job(resp: Any) -> Any:
+            name = resp._get_param("ProcessingJobName")
+            local._new_job("processing", name)
+            result = orig_processing(resp)
+            local.start_processing_job(
+                resp.sagemaker_backend.processing_jobs[name], dict(resp.params)
+            )
+            return result
+
+        def create_training_job(resp: Any) -> Any:
+            name = resp._get_param("TrainingJobName")
+            local._new_job("training", name)
+            result = orig_training(resp)
+            local.start_training_job(resp.sagemaker_backend.training_jobs[name], dict(resp.params))
+            return result
+
+        def stop_processing_job(resp: Any) -> Any:
+            name = resp._get_param("ProcessingJobName")
+            fake = resp.sagemaker_backend.processing_jobs.get(name)
+            if fake is None or not local.stop_job(name):
+                return orig_stop_processing(resp)
+            from moto.core.responses import EmptyResult
+
+            if fake.processing_job_status == "InProgress":
+                fake.processing_job_status = "Stopping"
+            return EmptyResult()
+
+        def stop_training_job(resp: Any) -> Any:
+            from moto.core.responses import EmptyResult
+
+            name = resp._get_param("TrainingJobName")
+            fake = resp.sagemaker_backend.training_jobs.get(name)
+            if fake is None:
+                raise ValidationError(message=f"Requested resource not found: training job {name}")
+            if fake.training_job_status == "InProgress":
+                fake.training_job_status = "Stopping"
+                fake.secondary_status = "Stopping"
+            local.stop_job(name)
+            return EmptyResult()
+
+        def create_endpoint(resp: Any) -> Any:
+            name = resp._get_param("EndpointName")
+            backend = resp.sagemaker_backend
+            if name in backend.endpoints:
+                raise ValidationError(
+                    message=f'Cannot create already existing endpoint "{backend.endpoints[name].arn}".'
+                )
+            result = orig_create_endpoint(resp)
+            local.create_endpoint(backend.endpoints[name], backend)
+            return result
+
+        def update_endpoint(resp: Any) -> Any:
+            from moto.core.responses import ActionResult
+
+            name = resp._get_param("EndpointName")
+            config_name = resp._get_param("EndpointConfigName")
+            backend = resp.sagemaker_backend
+            fake = backend.endpoints.get(name)
+            if fake is None:
+                raise ValidationError(message=f'Could not find endpoint "{name}".')
+            if config_name not in backend.endpoint_configs:
+                raise ValidationError(
+                    message=f'Could not find endpoint configuration "{config_name}".'
+                )
+            if fake.endpoint_status != "InService":
+                raise ValidationError(
+                    message=f'Cannot update in-progress endpoint "{fake.arn}".'
+                    if fake.endpoint_status in ("Creating", "Updating")
+                    else f'Cannot update endpoint "{fake.arn}" in status {fake.endpoint_status}.'
+                )
+            local.update_endpoint(fake, backend, config_name)
+            return ActionResult({"EndpointArn": fake.arn})
+
+        def delete_endpoint(resp: Any) -> Any:
+            local.delete_endpoint(resp._get_param("EndpointName"))
+            return orig_delete_endpoint(resp)
+
+        class ModelError(ServiceException):
+            code = "ModelError"
+
+        def invoke_endpoint(resp: Any) -> Any:
+            name = resp.path.strip("/").split("/")[1]
+            fake = None
+            from moto.sagemaker.models import sagemaker_backends
+
+            fake = sagemaker_backends[resp.current_account][resp.region].endpoints.get(name)
+            if fake is None:
+                raise ValidationError(
+                    message=f"Endpoint {name} of account {resp.current_account} not found."
+                )
+            headers = {
+                k: v
+                for k, v in (
+                    ("Content-Type", resp.headers.get("Content-Type")),
+                    ("Accept", resp.headers.get("Accept")),
+                )
+                if v
+            }
+            body = resp.body if isinstance(resp.body, bytes) else (resp.body or "").encode()
+            try:
+                status, out_headers, out = local.invoke(name, body, headers)
+            except LookupError as exc:
+                raise ValidationError(
+                    message=f"Endpoint {name} of account {resp.current_account} is not InService."
+                ) from exc
+            if status >= 400:
+                err = ModelError(
+                    f"Received {'client' if status < 500 else 'server'} error ({status}) from primary "
+                    f'with message "{out.decode(errors="replace")[:500]}". See CloudWatch logs.'
+                )
+                err.OriginalStatusCode = status  # type: ignore[attr-defined]
+                err.OriginalMessage = out.decode(errors="replace")[:500]  # type: ignore[attr-defined]
+                raise err
+            ctype = next(
+                (v for k, v in out_headers.items() if k.lower() == "content-type"), "text/csv"
+            )
+            return (
+                200,
+                {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": "AllTraffic"},
+                out,
+            )
+
+        self._patches.set(SageMakerResponse, "create_processing_job", create_processing_job)
+        self._patches.set(SageMakerResponse, "create_training_job", create_training_job)
+        self._patches.set(SageMakerResponse, "stop_processing_job", stop_processing_job)
+        self._patches.set(SageMakerResponse, "stop_training_job", stop_training_job)
+        self._patches.set(SageMakerResponse, "create_endpoint", create_endpoint)
+        self._patches.set(SageMakerResponse, "update_endpoint", update_endpoint)
+        self._patches.set(SageMakerResponse, "delete_endpoint", delete_endpoint)
+        self._patches.set(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+    def _install_events(self) -> None:
+        import moto.s3.notifications as s3n
+        from moto.ecr.models import ECRBackend
+        from moto.events.models import Rule
+
+        router = self.events
+        orig_send = Rule.send_to_targets
+        orig_put_image = ECRBackend.put_image
+        orig_s3_emit = s3n._send_event_bridge_message
+
+        def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+            if not rule.event_pattern.matches_event(event):
+                return
+            lambda_targets = [t for t in rule.targets if ":lambda:" in t["Arn"]]
+            for target in lambda_targets:
+                router.deliver(rule.name, target["Arn"], event)
+            others = [t for t in rule.targets if t not in lambda_targets]
+            if others:
+                import copy
+
+                shadow = copy.copy(rule)
+                shadow.targets = others
+                orig_send(shadow, event, transform_input)
+
+        def put_image(
+            backend: Any,
+            repository_name: str,
+            image_manifest: str,
+            image_tag: str,
+            *a: Any,
+            **kw: Any,
+        ) -> Any:
+            image = orig_put_image(backend, repository_name, image_manifest, image_tag, *a, **kw)
+            event = ecr_push_event(
+                backend.account_id,
+                backend.region_name,
+                repository_name,
+                image.get_image_digest(),
+                image_tag,
+            )
+            self._route(event)
+            return image
+
+        def send_event_bridge_message(
+            account_id: str, bucket: Any, event_name: str, key: Any
+        ) -> None:
+            kind = event_name.split(":")
+            if len(kind) == 3 and kind[1] == "ObjectCreated":
+                event = s3_object_created_event(
+                    account_id,
+                    bucket.region_name,
+                    bucket.name,
+                    key.name,
+                    int(key.size),
+                    key.etag,
+                    str(key.version_id) if getattr(bucket, "is_versioned", False) else None,
+                    S3_REASONS.get(kind[2], kind[2]),
+                    router.next_sequencer(),
+                )
+                self._route(event, account_id, bucket.region_name)
+            else:
+                orig_s3_emit(account_id, bucket, event_name, key)
+
+        self._patches.set(Rule, "send_to_targets", send_to_targets)
+        self._patches.set(ECRBackend, "put_image", put_image)
+        self._patches.set(s3n, "_send_event_bridge_message", send_event_bridge_message)
+
+    def _route(
+        self, event: dict[str, Any], account: str | None = None, region: str | None = None
+    ) -> None:
+        from moto.events.models import events_backends
+
+        backend = events_backends[account or self.account][region or self.region]
+        for bus in list(backend.event_buses.values()):
+            for rule in list(bus.rules.values()):
+                if rule.state == "ENABLED":
+                    rule.send_to_targets(event, transform_input=False)
+
+    def _install_redrive(self) -> None:
+        from sfn_mlops.local.redrive import install
+
+        install(self._patches)
+
+    # --- conveniences for the CLI and tests -----------------------------------------------
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+        """Poll `predicate` until it returns something truthy (bounded); return that."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout:.0f}s")
+            time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running(port: int = 0, workdir: Path | None = None) -> Iterator[LocalCloud]:
+    cloud = LocalCloud(port=port, workdir=workdir)
+    cloud.start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()

@@ -1,0 +1,161 @@
+"""EventBridge as the pipeline sees it on AWS.
+
+moto gaps fixed here:
+- ECR `PutImage` emits no event: we emit `ECR Image Action` (PUSH, SUCCESS) with AWS's shape.
+- S3's EventBridge notification carries `eTag` and `reason: ObjectCreated`; AWS sends
+  `etag` and `reason: PutObject` (CopyObject, CompleteMultipartUpload, ...). We replace
+  moto's emitter, so only the AWS-shaped event is delivered (never a wrong-shaped duplicate).
+- Rules cannot target Lambda functions in moto: we deliver to Lambda targets as AWS does,
+  asynchronously, with the async-invoke retries (a function error is retried twice more).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: s3:ObjectCreated:<x> -> the `reason` AWS puts in an EventBridge "Object Created" event
+S3_REASONS = {
+    "Put": "PutObject",
+    "Post": "POST Object",
+    "Copy": "CopyObject",
+    "CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+ASYNC_RETRIES = 2
+
+
+def _iso(ts: dt.datetime | None = None) -> str:
+    return (ts or dt.datetime.now(tz=dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def envelope(
+    source: str,
+    detail_type: str,
+    detail: dict[str, Any],
+    account: str,
+    region: str,
+    resources: list[str] | None = None,
+) -> dict[str, Any]:
+    """An EventBridge event exactly as a rule's target receives it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
+        "time": _iso(),
+        "region": region,
+        "resources": resources or [],
+        "detail": detail,
+    }
+
+
+def ecr_push_event(
+    account: str, region: str, repository: str, digest: str, tag: str | None
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "result": "SUCCESS",
+        "repository-name": repository,
+        "image-digest": digest,
+        "action-type": "PUSH",
+    }
+    if tag:
+        detail["image-tag"] = tag
+    return envelope("aws.ecr", "ECR Image Action", detail, account, region)
+
+
+def s3_object_created_event(
+    account: str,
+    region: str,
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    version_id: str | None,
+    reason: str,
+    sequencer: str,
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": key, "size": size, "etag": etag.strip('"')}
+    if version_id and version_id != "null":
+        obj["version-id"] = version_id
+    obj["sequencer"] = sequencer
+    detail = {
+        "version": "0",
+        "bucket": {"name": bucket},
+        "object": obj,
+        "request-id": uuid.uuid4().hex[:16].upper(),
+        "requester": account,
+        "source-ip-address": "127.0.0.1",
+        "reason": reason,
+    }
+    return envelope("aws.s3", "Object Created", detail, account, region, [f"arn:aws:s3:::{bucket}"])
+
+
+@dataclass
+class Delivery:
+    rule: str
+    target_arn: str
+    event: dict[str, Any]
+    attempts: int = 0
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class EventRouter:
+    """Delivers matched events to Lambda targets through `invoke(function_arn, event)`,
+    which returns (payload, function_error)."""
+
+    def __init__(self, invoke: Callable[[str, dict[str, Any]], tuple[Any, str | None]]) -> None:
+        self._invoke = invoke
+        self.deliveries: list[Delivery] = []
+        self._lock = threading.Lock()
+        self._sequence = 0
+
+    def next_sequencer(self) -> str:
+        with self._lock:
+            self._sequence += 1
+            return f"{int(dt.datetime.now().timestamp() * 1e6):016X}{self._sequence:04X}"
+
+    def deliver(self, rule_name: str, target_arn: str, event: dict[str, Any]) -> Delivery:
+        event = copy.deepcopy(event)
+        event.pop("ingestion-time", None)
+        if isinstance(event.get("time"), int | float):
+            event["time"] = _iso(dt.datetime.fromtimestamp(float(event["time"]), tz=dt.UTC))
+        delivery = Delivery(rule_name, target_arn, event)
+        with self._lock:
+            self.deliveries.append(delivery)
+        threading.Thread(target=self._run, args=(delivery,), daemon=True).start()
+        return delivery
+
+    def _run(self, delivery: Delivery) -> None:
+        try:
+            for _ in range(1 + ASYNC_RETRIES):
+                delivery.attempts += 1
+                try:
+                    _payload, error = self._invoke(delivery.target_arn, delivery.event)
+                except Exception as exc:  # the function is gone: EventBridge drops it
+                    delivery.error = f"{type(exc).__name__}: {exc}"
+                    return
+                if not error:
+                    delivery.error = None
+                    return
+                delivery.error = json.dumps(_payload)[:500]
+        finally:
+            delivery.done.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every delivery so far has finished (tests, the CLI)."""
+        with self._lock:
+            pending = list(self.deliveries)
+        deadline = dt.datetime.now().timestamp() + timeout
+        for d in pending:
+            left = deadline - dt.datetime.now().timestamp()
+            if left <= 0 or not d.done.wait(left):
+                return False
+        return True

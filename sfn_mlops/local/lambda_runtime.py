@@ -1,0 +1,240 @@
+"""Runs Lambda functions for real: each function's handler in warm worker processes
+(one execution environment per concurrent invocation, reused while warm), with the
+function's configured environment, the local cloud's endpoint and dummy credentials, and
+its timeout. Results come back in the shape of the Lambda Invoke API: a payload and, on
+error, a FunctionError with `errorType` = the exception class name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sfn_mlops.local import procs
+
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+#: Inherited from the host so that the interpreter and its libraries work; nothing else is.
+_HOST_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    arn: str
+    handler: str
+    environment: dict[str, str]
+    timeout_seconds: int
+    memory_mb: int
+    code_paths: tuple[str, ...] = ()  # extra import roots (the code package, for tests)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What Invoke returns: the payload, and the FunctionError header when it failed."""
+
+    payload: Any
+    function_error: str | None = None
+
+    @property
+    def error_type(self) -> str | None:
+        if self.function_error and isinstance(self.payload, dict):
+            return str(self.payload.get("errorType"))
+        return None
+
+
+class _Worker:
+    def __init__(self, config: FunctionConfig, env: dict[str, str], log: IO[Any]) -> None:
+        self.config = config
+        self.proc = procs.spawn(
+            [sys.executable, "-m", "sfn_mlops.local.lambda_worker"],
+            env=env,
+            cwd=env.get("LAMBDA_TASK_ROOT"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ready = False
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")  # EOF: the process died
+
+    def _next(self, deadline: float) -> bytes | None:
+        try:
+            return self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def invoke(self, event: Any) -> Invocation:
+        timeout = self.config.timeout_seconds
+        deadline = time.monotonic() + timeout
+        request_id = str(uuid.uuid4())
+        if not self.ready:  # the cold start counts against the timeout, as on Lambda
+            line = self._next(deadline)
+            if not line:
+                return self._died_or_timed_out(line, request_id, timeout)
+            self.ready = True
+        assert self.proc.stdin is not None
+        request = {
+            "event": event,
+            "request_id": request_id,
+            "deadline_ms": int((time.time() + max(0.0, deadline - time.monotonic())) * 1000),
+        }
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._died_or_timed_out(b"", request_id, timeout)
+        line = self._next(deadline)
+        if not line:
+            return self._died_or_timed_out(line, request_id, timeout)
+        reply = json.loads(line)
+        if "error" in reply:
+            return Invocation(reply["error"], "Unhandled")
+        return Invocation(reply["result"])
+
+    def _died_or_timed_out(self, line: bytes | None, request_id: str, timeout: int) -> Invocation:
+        """Timeouts and crashes are unhandled errors Step Functions reports as Lambda.Unknown."""
+        if line is None:
+            message = f"{request_id} Task timed out after {timeout:.2f} seconds"
+        else:
+            self.proc.wait(timeout=5)
+            message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.proc.returncode}"
+        self.close()
+        return Invocation({"errorType": "Lambda.Unknown", "errorMessage": message}, "Unhandled")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        procs.kill(self.proc, grace_seconds=0.5)
+
+
+class LambdaRuntime:
+    """The warm pools of every function the local cloud knows."""
+
+    def __init__(self, endpoint_url: str, region: str, log_dir: Path) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.log_dir = log_dir
+        self._configs: dict[str, FunctionConfig] = {}
+        self._idle: dict[str, list[_Worker]] = {}
+        self._logs: dict[str, IO[Any]] = {}
+        self._lock = threading.Lock()
+        self._faults: dict[str, list[str]] = {}
+        self.invocations: dict[str, int] = {}
+
+    def register(self, config: FunctionConfig) -> None:
+        """Add or replace a function; its warm workers are retired (new configuration)."""
+        with self._lock:
+            self._configs[config.name] = config
+            old = self._idle.pop(config.name, [])
+        for w in old:
+            w.close()
+
+    def configs(self) -> dict[str, FunctionConfig]:
+        return dict(self._configs)
+
+    def inject_service_errors(self, function_name: str, error_codes: list[str]) -> None:
+        """Fault injection: the next Invoke calls of `function_name` fail at the Lambda
+        service (not in the handler) with these error codes, e.g. ServiceException."""
+        with self._lock:
+            self._faults.setdefault(function_name, []).extend(error_codes)
+
+    def take_service_error(self, function_name: str) -> str | None:
+        with self._lock:
+            pending = self._faults.get(function_name)
+            return pending.pop(0) if pending else None
+
+    def _env(self, config: FunctionConfig) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _HOST_KEYS if k in os.environ}
+        env.update(config.environment)
+        env.update(DUMMY_CREDENTIALS)
+        root = str(Path(__file__).resolve().parents[2])
+        env.update(
+            _HANDLER=config.handler,
+            AWS_ENDPOINT_URL=self.endpoint_url,
+            AWS_REGION=self.region,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_LAMBDA_FUNCTION_NAME=config.name,
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.memory_mb),
+            AWS_LAMBDA_FUNCTION_TIMEOUT=str(config.timeout_seconds),
+            AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{config.name}",
+            AWS_LAMBDA_LOG_STREAM_NAME=f"local/{uuid.uuid4().hex}",
+            AWS_EXECUTION_ENV="AWS_Lambda_python3.12",
+            LAMBDA_TASK_ROOT=root,
+            PYTHONPATH=os.pathsep.join([*config.code_paths, root]),
+            PYTHONUNBUFFERED="1",
+            SFN_MLOPS_FUNCTION_ARN=config.arn,
+        )
+        return env
+
+    def _log(self, name: str) -> IO[Any]:
+        with self._lock:
+            if name not in self._logs:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                self._logs[name] = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+            return self._logs[name]
+
+    def warm(self, function_name: str) -> None:
+        """Start one worker ahead of the first invocation (a provisioned environment)."""
+        config = self._configs[function_name]
+        worker = _Worker(config, self._env(config), self._log(function_name))
+        with self._lock:
+            self._idle.setdefault(function_name, []).append(worker)
+
+    def invoke(self, function_name: str, event: Any) -> Invocation:
+        config = self._configs.get(function_name)
+        if config is None:
+            raise KeyError(function_name)
+        with self._lock:
+            self.invocations[function_name] = self.invocations.get(function_name, 0) + 1
+            idle = self._idle.get(function_name, [])
+            worker = None
+            while idle and worker is None:
+                candidate = idle.pop()
+                if candidate.alive:
+                    worker = candidate
+                else:
+                    candidate.close()
+        if worker is None:
+            worker = _Worker(config, self._env(config), self._log(function_name))
+        result = worker.invoke(event)
+        if worker.alive:
+            with self._lock:
+                if self._configs.get(function_name) is config:
+                    self._idle.setdefault(function_name, []).append(worker)
+                    worker = None
+        if worker is not None:
+            worker.close()
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            workers = [w for ws in self._idle.values() for w in ws]
+            self._idle.clear()
+            logs = list(self._logs.values())
+            self._logs.clear()
+        for w in workers:
+            w.close()
+        for f in logs:
+            f.close()

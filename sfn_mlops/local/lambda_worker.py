@@ -1,0 +1,90 @@
+"""A warm Lambda worker: one process per function instance, like a Lambda execution
+environment. Imports the handler once (the cold start), then serves invocations read as
+JSON lines on stdin, answering on the original stdout; anything the handler prints goes
+to stderr (the function's log).
+
+Run as `python -m sfn_mlops.local.lambda_worker` with the function's environment
+(`_HANDLER`, `AWS_LAMBDA_FUNCTION_NAME`, ... plus its configured variables).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    """The attributes and method of the Lambda context object that handlers use."""
+
+    def __init__(self, request_id: str, deadline_ms: int) -> None:
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.invoked_function_arn = os.environ.get("SFN_MLOPS_FUNCTION_ARN", "")
+        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        self.aws_request_id = request_id
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": "",
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # the handler's prints and logs go to the function log (stderr)
+    sys.stdout = sys.stderr
+
+    handler_path = os.environ["_HANDLER"]
+    init_error: dict[str, Any] | None = None
+    handler: Any = None
+    try:
+        module_name, func_name = handler_path.rsplit(".", 1)
+        handler = getattr(importlib.import_module(module_name), func_name)
+    except Exception as exc:  # reported on every invocation, as Lambda does
+        init_error = _error(exc)
+        init_error["errorType"] = "Runtime.ImportModuleError"
+        init_error["errorMessage"] = f"Unable to import module '{handler_path}': {exc}"
+
+    out.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        request = json.loads(line)
+        if init_error is not None:
+            out.write(json.dumps({"error": init_error}) + "\n")
+            continue
+        context = LambdaContext(request["request_id"], request["deadline_ms"])
+        try:
+            result = handler(request["event"], context)
+        except Exception as exc:
+            err = _error(exc)
+            err["requestId"] = request["request_id"]
+            text = json.dumps({"error": err})
+        else:
+            try:
+                text = json.dumps({"result": result})
+            except (TypeError, ValueError) as exc:
+                err = _error(exc)
+                err["errorType"] = "Runtime.MarshalError"
+                text = json.dumps({"error": err})
+        sys.stderr.flush()
+        out.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

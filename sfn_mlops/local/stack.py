@@ -1,0 +1,243 @@
+"""Deploy the stack into the local cloud, from the same constants the CDK app uses
+(shared/resources.py): bucket, ECR repository, topic, roles, one function per FunctionSpec
+with resources.function_environment, the state machine from the rendered ASL with its
+placeholders substituted, and the EventBridge rules targeting the trigger function.
+
+Local-only overrides of the pipeline defaults are explicit and few: LOCAL_OVERRIDES.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.lambda_runtime import FunctionConfig
+from shared import resources
+
+#: Faster polls and fewer boosting rounds than the cloud defaults, for a one-minute run.
+LOCAL_OVERRIDES: dict[str, Any] = {
+    "poll_interval_seconds": 1,
+    "max_poll_interval_seconds": 2,
+    "hyperparameters": {"num_round": 30},
+}
+ENDPOINT_ALARM = f"{resources.PROJECT}-endpoint-errors"
+
+
+@dataclass
+class Stack:
+    region: str
+    account: str
+    bucket: str
+    repository: str
+    repository_uri: str
+    topic_arn: str
+    state_machine_arn: str
+    function_arns: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_uri(self) -> str:
+        return f"s3://{self.bucket}/{resources.DATA_PREFIX}"
+
+
+def local_defaults(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config/pipeline.yaml with LOCAL_OVERRIDES (and `overrides`) merged over it."""
+    defaults = resources.pipeline_defaults()
+    for layer in (LOCAL_OVERRIDES, overrides or {}):
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+                defaults[key] = {**defaults[key], **value}
+            else:
+                defaults[key] = value
+    return defaults
+
+
+def render_definition(
+    function_arns: dict[str, str], topic_arn: str, path: Path = resources.ASL_PATH
+) -> str:
+    """The rendered ASL with every ${...} placeholder substituted (an unknown one is an error)."""
+    values = {
+        spec.asl_placeholder: function_arns[spec.key]
+        for spec in resources.FUNCTIONS
+        if spec.asl_placeholder
+    }
+    values[resources.TOPIC_PLACEHOLDER] = topic_arn
+    text = path.read_text()
+    missing = sorted({m for m in re.findall(r"\$\{(\w+)\}", text) if m not in values})
+    if missing:
+        raise KeyError(f"{path}: no value for placeholders {missing}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+
+
+def _code_zip() -> bytes:
+    """create_function needs a package; the handler that runs is the checkout's code."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README.txt", "The local cloud runs the handler from this checkout.\n")
+    return buf.getvalue()
+
+
+def _role(cloud: LocalCloud, name: str, service: str) -> str:
+    iam = cloud.client("iam")
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    try:
+        return str(
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(doc))["Role"]["Arn"]
+        )
+    except iam.exceptions.EntityAlreadyExistsException:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+
+
+def deploy(
+    cloud: LocalCloud, overrides: dict[str, Any] | None = None, triggers: bool = True
+) -> Stack:
+    """Create every resource. With triggers=False the S3/ECR rules are left for
+    enable_triggers() (so seed data can be uploaded without starting an execution)."""
+    region, account = cloud.region, cloud.account
+    bucket = resources.bucket_name(account, region)
+    s3 = cloud.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    ecr = cloud.client("ecr")
+    repo = ecr.create_repository(repositoryName=resources.ECR_REPOSITORY)["repository"]
+    topic_arn = cloud.client("sns").create_topic(Name=resources.FAILURE_TOPIC)["TopicArn"]
+    cloud.client("cloudwatch").put_metric_alarm(
+        AlarmName=ENDPOINT_ALARM,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+
+    lambda_role = _role(cloud, f"{resources.PROJECT}-lambda", "lambda.amazonaws.com")
+    sagemaker_role = _role(cloud, f"{resources.PROJECT}-sagemaker", "sagemaker.amazonaws.com")
+    states_role = _role(cloud, f"{resources.PROJECT}-states", "states.amazonaws.com")
+    state_machine_arn = (
+        f"arn:aws:states:{region}:{account}:stateMachine:{resources.STATE_MACHINE_NAME}"
+    )
+    defaults = local_defaults(overrides)
+    values = {
+        "ARTIFACT_BUCKET": bucket,
+        "ARTIFACTS_PREFIX": resources.ARTIFACTS_PREFIX,
+        "SAGEMAKER_ROLE_ARN": sagemaker_role,
+        "STATE_MACHINE_ARN": state_machine_arn,
+        "ECR_REPOSITORY": resources.ECR_REPOSITORY,
+        "DATA_PREFIX": resources.DATA_PREFIX,
+        "PIPELINE_DEFAULTS": json.dumps(defaults, separators=(",", ":"), sort_keys=True),
+        "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
+        "ENDPOINT_ALARM_NAMES": ENDPOINT_ALARM,
+    }
+    lam = cloud.client("lambda")
+    arns: dict[str, str] = {}
+    zipped = _code_zip()
+    for spec in resources.FUNCTIONS:
+        env = resources.function_environment(spec, values)
+        fn = lam.create_function(
+            FunctionName=spec.function_name,
+            Runtime="python3.12",
+            Role=lambda_role,
+            Handler=spec.handler,
+            Code={"ZipFile": zipped},
+            Description=spec.description[:256],
+            Timeout=spec.timeout_seconds,
+            MemorySize=spec.memory_mb,
+            Environment={"Variables": env},
+        )
+        arns[spec.key] = fn["FunctionArn"]
+        cloud.register_function(
+            FunctionConfig(
+                name=spec.function_name,
+                arn=fn["FunctionArn"],
+                handler=spec.handler,
+                environment=env,
+                timeout_seconds=spec.timeout_seconds,
+                memory_mb=spec.memory_mb,
+            )
+        )
+    sfn = cloud.client("stepfunctions")
+    created = sfn.create_state_machine(
+        name=resources.STATE_MACHINE_NAME,
+        definition=render_definition(arns, topic_arn),
+        roleArn=states_role,
+        type="STANDARD",
+    )
+    assert created["stateMachineArn"] == state_machine_arn, created["stateMachineArn"]
+    stack = Stack(
+        region=region,
+        account=account,
+        bucket=bucket,
+        repository=resources.ECR_REPOSITORY,
+        repository_uri=repo["repositoryUri"],
+        topic_arn=topic_arn,
+        state_machine_arn=state_machine_arn,
+        function_arns=arns,
+        defaults=defaults,
+    )
+    if triggers:
+        enable_triggers(cloud, stack)
+    return stack
+
+
+def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
+    """The EventBridge side: bucket notifications to EventBridge, and the two rules."""
+    cloud.client("s3").put_bucket_notification_configuration(
+        Bucket=stack.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    events = cloud.client("events")
+    trigger_arn = stack.function_arns["trigger"]
+    for rule, pattern in (
+        (resources.ECR_PUSH_RULE, resources.ecr_push_event_pattern(stack.repository)),
+        (resources.S3_DATA_RULE, resources.s3_data_event_pattern(stack.bucket)),
+    ):
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=rule, Targets=[{"Id": "trigger", "Arn": trigger_arn}])
+
+
+def image_manifest(label: str) -> str:
+    """A Docker image manifest (v2 schema 2) whose digest changes with `label`."""
+    import hashlib
+
+    def digest(text: str) -> str:
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 1024,
+                "digest": digest(f"config:{label}"),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 4096,
+                    "digest": digest(f"layer:{label}"),
+                }
+            ],
+        }
+    )
+
+
+def push_image(cloud: LocalCloud, stack: Stack, label: str, tag: str = "latest") -> str:
+    """PutImage of a manifest (what `docker push` ends with); returns the image digest."""
+    out = cloud.client("ecr").put_image(
+        repositoryName=stack.repository, imageManifest=image_manifest(label), imageTag=tag
+    )
+    return str(out["image"]["imageId"]["imageDigest"])

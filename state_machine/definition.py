@@ -1,0 +1,521 @@
+"""The pipeline as a Step Functions Standard workflow, composed from small step factories.
+
+Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
+
+- ValidateInput receives the raw payload plus the execution's name and ARN and *replaces*
+  the state with its ValidateOutput: ``{config, execution_name, execution_arn}``.
+- Every other Lambda gets the whole state as its payload and its result lands under its
+  own key (``$.preprocess``, ``$.train``, ``$.evaluate``, ``$.gate``, ``$.register``,
+  ``$.deploy``, ``$.smoke_test``). A ResultSelector picks exactly the fields of the step's
+  output model from ``$.Payload``, so the pydantic output model *is* the JSONPath contract.
+- A job (or endpoint) start returns a ``poll`` object; ``Is<Step>Complete`` branches on its
+  status, else ``WaitFor<Step>`` (SecondsPath, adaptive) and ``Poll<Step>`` refresh it.
+  The poll Lambda raises PollLimitExceededError after ``config.max_polls``, so a loop
+  adds at most ``max_polls`` iterations to the history.
+- Any Task failure: Catch ``States.ALL`` -> ``$.error`` -> NotifyFailure (SNS) -> Fail,
+  whose error and cause are the original ones (ErrorPath/CausePath).
+
+Rendering is pure: no AWS region, credentials or calls. Lambda ARNs and the topic ARN
+are ``${...}`` placeholders filled by CDK's definition substitutions (and the local cloud).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+from stepfunctions.steps import Catch, Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task, Wait
+from stepfunctions.steps.states import State
+
+from shared import errors, models
+from shared.resources import (
+    EXECUTION_TIMEOUT_SECONDS,
+    FUNCTIONS_BY_KEY,
+    PROJECT,
+    TOPIC_PLACEHOLDER,
+)
+
+# Written out rather than taken from the SDK's LambdaStep/SnsPublishStep, whose ARNs depend
+# on the region of the boto3 session in the environment (rendering must not).
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+
+#: AWS's recommended retrier for Lambda service errors, plus throttling (AWS-SEMANTICS.md).
+LAMBDA_TRANSIENT_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+)
+#: Transient SNS errors as the optimised integration names them ("SNS.<Code>Exception").
+SNS_TRANSIENT_ERRORS = (
+    "SNS.ThrottledException",
+    "SNS.InternalErrorException",
+    "SNS.KMSThrottlingException",
+)
+ALL_ERRORS = "States.ALL"
+ERROR_RESULT_PATH = "$.error"
+
+#: Seconds a Lambda Task waits beyond the function's own timeout (invoke overhead, cold start).
+LAMBDA_TASK_TIMEOUT_MARGIN_SECONDS = 30
+SNS_TASK_TIMEOUT_SECONDS = 30
+
+
+class RetryPolicy(Mapping[str, Any]):
+    """One retrier: error names and the back-off; a Mapping so tests can read it."""
+
+    def __init__(
+        self, errors: Iterable[str], *, interval: int, max_attempts: int, backoff: float
+    ) -> None:
+        self._fields: dict[str, Any] = {
+            "error_equals": list(errors),
+            "interval_seconds": interval,
+            "max_attempts": max_attempts,
+            "backoff_rate": backoff,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+LAMBDA_RETRIES = (
+    RetryPolicy(LAMBDA_TRANSIENT_ERRORS, interval=2, max_attempts=6, backoff=2.0),
+    RetryPolicy(
+        [e.__name__ for e in errors.RETRYABLE_ERRORS], interval=5, max_attempts=4, backoff=2.0
+    ),
+)
+SNS_RETRIES = (RetryPolicy(SNS_TRANSIENT_ERRORS, interval=2, max_attempts=3, backoff=2.0),)
+
+
+# --- SDK extensions: ASL fields the SDK (2.3) does not know -----------------------------------
+
+
+class _ExtraField(enum.Enum):
+    """Snake-case names the SDK pascal-cases on output, like its own `Field` enum."""
+
+    ResultSelector = "result_selector"
+    ErrorPath = "error_path"
+    CausePath = "cause_path"
+
+
+class SelectingTask(Task):  # type: ignore[misc]
+    """A Task with `ResultSelector` (reshape the raw result before ResultPath)."""
+
+    def allowed_fields(self) -> list[Any]:
+        return [*super().allowed_fields(), _ExtraField.ResultSelector]
+
+
+class FailFromPath(Fail):  # type: ignore[misc]
+    """A Fail state whose error and cause come from the state (`ErrorPath`/`CausePath`)."""
+
+    def allowed_fields(self) -> list[Any]:
+        return [*super().allowed_fields(), _ExtraField.ErrorPath, _ExtraField.CausePath]
+
+
+# --- the one Retry/Catch helper ---------------------------------------------------------------
+
+
+def with_error_handling(
+    task: Task,
+    *,
+    retries: Iterable[Mapping[str, Any]],
+    on_error: State,
+    result_path: str = ERROR_RESULT_PATH,
+) -> Task:
+    """Give `task` its retriers and one final Catch of States.ALL into `on_error`.
+
+    States.ALL is the only catcher, so it is alone and last by construction; the error
+    object ``{Error, Cause}`` is stored at `result_path` and the original state is kept.
+    """
+    for policy in retries:
+        if ALL_ERRORS in policy["error_equals"]:
+            raise ValueError("States.ALL belongs in the Catch, not in a retrier")
+        task.add_retry(Retry(**dict(policy)))
+    task.add_catch(Catch(next_step=on_error, error_equals=[ALL_ERRORS], result_path=result_path))
+    return task
+
+
+# --- step factories ---------------------------------------------------------------------------
+
+
+def result_selector(model: type[BaseModel]) -> dict[str, str]:
+    """``{"<field>.$": "$.Payload.<field>"}`` for every field of a Lambda's output model."""
+    return {f"{name}.$": f"$.Payload.{name}" for name in model.model_fields}
+
+
+def lambda_step(
+    state_id: str,
+    function_key: str,
+    *,
+    payload: Mapping[str, Any] | str,
+    output_model: type[BaseModel],
+    result_path: str,
+    on_error: State,
+    comment: str,
+) -> Task:
+    """Invoke one of the pipeline's functions (shared.resources.FUNCTIONS) and keep exactly
+    the fields of its output model. `payload` is a Parameters object, or a JSONPath that
+    becomes the whole payload."""
+    spec = FUNCTIONS_BY_KEY[function_key]
+    if spec.asl_placeholder is None:
+        raise ValueError(f"function {function_key!r} has no ASL placeholder")
+    parameters: dict[str, Any] = {"FunctionName": f"${{{spec.asl_placeholder}}}"}
+    if isinstance(payload, str):
+        parameters["Payload.$"] = payload
+    else:
+        parameters["Payload"] = dict(payload)
+    task = SelectingTask(
+        state_id,
+        comment=comment,
+        resource=LAMBDA_INVOKE,
+        parameters=parameters,
+        result_selector=result_selector(output_model),
+        result_path=result_path,
+        timeout_seconds=spec.timeout_seconds + LAMBDA_TASK_TIMEOUT_MARGIN_SECONDS,
+    )
+    return with_error_handling(task, retries=LAMBDA_RETRIES, on_error=on_error)
+
+
+def validate_step(on_error: State) -> Task:
+    return lambda_step(
+        "ValidateInput",
+        "validate",
+        payload={
+            "payload.$": "$",
+            "execution_name.$": "$$.Execution.Name",
+            "execution_arn.$": "$$.Execution.Id",
+        },
+        output_model=models.ValidateOutput,
+        result_path="$",
+        on_error=on_error,
+        comment="Payload over config/pipeline.yaml defaults; a bad field fails the run here",
+    )
+
+
+def start_step(
+    state_id: str,
+    function_key: str,
+    output_model: type[BaseModel],
+    result_key: str,
+    on_error: State,
+    comment: str,
+) -> Task:
+    """A job-starting (or endpoint-updating) Lambda: whole state in, result at $.<key>."""
+    return lambda_step(
+        state_id,
+        function_key,
+        payload="$",
+        output_model=output_model,
+        result_path=f"$.{result_key}",
+        on_error=on_error,
+        comment=comment,
+    )
+
+
+def poll_payload(result_key: str, *, endpoint: bool = False) -> dict[str, str]:
+    """The PollRequest for the job (or endpoint) recorded at $.<result_key>."""
+    payload = {
+        "job_name.$": f"$.{result_key}.job_name",
+        "job_type.$": f"$.{result_key}.job_type",
+        "attempt.$": f"$.{result_key}.poll.attempt",
+        "poll_interval_seconds.$": "$.config.poll_interval_seconds",
+        "max_poll_interval_seconds.$": "$.config.max_poll_interval_seconds",
+        "max_polls.$": "$.config.max_polls",
+        "execution_name.$": "$.execution_name",
+    }
+    if endpoint:
+        payload["expected_config_name.$"] = f"$.{result_key}.endpoint_config_name"
+    return payload
+
+
+def poll_loop(
+    label: str, result_key: str, *, on_error: State, then: State, endpoint: bool = False
+) -> Choice:
+    """``Is<label>Complete? -> WaitFor<label> -> Poll<label> -> Is<label>Complete?``.
+
+    Entered at the Choice, so a reused job that already completed costs no wait. The wait
+    is the poll Lambda's adaptive `wait_seconds`; the loop is bounded by its max_polls.
+    """
+    done = "InService" if endpoint else "Complete"
+    check = Choice(
+        f"Is{label}{done}",
+        comment="Completed -> continue; still in progress -> wait and poll again",
+    )
+    wait = Wait(
+        f"WaitFor{label}",
+        seconds_path=f"$.{result_key}.poll.wait_seconds",
+        comment="min(max_poll_interval, poll_interval * 2**attempt)",
+    )
+    poll = lambda_step(
+        f"Poll{label}",
+        "poll",
+        payload=poll_payload(result_key, endpoint=endpoint),
+        output_model=models.PollState,
+        result_path=f"$.{result_key}.poll",
+        on_error=on_error,
+        comment="Status of the job/endpoint; raises on Failed/Stopped or after max_polls",
+    )
+    check.add_choice(ChoiceRule.StringEquals(f"$.{result_key}.poll.status", "Completed"), then)
+    check.default_choice(wait)
+    wait.next(poll)
+    poll.next(check)
+    return check
+
+
+def smoke_test_step(on_error: State) -> Task:
+    return lambda_step(
+        "SmokeTest",
+        "invoke",
+        payload={
+            "endpoint_name.$": "$.deploy.endpoint_name",
+            "sample_uri.$": "$.preprocess.sample_uri",
+            "execution_name.$": "$.execution_name",
+        },
+        output_model=models.InvokeOutput,
+        result_path="$.smoke_test",
+        on_error=on_error,
+        comment="Sample rows (feature-only) through the endpoint that was just deployed",
+    )
+
+
+def _topic() -> str:
+    return f"${{{TOPIC_PLACEHOLDER}}}"
+
+
+def _console_url() -> str:
+    """The execution's page in the console; region taken from the execution ARN."""
+    region = "States.ArrayGetItem(States.StringSplit($$.Execution.Id, ':'), 3)"
+    return (
+        "States.Format('https://{}.console.aws.amazon.com/states/home?region={}"
+        f"#/v2/executions/details/{{}}', {region}, {region}, $$.Execution.Id)"
+    )
+
+
+def notify_success_step(on_error: State) -> Task:
+    """SNS publish of the outcome: what was registered, whether it deployed and why."""
+    task = SelectingTask(
+        "NotifySuccess",
+        comment="Publishes the outcome (deployed or not, and why) to the notification topic",
+        resource=SNS_PUBLISH,
+        parameters={
+            "TopicArn": _topic(),
+            "Subject.$": f"States.Format('{PROJECT} OK: {{}}', $$.Execution.Name)",
+            "Message": {
+                "status": "SUCCEEDED",
+                "execution_name.$": "$$.Execution.Name",
+                "execution_arn.$": "$$.Execution.Id",
+                "deployed.$": "$.gate.deploy",
+                "reasons.$": "$.gate.reasons",
+                "metric.$": "$.gate.metric",
+                "challenger.$": "$.gate.challenger",
+                "champion.$": "$.gate.champion",
+                "model_package_arn.$": "$.register.model_package_arn",
+                "approval_status.$": "$.register.approval_status",
+                "console_url.$": _console_url(),
+            },
+        },
+        result_selector={"message_id.$": "$.MessageId"},
+        result_path="$.notification",
+        timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
+    )
+    return with_error_handling(task, retries=SNS_RETRIES, on_error=on_error)
+
+
+def notify_failure_step(fail: State) -> Task:
+    """SNS publish of the failure. Its own failure is caught into a path that does not
+    overwrite $.error, so the Fail state still reports the original error and cause."""
+    task = SelectingTask(
+        "NotifyFailure",
+        comment="Publishes the error and cause of the failed run to the notification topic",
+        resource=SNS_PUBLISH,
+        parameters={
+            "TopicArn": _topic(),
+            "Subject.$": f"States.Format('{PROJECT} FAILED: {{}}', $$.Execution.Name)",
+            "Message": {
+                "status": "FAILED",
+                "execution_name.$": "$$.Execution.Name",
+                "execution_arn.$": "$$.Execution.Id",
+                "error.$": "$.error.Error",
+                "cause.$": "$.error.Cause",
+                "console_url.$": _console_url(),
+                "input.$": "$$.Execution.Input",
+            },
+        },
+        result_selector={"message_id.$": "$.MessageId"},
+        result_path="$.notification",
+        timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
+    )
+    task.next(fail)
+    return with_error_handling(
+        task, retries=SNS_RETRIES, on_error=fail, result_path="$.notification_error"
+    )
+
+
+def fail_step() -> Fail:
+    return FailFromPath(
+        "Failed",
+        comment="Ends the run with the error and cause of the state that failed",
+        error_path=f"{ERROR_RESULT_PATH}.Error",
+        cause_path=f"{ERROR_RESULT_PATH}.Cause",
+    )
+
+
+# --- the workflow -----------------------------------------------------------------------------
+
+
+def build() -> Graph:
+    """The whole workflow as an SDK Graph (see the module docstring for the data flow)."""
+    failed = fail_step()
+    notify_failure = notify_failure_step(failed)
+    on_error = notify_failure
+
+    succeeded = Succeed("Succeeded", comment="Output carries $.gate.reasons: why (not) deployed")
+    notify_success = notify_success_step(on_error)
+    notify_success.next(succeeded)
+
+    smoke_test = smoke_test_step(on_error)
+    smoke_test.next(notify_success)
+
+    update_endpoint = start_step(
+        "UpdateEndpoint",
+        "deploy",
+        models.DeployOutput,
+        "deploy",
+        on_error,
+        "New model and endpoint config; CreateEndpoint, or blue/green UpdateEndpoint",
+    )
+    update_endpoint.next(
+        poll_loop("Endpoint", "deploy", on_error=on_error, then=smoke_test, endpoint=True)
+    )
+
+    should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
+    should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), update_endpoint)
+    should_deploy.default_choice(notify_success)
+
+    register = start_step(
+        "RegisterModel",
+        "register",
+        models.RegisterOutput,
+        "register",
+        on_error,
+        "Model package with metrics and lineage; Approved if the gate passed, else Rejected",
+    )
+    register.next(should_deploy)
+
+    gate = start_step(
+        "EvaluateModel",
+        "gate",
+        models.GateOutput,
+        "gate",
+        on_error,
+        "Gate: threshold met and champion beaten by min_improvement? Reasons either way",
+    )
+    gate.next(register)
+
+    jobs = (
+        ("Preprocessing", "preprocess", models.PreprocessOutput, "Split, profile, sample"),
+        ("Training", "train", models.TrainOutput, "Training job on the train/validation split"),
+        ("Evaluation", "evaluate", models.EvaluateOutput, "Challenger and champion, same test"),
+    )
+    then: State = gate
+    for label, key, output_model, what in reversed(jobs):
+        start = start_step(
+            f"Start{label}", key, output_model, key, on_error, f"Processing/Training job: {what}"
+        )
+        start.next(poll_loop(label, key, on_error=on_error, then=then))
+        then = start
+
+    validate = validate_step(on_error)
+    validate.next(then)
+
+    return Graph(
+        validate,
+        comment=(
+            f"{PROJECT}: validate, preprocess, train, evaluate, gate, register and - only when "
+            "the new model is better - deploy and smoke-test; every failure is notified"
+        ),
+        timeout_seconds=EXECUTION_TIMEOUT_SECONDS,
+    )
+
+
+_KEY_ORDER = (
+    "Type",
+    "Comment",
+    "Resource",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Seconds",
+    "SecondsPath",
+    "Choices",
+    "Default",
+    "TimeoutSeconds",
+    "Retry",
+    "Catch",
+    "Next",
+    "End",
+    "ErrorPath",
+    "CausePath",
+)
+
+
+def _ordered(state: Mapping[str, Any]) -> dict[str, Any]:
+    """ASL keys in a fixed, readable order (Type first), whatever order the SDK used."""
+    rank = {k: i for i, k in enumerate(_KEY_ORDER)}
+    return {k: state[k] for k in sorted(state, key=lambda k: (rank.get(k, len(rank)), k))}
+
+
+def successors(state: Mapping[str, Any], *, catches: bool = True) -> list[str]:
+    """Names a state can transition to: Next, Choices, Default and (optionally) Catch."""
+    names = [c["Next"] for c in state.get("Choices", ())]
+    names += [state[k] for k in ("Next", "Default") if k in state]
+    if catches:
+        names += [c["Next"] for c in state.get("Catch", ())]
+    return names
+
+
+def _reachable(states: Mapping[str, Any], start: str, *, catches: bool) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(successors(states[name], catches=catches))
+    return seen
+
+
+def definition() -> dict[str, Any]:
+    """The ASL definition as a dict, with `${...}` placeholders; deterministic.
+
+    States appear in the order the SDK visits them, except that the failure path (reached
+    only through Catch) comes last.
+    """
+    graph = build().to_dict()
+    states: dict[str, Any] = graph["States"]
+    happy = _reachable(states, graph["StartAt"], catches=False)
+    order = [n for n in states if n in happy] + [n for n in states if n not in happy]
+    return {
+        "Comment": graph["Comment"],
+        "StartAt": graph["StartAt"],
+        "TimeoutSeconds": graph["TimeoutSeconds"],
+        "States": {name: _ordered(states[name]) for name in order},
+    }
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
+
+
+def placeholders(asl: Mapping[str, Any]) -> list[str]:
+    """The `${...}` names an ASL definition needs substituted (function ARNs, topic ARN)."""
+    return sorted(set(_PLACEHOLDER.findall(json.dumps(asl))))

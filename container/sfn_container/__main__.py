@@ -1,0 +1,76 @@
+"""``python -m sfn_container preprocess|train|evaluate|serve|data``.
+
+The batch entrypoints (preprocess, train, evaluate) write ``$OPT_ML/output/failure`` and
+exit 1 on any error; ``serve`` runs until SIGTERM/SIGINT; ``data`` writes a raw data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sfn_container",
+        description="The model container's entrypoints (SageMaker's /opt/ml contract; "
+        "root from $OPT_ML, default /opt/ml).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("preprocess", help="raw CSVs -> train/validation/test, profile, sample")
+    sub.add_parser("train", help="train XGBoost on the train/validation channels")
+    sub.add_parser("evaluate", help="score challenger (and champion) -> evaluation.json")
+    serve = sub.add_parser("serve", help="HTTP model server on $SAGEMAKER_BIND_TO_PORT")
+    serve.add_argument("--port", type=int, help="overrides SAGEMAKER_BIND_TO_PORT (8080)")
+    serve.add_argument("--host", help="bind address (default 0.0.0.0)")
+    serve.add_argument("--workers", type=int, help="processes (default: CPU count)")
+    data = sub.add_parser("data", help="write a raw data set as CSV (header, target column)")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=["breast_cancer", "diabetes"])
+    source.add_argument("--synthetic", action="store_true", help="generate seeded data")
+    data.add_argument("--out", required=True, help="output directory")
+    data.add_argument("--rows", type=int, default=10_000)
+    data.add_argument("--features", type=int, default=20)
+    data.add_argument(
+        "--problem-type",
+        choices=["binary_classification", "regression"],
+        default="binary_classification",
+    )
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--filename", help="file name (default: derived from the data set)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from sfn_container.serve import main as serve_main
+
+        return serve_main(host=args.host, port=args.port, workers=args.workers)
+    if args.command == "data":
+        from sfn_container import data
+
+        if args.synthetic:
+            path = data.write_synthetic(
+                args.out, args.rows, args.features, args.problem_type, args.seed, args.filename
+            )
+        else:
+            path = data.write_dataset(args.dataset, args.out, args.filename)
+        print(path)
+        return 0
+
+    from sfn_container.errors import run_job
+    from sfn_container.paths import OptMl
+
+    if args.command == "preprocess":
+        from sfn_container.preprocess import main as job
+    elif args.command == "train":
+        from sfn_container.train import main as job
+    else:
+        from sfn_container.evaluate import main as job
+    return run_job(job, OptMl.from_env().failure_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

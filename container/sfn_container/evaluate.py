@@ -1,0 +1,163 @@
+"""Evaluate (SageMaker Processing job): score the challenger and, when given, the champion
+on the same test split; write ``evaluation.json``.
+
+Inputs (under ``$OPT_ML/processing/input``): ``test/*.csv`` (the preprocess test split),
+``challenger/model.tar.gz`` and optionally ``champion/model.tar.gz`` (as SageMaker
+downloads them; an already extracted model directory works too; an absent or empty
+``champion`` directory means there is no champion). Environment: ``TARGET_COLUMN`` and
+``PROBLEM_TYPE`` (default: what the challenger's metadata says; a conflicting value is an
+error), ``BOOTSTRAP_RESAMPLES`` (30).
+
+Output: ``$OPT_ML/processing/output/evaluation/evaluation.json``::
+
+    {
+      "problem_type": "binary_classification" | "regression",
+      "target_column": "target",
+      "test_rows": 86,
+      "threshold": 0.5,                       # classification only
+      "bootstrap": {"resamples": 30, "seed": 0},
+      "challenger": {                         # SageMaker Model Quality format, plus extras
+        "binary_classification_metrics": {    # or "regression_metrics"
+          "auc": {"value": 0.98, "standard_deviation": 0.01},
+          "accuracy" | "precision" | "recall" | "f1" | "logloss"
+            | "true_positive_rate" | "true_negative_rate" | "false_positive_rate"
+            | "false_negative_rate": {"value": ..., "standard_deviation": ...},
+          "confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}
+        },                                    # regression: rmse, mae, mse, r2
+        "metrics": {"auc": 0.98, "accuracy": ..., ...},   # flat: the objective names
+        "model": {"feature_names": [...], "objective": ..., "best_iteration": ...}
+      },
+      "champion": {same shape} | null,        # null: no champion given, or it cannot
+      "champion_error": null | "why",         #   score this test split (reason here)
+      "plots": {"challenger": {"roc_curve": {"false_positive_rates": [...],
+                                             "true_positive_rates": [...],
+                                             "thresholds": [...]}},
+                "champion": {...} | null}     # regression: "residuals" (actual,
+    }                                         #   predicted, histogram)
+
+A metric that is undefined on the data (e.g. AUC with one class) is ``null``. So
+``report["challenger"]["binary_classification_metrics"]["auc"]["value"]`` and
+``report["challenger"]["metrics"]["auc"]`` both read the challenger's AUC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sfn_container import csvdata
+from sfn_container.errors import ConfigError, ContainerError, ModelError, SchemaError
+from sfn_container.metrics import evaluate as score
+from sfn_container.model import Model, find_model_dir, load_model
+from sfn_container.paths import OptMl
+
+THRESHOLD = 0.5
+
+
+def _model_summary(model: Model) -> dict[str, Any]:
+    keys = ("feature_names", "objective", "best_iteration", "num_round", "xgboost_version")
+    return {k: model.metadata.get(k) for k in keys}
+
+
+def _columns_for(model: Model, columns: list[str], role: str) -> list[int]:
+    missing = [c for c in model.feature_names if c not in columns]
+    if missing:
+        raise SchemaError(f"the test split lacks the {role}'s features {missing}")
+    return [columns.index(c) for c in model.feature_names]
+
+
+def _score(
+    model: Model,
+    x: np.ndarray,
+    columns: list[str],
+    y: np.ndarray,
+    role: str,
+    problem_type: str,
+    resamples: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    idx = _columns_for(model, columns, role)
+    features = x if idx == list(range(x.shape[1])) else np.ascontiguousarray(x[:, idx])
+    if model.problem_type != problem_type:
+        raise ModelError(
+            f"the {role} is a {model.problem_type} model; this evaluation is {problem_type}"
+        )
+    result = score(problem_type, y, model.predict(features), resamples=resamples)
+    plot = result.pop("plot")
+    result["model"] = _model_summary(model)
+    return result, plot
+
+
+def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = dict(os.environ if env is None else env)
+    try:
+        resamples = int(env.get("BOOTSTRAP_RESAMPLES", "30"))
+    except ValueError as exc:
+        raise ConfigError(f"BOOTSTRAP_RESAMPLES must be an integer: {exc}") from exc
+    workdir = Path(tempfile.mkdtemp(prefix="evaluate-"))
+    try:
+        challenger_dir = find_model_dir(opt_ml.processing_input("challenger"), workdir)
+        if challenger_dir is None:
+            raise ModelError(f"no model.tar.gz under {opt_ml.processing_input('challenger')}")
+        challenger = load_model(challenger_dir)
+        champion_dir = find_model_dir(opt_ml.processing_input("champion"), workdir)
+        champion = load_model(champion_dir) if champion_dir else None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    problem_type = env.get("PROBLEM_TYPE") or challenger.problem_type
+    target = env.get("TARGET_COLUMN") or challenger.metadata.get("target_column", "target")
+
+    files = csvdata.csv_files(opt_ml.processing_input("test"))
+    header = csvdata.read_header(files[0])
+    if target not in header:
+        raise SchemaError(f"{files[0]}: target column {target!r} not in header; columns {header}")
+    x, y = csvdata.read_matrix(files, header, target)
+    keep = ~np.isnan(y)
+    x, y = x[keep], y[keep]
+    if y.size == 0:
+        raise SchemaError(f"the test split has no rows with a target {target!r}")
+    if problem_type == "binary_classification" and not np.isin(y, (0, 1)).all():
+        raise SchemaError(f"target {target!r} must be 0 or 1 for binary_classification")
+    columns = [c for c in header if c != target]
+
+    report: dict[str, Any] = {
+        "problem_type": problem_type,
+        "target_column": target,
+        "test_rows": int(y.size),
+        "bootstrap": {"resamples": resamples, "seed": 0},
+    }
+    if problem_type == "binary_classification":
+        report["threshold"] = THRESHOLD
+    report["challenger"], challenger_plot = _score(
+        challenger, x, columns, y, "challenger", problem_type, resamples
+    )
+    report["champion"], report["champion_error"], champion_plot = None, None, None
+    if champion is not None:
+        try:
+            report["champion"], champion_plot = _score(
+                champion, x, columns, y, "champion", problem_type, resamples
+            )
+        except ContainerError as exc:  # a champion of another schema cannot be compared
+            report["champion_error"] = str(exc)
+            print(f"WARNING champion not scored: {exc}", flush=True)
+    report["plots"] = {"challenger": challenger_plot, "champion": champion_plot}
+    return report
+
+
+def main() -> None:
+    opt_ml = OptMl.from_env()
+    report = evaluate(opt_ml)
+    out = opt_ml.processing_output("evaluation") / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    summary = {
+        "challenger": report["challenger"]["metrics"],
+        "champion": report["champion"]["metrics"] if report["champion"] else None,
+    }
+    print("evaluate: " + json.dumps(summary), flush=True)

@@ -5,6 +5,11 @@ state machine definition. Raise them `from` the AWS error that caused them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
@@ -41,6 +46,10 @@ class EndpointUpdateFailedError(PipelineError):
     """
 
 
+class EndpointFailedError(EndpointUpdateFailedError):
+    """The endpoint is Failed: SageMaker only allows DeleteEndpoint on it (delete, then re-run)."""
+
+
 class ArtifactError(PipelineError):
     """An artifact a step needs (evaluation report, sample rows) is missing or unreadable."""
 
@@ -55,3 +64,37 @@ class TransientServiceError(PipelineError):
 
 #: Errors the state machine retries (besides AWS's recommended Lambda.* errors).
 RETRYABLE_ERRORS: tuple[type[PipelineError], ...] = (TransientServiceError,)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(input)"
+
+
+_FIXES = {
+    "missing": "add it (or a default in config/pipeline.yaml)",
+    "extra_forbidden": "remove it or fix its spelling",
+}
+
+
+def validation_problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Every error of a pydantic ValidationError as `path: problem (fix)`, in input order."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = _location(loc)
+        if prefix:
+            path = f"{prefix}.{path}" if loc else prefix
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        fix = _FIXES.get(err["type"])
+        got: Any = err.get("input")
+        detail = ""
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+            shown = repr(got)
+            detail = f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        problems.append(f"{path}: {message}{detail}" + (f"; {fix}" if fix else ""))
+    return problems

@@ -250,7 +250,8 @@ class RegisterRequest(StepRequest):
 
 class DeployRequest(StepRequest):
     train: TrainOutput
-    register: RegisterOutput
+    # `register` would shadow BaseModel.register (ABCMeta), so the field reads $.register by alias
+    registration: RegisterOutput = Field(alias="register")
     gate: GateOutput
 
 
@@ -260,7 +261,7 @@ class DeployRequest(StepRequest):
 class ModelScore(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # None: undefined on this test split (e.g. AUC, one class)
 
 
 class EvaluationReport(BaseModel):
@@ -271,6 +272,7 @@ class EvaluationReport(BaseModel):
     problem_type: ProblemType
     challenger: ModelScore
     champion: ModelScore | None = None
+    champion_error: str | None = None  # why a given champion could not be scored
 
 
 # --- the trigger (not a state: EventBridge invokes it) -----------------------------------------

@@ -1,0 +1,134 @@
+"""Conditional endpoint update: new model + new endpoint config (names from the execution, so
+a re-run reuses them; an old config is never deleted), then CreateEndpoint if there is none,
+else a blue/green UpdateEndpoint with auto-rollback on the configured CloudWatch alarms."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from shared.adapters.sagemaker import SageMaker
+from shared.errors import EndpointFailedError, InvalidInputError, TransientServiceError
+from shared.jobs import initial_poll
+from shared.models import DeployOutput, DeployRequest
+from shared.naming import resource_name
+from shared.observability import logger
+from shared.settings import DeploySettings
+
+VARIANT = "AllTraffic"
+BAKING_SECONDS = 300  # alarms watched on the new fleet before the old one is terminated
+BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+
+def deployment_config(alarm_names: tuple[str, ...]) -> dict[str, Any]:
+    """Blue/green, all at once; auto-rollback on the alarms (omitted when there are none),
+    watched during a baking period before the old fleet is terminated."""
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            "TerminationWaitInSeconds": BAKING_SECONDS if alarm_names else 0,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        }
+    }
+    if alarm_names:
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in alarm_names]
+        }
+    return config
+
+
+def model_request(name: str, request: DeployRequest, settings: DeploySettings) -> dict[str, Any]:
+    config = request.config
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": settings.sagemaker_role_arn,
+        "PrimaryContainer": {
+            "Image": config.image_uri,
+            "ModelDataUrl": request.train.model_artifact_uri,
+            "Environment": {
+                "TARGET_COLUMN": config.target_column,
+                "PROBLEM_TYPE": config.problem_type,
+            },
+        },
+        "Tags": [
+            {"Key": "sfn-mlops:execution", "Value": request.execution_name},
+            {"Key": "sfn-mlops:model-package", "Value": request.registration.model_package_arn},
+        ],
+    }
+
+
+def endpoint_config_request(name: str, model_name: str, request: DeployRequest) -> dict[str, Any]:
+    endpoint = request.config.endpoint
+    return {
+        "EndpointConfigName": name,
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT,
+                "ModelName": model_name,
+                "InstanceType": endpoint.instance_type,
+                "InitialInstanceCount": endpoint.instance_count,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "Tags": [{"Key": "sfn-mlops:execution", "Value": request.execution_name}],
+    }
+
+
+def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMaker) -> DeployOutput:
+    if not request.gate.deploy:
+        raise InvalidInputError(
+            "deploy called although the gate did not approve a deployment: "
+            + "; ".join(request.gate.reasons)
+        )
+    config = request.config
+    endpoint_name = config.endpoint_name
+    model_name = resource_name(request.execution_name, "model")
+    config_name = resource_name(request.execution_name, "config")
+
+    if sagemaker.create_model(model_request(model_name, request, settings)):
+        logger.info("model created", extra={"model": model_name})
+    if sagemaker.create_endpoint_config(endpoint_config_request(config_name, model_name, request)):
+        logger.info("endpoint config created", extra={"endpoint_config": config_name})
+
+    action: Literal["create", "update", "none"]
+    endpoint = sagemaker.describe_endpoint(endpoint_name)
+    if endpoint is None:
+        sagemaker.create_endpoint(
+            endpoint_name,
+            config_name,
+            [{"Key": "sfn-mlops:execution", "Value": request.execution_name}],
+        )
+        action, status = "create", "InProgress"
+    else:
+        status = str(endpoint.get("EndpointStatus"))
+        serving = endpoint.get("EndpointConfigName")
+        pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if status == "Failed":
+            raise EndpointFailedError(
+                f"endpoint {endpoint_name} is Failed ({endpoint.get('FailureReason')}): "
+                "SageMaker only allows DeleteEndpoint on it; delete it and re-run"
+            )
+        if config_name in (serving, pending):
+            action = "none"  # a re-run: this execution's config is (being) deployed already
+            status = "Completed" if status == "InService" and serving == config_name else status
+        elif status in BUSY:
+            raise TransientServiceError(
+                f"endpoint {endpoint_name} is {status} (another update); retry later"
+            )
+        else:
+            sagemaker.update_endpoint(
+                endpoint_name, config_name, deployment_config(settings.endpoint_alarm_names)
+            )
+            action, status = "update", "InProgress"
+    logger.info("deploy", extra={"action": action, "endpoint_config": config_name})
+    return DeployOutput(
+        endpoint_name=endpoint_name,
+        endpoint_config_name=config_name,
+        model_name=model_name,
+        action=action,
+        job_name=endpoint_name,
+        poll=initial_poll(
+            "Completed" if status == "Completed" else "InProgress",
+            config.poll_interval_seconds,
+            config.max_poll_interval_seconds,
+        ),
+    )

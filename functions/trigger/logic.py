@@ -1,0 +1,183 @@
+"""EventBridge -> StartExecution, named from the event's content.
+
+- ECR "ECR Image Action", PUSH + SUCCESS, the configured repository ->
+  {image_uri: <registry>/<repo>@<digest>, tags: {image_tag, image_digest}}; one execution per
+  image digest.
+- S3 "Object Created" under DATA_PREFIX in the artifact bucket ->
+  {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>}};
+  one execution per object version. The image is the default one (filled in by validate).
+- Other repositories, prefixes, buckets, FAILURE or DELETE: ignored, with a log line.
+- A malformed event: InvalidEventError naming the field.
+
+EventBridge delivers at least once and invokes asynchronously (retrying errors), so
+duplicates are normal: the same event gives the same name and input, and a taken name
+(RUNNING with the same input answers the original ARN; closed answers
+ExecutionAlreadyExists) starts nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.adapters.stepfunctions import StepFunctions
+from shared.errors import InvalidEventError, validation_problems
+from shared.models import TriggerOutput
+from shared.naming import execution_name_for_image, execution_name_for_object
+from shared.observability import logger
+from shared.settings import TriggerSettings
+
+M = TypeVar("M", bound=BaseModel)
+ECR = ("aws.ecr", "ECR Image Action")
+S3_CREATED = ("aws.s3", "Object Created")
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class Envelope(_Lenient):
+    """The EventBridge envelope (the fields the trigger reads)."""
+
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    detail_type: str = Field(alias="detail-type", min_length=1)
+    account: str = Field(pattern=r"^[0-9]{12}$")
+    region: str = Field(min_length=1)
+    detail: dict[str, Any]
+
+
+class EcrImageAction(_Lenient):
+    result: str
+    action_type: str = Field(alias="action-type")
+    repository_name: str = Field(alias="repository-name", min_length=1)
+    image_digest: str | None = Field(default=None, alias="image-digest")
+    image_tag: str | None = Field(default=None, alias="image-tag")
+
+
+class S3Bucket(_Lenient):
+    name: str = Field(min_length=1)
+
+
+class S3Object(_Lenient):
+    key: str = Field(min_length=1)
+    size: int | None = None
+    etag: str | None = None  # AWS spells it `etag` (moto emits `eTag`; the local cloud fixes it)
+    version_id: str | None = Field(default=None, alias="version-id")
+    sequencer: str | None = None
+
+
+class S3ObjectCreated(_Lenient):
+    bucket: S3Bucket
+    object: S3Object
+    reason: str | None = None
+
+
+def _parse(model: type[M], data: Any, where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = validation_problems(exc, prefix=where)
+        raise InvalidEventError("malformed event: " + "; ".join(problems)) from exc
+
+
+def registry(account: str, region: str) -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{suffix}"
+
+
+def _ignored(reason: str, **keys: Any) -> TriggerOutput:
+    logger.info("event ignored", extra={"reason": reason, **keys})
+    return TriggerOutput(action="ignored", reason=reason)
+
+
+def _from_ecr(
+    event: Envelope, settings: TriggerSettings
+) -> tuple[str, dict[str, Any]] | TriggerOutput:
+    detail = _parse(EcrImageAction, event.detail, "detail")
+    if detail.repository_name != settings.ecr_repository:
+        return _ignored(
+            f"repository {detail.repository_name} is not {settings.ecr_repository}",
+            event_id=event.id,
+        )
+    if detail.action_type != "PUSH" or detail.result != "SUCCESS":
+        return _ignored(f"ECR {detail.action_type} {detail.result}", event_id=event.id)
+    if not detail.image_digest:
+        raise InvalidEventError("malformed event: detail.image-digest: missing")
+    try:
+        name = execution_name_for_image(detail.repository_name, detail.image_digest)
+    except ValueError as exc:
+        raise InvalidEventError(f"malformed event: detail.image-digest: {exc}") from exc
+    tags = {"image_digest": detail.image_digest}
+    if detail.image_tag:
+        tags["image_tag"] = detail.image_tag
+    image = (
+        f"{registry(event.account, event.region)}/{detail.repository_name}@{detail.image_digest}"
+    )
+    return name, {"image_uri": image, "tags": tags}
+
+
+def _from_s3(
+    event: Envelope, settings: TriggerSettings
+) -> tuple[str, dict[str, Any]] | TriggerOutput:
+    detail = _parse(S3ObjectCreated, event.detail, "detail")
+    bucket, key = detail.bucket.name, detail.object.key
+    if bucket != settings.artifact_bucket:
+        return _ignored(f"bucket {bucket} is not {settings.artifact_bucket}", event_id=event.id)
+    if not key.startswith(settings.data_prefix):
+        return _ignored(f"key {key} is not under {settings.data_prefix}", event_id=event.id)
+    if key.endswith("/"):
+        return _ignored(f"key {key} is a folder marker", event_id=event.id)
+    version = detail.object.version_id or detail.object.etag
+    if not version:
+        raise InvalidEventError("malformed event: detail.object.etag: missing (and no version-id)")
+    name = execution_name_for_object(bucket, key, version)
+    payload = {
+        "raw_data_uri": f"s3://{bucket}/{settings.data_prefix}",
+        "tags": {"data_version": f"{key}@{version}"},
+    }
+    return name, payload
+
+
+def handle_event(
+    event: Any, settings: TriggerSettings, stepfunctions: StepFunctions
+) -> TriggerOutput:
+    envelope = _parse(Envelope, event, "event")
+    kind = (envelope.source, envelope.detail_type)
+    if kind == ECR:
+        decided = _from_ecr(envelope, settings)
+    elif kind == S3_CREATED:
+        decided = _from_s3(envelope, settings)
+    else:
+        raise InvalidEventError(
+            f"unsupported event: source {envelope.source!r}, detail-type "
+            f"{envelope.detail_type!r} (expected {ECR} or {S3_CREATED})"
+        )
+    if isinstance(decided, TriggerOutput):
+        return decided
+    name, payload = decided
+    logger.set_correlation_id(name)
+    # Same event -> same name and byte-identical input (AWS's idempotency compares both).
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    result = stepfunctions.start_execution(settings.state_machine_arn, name, body)
+    if result.already_exists:
+        logger.info("duplicate", extra={"execution_name": name, "event_id": envelope.id})
+        return TriggerOutput(
+            action="duplicate",
+            reason="an execution of this name exists already",
+            execution_name=name,
+            payload=payload,
+        )
+    logger.info(
+        "execution started",
+        extra={"execution_name": name, "execution_arn": result.execution_arn},
+    )
+    return TriggerOutput(
+        action="started",
+        reason=f"{envelope.detail_type} from {envelope.source}",
+        execution_name=name,
+        execution_arn=result.execution_arn,
+        payload=payload,
+    )

@@ -1,0 +1,71 @@
+"""ValidateInput: the execution payload deep-merged over the pipeline defaults, validated as
+PipelineInput. On bad input, one InvalidInputError whose message lists every bad field as
+`path: problem` (with the fix), so nothing else runs and the execution's cause says it all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.errors import InvalidInputError, validation_problems
+from shared.models import PipelineInput, ValidateOutput, ValidateRequest
+from shared.polling import polls_needed, schedule_seconds
+from shared.settings import ValidateSettings
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`: nested mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def defaults(settings: ValidateSettings) -> dict[str, Any]:
+    """config/pipeline.yaml (PIPELINE_DEFAULTS) plus the default image and raw-data prefix."""
+    base: dict[str, Any] = {
+        "image_uri": settings.default_image_uri,
+        "raw_data_uri": f"s3://{settings.artifact_bucket}/{settings.data_prefix.lstrip('/')}",
+    }
+    return deep_merge(base, settings.pipeline_defaults)
+
+
+def schedule_problems(config: PipelineInput) -> list[str]:
+    """The poll loop must be able to wait out a job that runs for max_runtime_seconds."""
+    covered = schedule_seconds(
+        config.max_polls, config.poll_interval_seconds, config.max_poll_interval_seconds
+    )
+    if covered >= config.max_runtime_seconds:
+        return []
+    needed = polls_needed(
+        config.max_runtime_seconds, config.poll_interval_seconds, config.max_poll_interval_seconds
+    )
+    return [
+        f"max_polls: {config.max_polls} polls (interval {config.poll_interval_seconds}s "
+        f"doubling to {config.max_poll_interval_seconds}s) cover only {covered}s of "
+        f"max_runtime_seconds={config.max_runtime_seconds}; set max_polls >= {needed}, "
+        "or raise max_poll_interval_seconds"
+    ]
+
+
+def validate(request: ValidateRequest, settings: ValidateSettings) -> ValidateOutput:
+    merged = deep_merge(defaults(settings), request.payload)
+    try:
+        config = PipelineInput.model_validate(merged)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+    else:
+        problems = schedule_problems(config)
+        if not problems:
+            return ValidateOutput(
+                config=config,
+                execution_name=request.execution_name,
+                execution_arn=request.execution_arn,
+            )
+    raise InvalidInputError(
+        f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
+    )

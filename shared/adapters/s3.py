@@ -1,0 +1,95 @@
+"""S3: read small artifacts (evaluation report, sample rows) by URI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.adapters._errors import ClientError, code_of, transient_errors
+from shared.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+MAX_TEXT_BYTES = 5 * 1024 * 1024
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> (bucket, key)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in S3 URI: {uri!r}")
+    return bucket, key
+
+
+class S3:
+    def __init__(self, client: S3Client) -> None:
+        self._client = client
+
+    def read_text(self, uri: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+        """A whole (small) object as UTF-8 text; ArtifactError if missing or too large."""
+        bucket, key = split_uri(uri)
+        with transient_errors("GetObject"):
+            try:
+                response = self._client.get_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if code_of(exc) in MISSING_CODES:
+                    raise ArtifactError(f"{uri} does not exist ({code_of(exc)})") from exc
+                raise
+        body = response["Body"]
+        try:
+            data = body.read(max_bytes + 1)
+        finally:
+            body.close()
+        if len(data) > max_bytes:
+            raise ArtifactError(f"{uri} is larger than {max_bytes} bytes")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(f"{uri} is not UTF-8 text: {exc}") from exc
+
+    def read_lines(self, uri: str, count: int) -> list[str]:
+        """The first `count` non-empty lines of an object (streamed: reads no more)."""
+        bucket, key = split_uri(uri)
+        with transient_errors("GetObject"):
+            try:
+                response = self._client.get_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if code_of(exc) in MISSING_CODES:
+                    raise ArtifactError(f"{uri} does not exist ({code_of(exc)})") from exc
+                raise
+        body = response["Body"]
+        lines: list[str] = []
+        try:
+            for raw in body.iter_lines():
+                line = raw.decode("utf-8").strip()
+                if line:
+                    lines.append(line)
+                if len(lines) >= count:
+                    break
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(f"{uri} is not UTF-8 text: {exc}") from exc
+        finally:
+            body.close()
+        return lines
+
+    def first_object(self, uri: str, suffix: str = "") -> str | None:
+        """The URI of the first object (in key order) under a prefix whose key ends with
+        `suffix`; None if there is none."""
+        bucket, prefix = split_uri(uri)
+        token: str | None = None
+        while True:
+            kwargs = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            with transient_errors("ListObjectsV2"):
+                page = self._client.list_objects_v2(**kwargs)  # type: ignore[arg-type]
+            for item in page.get("Contents", []):
+                key = item.get("Key", "")
+                if key.endswith(suffix) and not key.endswith("/"):
+                    return f"s3://{bucket}/{key}"
+            token = page.get("NextContinuationToken")
+            if not token:
+                return None

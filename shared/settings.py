@@ -1,0 +1,131 @@
+"""Settings: each function's environment variables parsed once into a pydantic model.
+
+This module is the only reader of `os.environ` for settings. A model declares exactly the
+keys its function uses (each field's alias is the variable name); `load_settings(Model)` reads
+them on the first call (cold start) and caches the result. A missing or invalid variable is a
+ConfigurationError naming it. The keys are kept in line with shared/resources.py FUNCTIONS by
+a unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import ConfigurationError
+
+
+class EnvSettings(BaseModel):
+    """Base of the per-function settings: fields are aliased to environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+def _bucket() -> Any:
+    return Field(alias="ARTIFACT_BUCKET", min_length=3, max_length=63)
+
+
+class TriggerSettings(EnvSettings):
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+    ecr_repository: str = Field(alias="ECR_REPOSITORY", min_length=1)
+    data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
+    artifact_bucket: str = _bucket()
+
+
+class ValidateSettings(EnvSettings):
+    pipeline_defaults: dict[str, Any] = Field(alias="PIPELINE_DEFAULTS")
+    default_image_uri: str = Field(alias="DEFAULT_IMAGE_URI", min_length=1)
+    artifact_bucket: str = _bucket()
+    data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
+
+    @field_validator("pipeline_defaults", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at {exc.pos})") from exc
+        return value
+
+
+class ArtifactSettings(EnvSettings):
+    """Functions that read or write run artifacts (gate, register)."""
+
+    artifact_bucket: str = _bucket()
+    artifacts_prefix: str = Field(alias="ARTIFACTS_PREFIX", min_length=1)
+
+
+class JobSettings(ArtifactSettings):
+    """Functions that start SageMaker jobs or create models (preprocess, train, evaluate)."""
+
+    sagemaker_role_arn: str = Field(alias="SAGEMAKER_ROLE_ARN", pattern=r"^arn:aws[a-z-]*:iam::")
+
+
+class DeploySettings(JobSettings):
+    endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
+
+    @field_validator("endpoint_alarm_names", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(n.strip() for n in value.split(",") if n.strip())
+            if len(names) > 10:
+                raise ValueError("at most 10 alarms (SageMaker AutoRollbackConfiguration)")
+            return names
+        return value
+
+
+class InvokeSettings(EnvSettings):
+    artifact_bucket: str = _bucket()
+
+
+class NoSettings(EnvSettings):
+    """A function that reads no environment variables of its own (poll)."""
+
+
+S = TypeVar("S", bound=EnvSettings)
+
+
+def env_keys(model: type[EnvSettings]) -> tuple[str, ...]:
+    """The environment variable names a settings model reads."""
+    return tuple(f.alias or name for name, f in model.model_fields.items())
+
+
+def parse_settings(model: type[S], environ: dict[str, str] | os._Environ[str]) -> S:
+    """Parse `model` from a mapping of environment variables (no caching)."""
+    keys = env_keys(model)
+    values = {k: environ[k] for k in keys if k in environ}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            key = str(err["loc"][0]) if err["loc"] else model.__name__
+            if err["type"] == "missing":
+                problems.append(f"{key}: not set")
+            else:
+                problems.append(f"{key}: {err['msg']}")
+        raise ConfigurationError(
+            f"invalid function environment ({model.__name__}): " + "; ".join(problems)
+        ) from exc
+
+
+_CACHE: dict[type[EnvSettings], EnvSettings] = {}
+
+
+def load_settings(model: type[S]) -> S:
+    """The function's settings from `os.environ`, parsed once (cold start) and cached."""
+    cached = _CACHE.get(model)
+    if cached is None:
+        cached = _CACHE[model] = parse_settings(model, os.environ)
+    assert isinstance(cached, model)
+    return cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests)."""
+    _CACHE.clear()

@@ -25,6 +25,12 @@ METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
+SCHEDULE_RULE = f"{PROJECT}-schedule"
+#: The endpoint's one production variant: the endpoint alarms' VariantName dimension, so the
+#: deploy function must name its variant this for the rollback alarms to see its metrics.
+ENDPOINT_VARIANT_NAME = "AllTraffic"
+#: CloudWatch alarms a blue/green endpoint update rolls back on (deploy's ENDPOINT_ALARM_NAMES).
+ENDPOINT_ALARM_NAMES = (f"{PROJECT}-endpoint-5xx", f"{PROJECT}-endpoint-latency")
 
 
 def bucket_name(account: str, region: str) -> str:

@@ -1,0 +1,1 @@
+"""One construct per capability; the stacks in infra/stacks compose them."""

@@ -10,7 +10,6 @@ into code that uses moto in-process (unit tests).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import threading
@@ -314,7 +313,8 @@ class LocalCloud:
             backend = resp.sagemaker_backend
             if name in backend.endpoints:
                 raise ValidationError(
-                    message=f'Cannot create already existing endpoint "{backend.endpoints[name].arn}".'
+                    message="Cannot create already existing endpoint "
+                    f'"{backend.endpoints[name].arn}".'
                 )
             result = orig_create_endpoint(resp)
             local.create_endpoint(backend.endpoints[name], backend)
@@ -376,7 +376,8 @@ class LocalCloud:
                 ) from exc
             if status >= 400:
                 err = ModelError(
-                    f"Received {'client' if status < 500 else 'server'} error ({status}) from primary "
+                    f"Received {'client' if status < 500 else 'server'} error ({status}) "
+                    "from primary "
                     f'with message "{out.decode(errors="replace")[:500]}". See CloudWatch logs.'
                 )
                 err.OriginalStatusCode = status  # type: ignore[attr-defined]

@@ -116,7 +116,10 @@ class _Worker:
             message = f"{request_id} Task timed out after {timeout:.2f} seconds"
         else:
             self.proc.wait(timeout=5)
-            message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.proc.returncode}"
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited with error: "
+                f"exit status {self.proc.returncode}"
+            )
         self.close()
         return Invocation({"errorType": "Lambda.Unknown", "errorMessage": message}, "Unhandled")
 

@@ -24,6 +24,8 @@ from shared import resources
 LOCAL_OVERRIDES: dict[str, Any] = {
     "poll_interval_seconds": 1,
     "max_poll_interval_seconds": 2,
+    "max_polls": 200,  # with 2 s polls: covers max_runtime_seconds (the validator checks)
+    "max_runtime_seconds": 300,
     "hyperparameters": {"num_round": 30},
 }
 ENDPOINT_ALARM = f"{resources.PROJECT}-endpoint-errors"

@@ -1,0 +1,277 @@
+"""`sfn-mlops local run`: the whole pipeline on this machine, as it runs on AWS.
+
+Up the local cloud, deploy the stack, seed the default data set, push the image (ECR
+event -> rule -> trigger Lambda -> execution 1), follow it, call the inference Lambda,
+upload a new batch of data (S3 event -> execution 2: retrain, compare with the champion,
+deploy only if better), then summarise and keep each execution's artifacts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.history import failure, pretty_cause
+from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.stack import Stack, deploy, enable_triggers, push_image
+from sfn_mlops.progress import PlainView, RichView, follow, make_view
+from shared import resources
+
+DATASET = "breast_cancer"
+SEED_ROWS = 400  # the first data set; the rest of the rows arrive later as a new batch
+EXECUTION_TIMEOUT = 600.0
+
+
+@dataclass
+class ExecutionReport:
+    name: str
+    trigger: str
+    status: str
+    seconds: float
+    describe: dict[str, Any]
+    history: list[dict[str, Any]]
+    output: dict[str, Any] = field(default_factory=dict)
+    failure: tuple[str, str, str] | None = None
+    artifacts: Path | None = None
+    prediction: dict[str, Any] | None = None
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def export_dataset(out_dir: Path) -> tuple[Path, Path]:
+    """The default data set via the container's exporter, split into a seed set and a
+    later batch (same header)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sfn_container",
+            "data",
+            "--dataset",
+            DATASET,
+            "--out",
+            str(out_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    lines = (out_dir / f"{DATASET}.csv").read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    seed, batch = out_dir / "initial.csv", out_dir / "batch-0002.csv"
+    seed.write_text(header + "".join(rows[:SEED_ROWS]))
+    batch.write_text(header + "".join(rows[SEED_ROWS:]))
+    return seed, batch
+
+
+def _executions(cloud: LocalCloud, stack: Stack) -> dict[str, str]:
+    sfn = cloud.client("stepfunctions")
+    out = sfn.list_executions(stateMachineArn=stack.state_machine_arn, maxResults=1000)
+    return {e["name"]: e["executionArn"] for e in out["executions"]}
+
+
+def wait_new_execution(
+    cloud: LocalCloud, stack: Stack, known: set[str], timeout: float = 60.0
+) -> tuple[str, str]:
+    """The execution an event just started (the trigger Lambda runs asynchronously)."""
+
+    def new() -> tuple[str, str] | None:
+        fresh = {n: a for n, a in _executions(cloud, stack).items() if n not in known}
+        return next(iter(fresh.items())) if fresh else None
+
+    try:
+        return cloud.wait_for(new, timeout=timeout, interval=0.1)  # type: ignore[no-any-return]
+    except TimeoutError:
+        errors = [d.error for d in cloud.events.deliveries if d.error]
+        hint = f"; trigger errors: {errors[-1]}" if errors else ""
+        raise RuntimeError(
+            f"no execution started within {timeout:.0f}s of the event{hint}"
+        ) from None
+
+
+def run_execution(
+    cloud: LocalCloud, arn: str, name: str, trigger: str, view: PlainView | RichView
+) -> ExecutionReport:
+    sfn = cloud.client("stepfunctions")
+    view.start(f"{trigger}: execution {name}")
+    try:
+        desc, events = follow(sfn, arn, view, timeout=EXECUTION_TIMEOUT)
+    finally:
+        view.stop()
+    stop = desc.get("stopDate") or dt.datetime.now(tz=dt.UTC)
+    seconds = (stop - desc["startDate"]).total_seconds()
+    report = ExecutionReport(name, trigger, desc["status"], seconds, desc, events)
+    if desc["status"] == "SUCCEEDED":
+        report.output = json.loads(desc.get("output") or "{}")
+    else:
+        report.failure = failure(events) or ("?", str(desc.get("error")), str(desc.get("cause")))
+    return report
+
+
+def invoke_inference(cloud: LocalCloud, stack: Stack, report: ExecutionReport) -> dict[str, Any]:
+    """The inference Lambda on the deployed endpoint, with the execution's sample rows."""
+    out = report.output
+    endpoint = (out.get("deploy") or {}).get("endpoint_name") or out["config"]["endpoint_name"]
+    payload = {"endpoint_name": endpoint, "sample_uri": out["preprocess"]["sample_uri"]}
+    resp = cloud.client("lambda").invoke(
+        FunctionName=resources.FUNCTIONS_BY_KEY["invoke"].function_name, Payload=json.dumps(payload)
+    )
+    body = json.loads(resp["Payload"].read() or b"{}")
+    if resp.get("FunctionError"):
+        raise RuntimeError(
+            f"inference Lambda failed: {body.get('errorType')}: {body.get('errorMessage')}"
+        )
+    return body  # type: ignore[no-any-return]
+
+
+def _download(cloud: LocalCloud, uri: str | None, dest: Path) -> bool:
+    if not uri or not uri.startswith("s3://"):
+        return False
+    bucket, _, key = uri[5:].partition("/")
+    try:
+        cloud.client("s3").download_file(bucket, key, str(dest))
+    except Exception:
+        return False
+    return True
+
+
+def save_artifacts(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) -> Path:
+    """model.tar.gz, evaluation.json, history.json, execution.json of one execution."""
+    dest = run_dir / report.name
+    dest.mkdir(parents=True, exist_ok=True)
+    data = report.output
+    if not data:  # a failed execution: the last state input holds what ran
+        for event in reversed(report.history):
+            details = event.get("stateEnteredEventDetails")
+            if details and details.get("input"):
+                try:
+                    data = json.loads(details["input"])
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and "config" in data:
+                    break
+    _download(cloud, (data.get("train") or {}).get("model_artifact_uri"), dest / "model.tar.gz")
+    _download(cloud, (data.get("evaluate") or {}).get("report_uri"), dest / "evaluation.json")
+    (dest / "history.json").write_text(json.dumps(report.history, indent=2, default=str))
+    (dest / "execution.json").write_text(json.dumps(report.describe, indent=2, default=str))
+    report.artifacts = dest
+    return dest
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def summary(
+    reports: list[ExecutionReport], cloud: LocalCloud, stack: Stack, run_dir: Path, wall: float
+) -> str:
+    lines = ["", f"Summary  (run dir: {run_dir})", "  executions:"]
+    for r in reports:
+        lines.append(f"    {r.name}  {r.status}  {r.seconds:.1f}s  ({r.trigger})")
+        if r.failure:
+            state, error, cause = r.failure
+            lines.append(f"      failed at {state}: {error}: {pretty_cause(cause, 400)}")
+    for r in reports:
+        gate = r.output.get("gate")
+        if not gate:
+            continue
+        champion = gate.get("champion")
+        decision = (
+            "deploy"
+            if gate.get("deploy")
+            else ("approved, not deployed" if gate.get("passed") else "rejected")
+        )
+        lines.append(
+            f"  {r.name[:40]}: {gate.get('metric')} challenger {_fmt(gate.get('challenger'))}"
+            f" vs champion {_fmt(champion) if champion is not None else '(none)'} -> {decision}"
+        )
+        for reason in gate.get("reasons", []):
+            lines.append(f"      - {reason}")
+    endpoint_name = stack.defaults.get("endpoint_name", "")
+    try:
+        ep = cloud.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
+        lines.append(
+            f"  endpoint: {endpoint_name}  {ep['EndpointStatus']}  "
+            f"config {ep['EndpointConfigName']}"
+            f"  (invoke: sfn-mlops invoke --local --endpoint {endpoint_name} rows.csv)"
+        )
+    except Exception:
+        lines.append(f"  endpoint: {endpoint_name} (not created)")
+    for r in reports:
+        if r.prediction:
+            preds = [round(p, 4) for p in r.prediction.get("predictions", [])]
+            lines.append(
+                f"  prediction after {r.name[:40]}: {preds} "
+                f"({r.prediction.get('row_count')} sample rows)"
+            )
+    lines.append("  artifacts:")
+    for r in reports:
+        if r.artifacts:
+            files = ", ".join(sorted(p.name for p in r.artifacts.iterdir()))
+            lines.append(f"    {r.artifacts}: {files}")
+    lines.append(f"  wall time: {wall:.1f}s")
+    return "\n".join(lines)
+
+
+def local_run(
+    run_dir: Path, port: int = 0, plain: bool | None = None, overrides: dict[str, Any] | None = None
+) -> int:
+    started = time.monotonic()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    view = make_view(plain)
+    reports: list[ExecutionReport] = []
+    print(f"sfn-mlops local run -> {run_dir}", flush=True)
+    with LocalCloud(port=port, workdir=run_dir / "cloud") as cloud:
+        stack = deploy(cloud, overrides=overrides, triggers=False)
+        for spec in resources.FUNCTIONS:  # provisioned concurrency, so to speak
+            cloud.lambdas.warm(spec.function_name)
+        seed, batch = export_dataset(run_dir / "data")
+        s3 = cloud.client("s3")
+        s3.upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
+        enable_triggers(cloud, stack)
+        print(
+            f"local cloud at {cloud.endpoint_url}; stack deployed; seed data at "
+            f"{stack.data_uri}{seed.name}",
+            flush=True,
+        )
+
+        steps: list[tuple[str, Any]] = [
+            ("ECR image push", lambda: push_image(cloud, stack, label=f"sfn-mlops {time.time()}")),
+            (
+                "new data in S3",
+                lambda: s3.upload_file(
+                    str(batch), stack.bucket, f"{resources.DATA_PREFIX}{batch.name}"
+                ),
+            ),
+        ]
+        for trigger, fire in steps:
+            known = set(_executions(cloud, stack))
+            fire()
+            name, arn = wait_new_execution(cloud, stack, known)
+            report = run_execution(cloud, arn, name, trigger, view)
+            reports.append(report)
+            save_artifacts(cloud, report, run_dir)
+            if report.status != "SUCCEEDED":
+                break
+            report.prediction = invoke_inference(cloud, stack, report)
+        text = summary(reports, cloud, stack, run_dir, time.monotonic() - started)
+    print(text, flush=True)
+    (run_dir / "summary.txt").write_text(text + "\n")
+    failed = [r for r in reports if r.status != "SUCCEEDED"]
+    if failed:
+        state, error, cause = failed[0].failure or ("?", "?", "?")
+        print(
+            f"\nFAILED: execution {failed[0].name} failed at state {state}: {error}: "
+            f"{pretty_cause(cause, 800)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,60 @@
+"""Check a start-execution payload before starting anything: the same contract
+(shared.models.PipelineInput over config/pipeline.yaml) the ValidateInput state applies,
+so the user sees every bad field at once instead of a FAILED execution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from shared import resources
+
+#: Filled by the ValidateInput Lambda from its environment when the payload omits them.
+_FILLED_BY_PIPELINE = {
+    "image_uri": "000000000000.dkr.ecr.us-east-1.amazonaws.com/placeholder:latest",
+    "raw_data_uri": "s3://placeholder-bucket/data/",
+}
+
+
+def merge(defaults: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """Payload over defaults; nested mappings (hyperparameters, objective, ...) merge by key."""
+    out = dict(defaults)
+    for key, value in payload.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def problems(payload: Any, defaults: dict[str, Any] | None = None) -> list[str]:
+    """Every problem with `payload` as 'field: message' lines; empty when it is valid."""
+    from pydantic import ValidationError
+
+    from shared.models import PipelineInput
+
+    if not isinstance(payload, dict):
+        return [f"(payload): must be a JSON object, got {type(payload).__name__}"]
+    base = dict(_FILLED_BY_PIPELINE)
+    base.update(defaults if defaults is not None else resources.pipeline_defaults())
+    try:
+        PipelineInput.model_validate(merge(base, payload))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
+            lines.append(f"{loc}: {err['msg']}")
+        return lines
+    return []
+
+
+def load(path: Path) -> Any:
+    from sfn_mlops.aws import UserError
+
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from exc

@@ -1,0 +1,260 @@
+"""Each entrypoint as SageMaker runs it: a subprocess against a temporary /opt/ml tree."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from container_helpers import failure, run_entrypoint, stage_raw, stage_training
+from sfn_container.model import load_model, write_archive
+
+FAST = {"num_round": "15", "max_depth": "3", "eta": "0.3"}
+
+
+def _pipeline(root: Path, dataset: str, problem_type: str) -> dict[str, object]:
+    """preprocess -> train -> evaluate (challenger = champion = the trained model)."""
+    stage_raw(root, dataset)
+    env = {"TARGET_COLUMN": "target", "PROBLEM_TYPE": problem_type}
+    pre = run_entrypoint("preprocess", root, env)
+    splits = root / "processing" / "output"
+    stage_training(root, splits, {"target_column": "target", "problem_type": problem_type, **FAST})
+    train = run_entrypoint("train", root)
+    inputs = root / "processing" / "input"
+    shutil.copytree(splits / "test", inputs / "test")
+    write_archive(root / "model", inputs / "challenger" / "model.tar.gz")
+    write_archive(root / "model", inputs / "champion" / "model.tar.gz")
+    evaluate = run_entrypoint("evaluate", root, env)
+    return {"root": root, "preprocess": pre, "train": train, "evaluate": evaluate}
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return _pipeline(tmp_path_factory.mktemp("clf"), "breast_cancer", "binary_classification")
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return _pipeline(tmp_path_factory.mktemp("reg"), "diabetes", "regression")
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as fh:
+        return list(csv.reader(fh))
+
+
+# --- preprocess ---------------------------------------------------------------------------
+
+
+def test_preprocess_writes_splits_profile_and_sample(classification: dict) -> None:
+    root: Path = classification["root"]
+    assert classification["preprocess"].returncode == 0, classification["preprocess"].stderr
+    out = root / "processing" / "output"
+    raw = _rows(root / "processing" / "input" / "raw" / "breast_cancer.csv")
+    splits = {name: _rows(out / name / f"{name}.csv") for name in ("train", "validation", "test")}
+    # every split keeps the header; together they hold each raw row exactly once
+    assert all(rows[0] == raw[0] for rows in splits.values())
+    assert sorted(r for rows in splits.values() for r in rows[1:]) == sorted(raw[1:])
+    assert all(len(rows) > 1 for rows in splits.values())
+    profile = json.loads((out / "profile" / "profile.json").read_text())
+    assert profile["rows"]["total"] == 569
+    assert {k: profile["rows"][k] for k in splits} == {k: len(v) - 1 for k, v in splits.items()}
+    column = np.array([float(r[0]) for r in raw[1:]])
+    stats = profile["columns"][raw[0][0]]
+    assert stats["count"] == 569
+    assert stats["missing"] == 0
+    assert stats["mean"] == pytest.approx(column.mean())
+    assert stats["std"] == pytest.approx(column.std(ddof=1))
+    sample = _rows(out / "sample" / "sample.csv")
+    assert sample[0] == [c for c in raw[0] if c != "target"]
+    assert 1 <= len(sample) - 1 <= 5
+    assert all(len(r) == 30 for r in sample[1:])
+
+
+def test_preprocess_bad_schema_names_the_bad_column(opt_ml: Path) -> None:
+    raw = opt_ml / "processing" / "input" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "data.csv").write_text("a,color,b,target\n1,red,2,0\n3,blue,4,1\n")
+    result = run_entrypoint("preprocess", opt_ml, {"TARGET_COLUMN": "target"})
+    assert result.returncode == 1
+    reason = failure(opt_ml)
+    assert reason.startswith("SchemaError")
+    assert "'color'" in reason
+    assert "'a'" not in reason
+
+
+def test_preprocess_missing_target_column(opt_ml: Path) -> None:
+    raw = opt_ml / "processing" / "input" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "data.csv").write_text("a,b,label\n1,2,0\n")
+    result = run_entrypoint("preprocess", opt_ml, {"TARGET_COLUMN": "target"})
+    assert result.returncode == 1
+    assert "target column 'target' not in header" in failure(opt_ml)
+
+
+def test_preprocess_empty_input(opt_ml: Path) -> None:
+    raw = opt_ml / "processing" / "input" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "data.csv").write_text("a,b,target\n")
+    result = run_entrypoint("preprocess", opt_ml)
+    assert result.returncode == 1
+    assert failure(opt_ml).startswith("EmptyInputError")
+
+
+def test_preprocess_no_files(opt_ml: Path) -> None:
+    (opt_ml / "processing" / "input" / "raw").mkdir(parents=True)
+    result = run_entrypoint("preprocess", opt_ml)
+    assert result.returncode == 1
+    assert "no .csv files" in failure(opt_ml)
+
+
+# --- train ----------------------------------------------------------------------------------
+
+
+def test_train_classification_saves_model_and_logs_metrics(classification: dict) -> None:
+    result = classification["train"]
+    assert result.returncode == 0, result.stderr
+    # SageMaker metric definitions parse lines like "validation-auc: 0.97" (final) and
+    # XGBoost's "[14]\tvalidation-auc:0.97" (per round)
+    regex = re.compile(r"validation-auc:\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)")
+    values = [float(v) for v in regex.findall(result.stdout)]
+    assert len(values) == 16  # 15 rounds + the final line
+    assert 0.9 < values[-1] <= 1.0
+    model = load_model(classification["root"] / "model")
+    assert model.problem_type == "binary_classification"
+    assert len(model.feature_names) == 30
+    assert "target" not in model.feature_names
+    assert model.metadata["validation_metrics"]["validation-auc"] == pytest.approx(values[-1])
+
+
+def test_train_regression(regression: dict) -> None:
+    result = regression["train"]
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^validation-rmse: [0-9.]+$", result.stdout, re.MULTILINE)
+    model = load_model(regression["root"] / "model")
+    assert model.problem_type == "regression"
+    assert model.metadata["objective"] == "reg:squarederror"
+    assert model.num_features == 10
+
+
+def test_train_bad_hyperparameter_writes_failure(opt_ml: Path, tmp_path: Path) -> None:
+    splits = tmp_path / "splits"
+    for name in ("train", "validation"):
+        (splits / name).mkdir(parents=True)
+        (splits / name / f"{name}.csv").write_text("a,target\n1,0\n2,1\n")
+    stage_training(opt_ml, splits, {"problem_type": "multiclass"})
+    result = run_entrypoint("train", opt_ml)
+    assert result.returncode == 1
+    assert failure(opt_ml).startswith("ConfigError: problem_type must be one of")
+    assert not (opt_ml / "model" / "model.ubj").exists()
+
+
+def test_train_label_not_binary(opt_ml: Path, tmp_path: Path) -> None:
+    splits = tmp_path / "splits"
+    for name in ("train", "validation"):
+        (splits / name).mkdir(parents=True)
+        (splits / name / f"{name}.csv").write_text("a,target\n1,0\n2,3\n")
+    stage_training(opt_ml, splits, {"problem_type": "binary_classification"})
+    result = run_entrypoint("train", opt_ml)
+    assert result.returncode == 1
+    assert "must be 0 or 1" in failure(opt_ml)
+
+
+def test_train_empty_channel(opt_ml: Path) -> None:
+    (opt_ml / "input" / "data" / "train").mkdir(parents=True)
+    result = run_entrypoint("train", opt_ml)
+    assert result.returncode == 1
+    assert failure(opt_ml).startswith("EmptyInputError")
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+
+def test_evaluate_classification_report(classification: dict) -> None:
+    assert classification["evaluate"].returncode == 0, classification["evaluate"].stderr
+    root: Path = classification["root"]
+    report = json.loads(
+        (root / "processing" / "output" / "evaluation" / "evaluation.json").read_text()
+    )
+    assert report["problem_type"] == "binary_classification"
+    challenger = report["challenger"]
+    auc = challenger["binary_classification_metrics"]["auc"]
+    assert auc["value"] == challenger["metrics"]["auc"]
+    assert 0.9 < auc["value"] <= 1.0
+    assert auc["standard_deviation"] > 0
+    assert set(challenger["metrics"]) == {"auc", "accuracy", "precision", "recall", "f1", "logloss"}
+    matrix = challenger["binary_classification_metrics"]["confusion_matrix"]
+    assert sum(matrix["0"].values()) + sum(matrix["1"].values()) == report["test_rows"]
+    # the champion is the same model here: same figures on the same split
+    assert report["champion"]["metrics"] == challenger["metrics"]
+    assert report["champion_error"] is None
+    roc = report["plots"]["challenger"]["roc_curve"]
+    assert roc["false_positive_rates"][0] == 0.0
+    assert roc["true_positive_rates"][-1] == 1.0
+
+
+def test_evaluate_regression_report(regression: dict) -> None:
+    assert regression["evaluate"].returncode == 0, regression["evaluate"].stderr
+    root: Path = regression["root"]
+    report = json.loads(
+        (root / "processing" / "output" / "evaluation" / "evaluation.json").read_text()
+    )
+    metrics = report["challenger"]["regression_metrics"]
+    assert set(report["challenger"]["metrics"]) == {"rmse", "mae", "mse", "r2"}
+    assert metrics["rmse"]["value"] == pytest.approx(metrics["mse"]["value"] ** 0.5)
+    assert report["plots"]["challenger"]["residuals"]["actual"]
+
+
+def test_evaluate_without_champion(classification: dict, opt_ml: Path) -> None:
+    source: Path = classification["root"] / "processing" / "input"
+    for name in ("test", "challenger"):
+        shutil.copytree(source / name, opt_ml / "processing" / "input" / name)
+    (opt_ml / "processing" / "input" / "champion").mkdir()  # optional input, left empty
+    result = run_entrypoint("evaluate", opt_ml)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(
+        (opt_ml / "processing" / "output" / "evaluation" / "evaluation.json").read_text()
+    )
+    assert report["champion"] is None
+    assert report["plots"]["champion"] is None
+
+
+def test_evaluate_missing_challenger(opt_ml: Path, classification: dict) -> None:
+    shutil.copytree(
+        classification["root"] / "processing" / "input" / "test",
+        opt_ml / "processing" / "input" / "test",
+    )
+    result = run_entrypoint("evaluate", opt_ml)
+    assert result.returncode == 1
+    assert failure(opt_ml).startswith("ModelError: no model.tar.gz")
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def test_data_synthetic_command(tmp_path: Path) -> None:
+    args = ["--synthetic", "--rows", "1200", "--features", "4", "--out", str(tmp_path)]
+    result = run_entrypoint("data", tmp_path, args=[*args, "--problem-type", "regression"])
+    assert result.returncode == 0, result.stderr
+    rows = _rows(Path(result.stdout.strip()))
+    assert rows[0] == ["f0", "f1", "f2", "f3", "target"]
+    assert len(rows) == 1201
+    values = np.array(rows[1:], dtype=float)
+    assert np.isfinite(values).all()
+    assert len(np.unique(values[:, -1])) > 100  # a regression target, not labels
+
+
+def test_data_breast_cancer_command(tmp_path: Path) -> None:
+    result = run_entrypoint(
+        "data", tmp_path, args=["--dataset", "breast_cancer", "--out", str(tmp_path)]
+    )
+    assert result.returncode == 0, result.stderr
+    rows = _rows(tmp_path / "breast_cancer.csv")
+    assert rows[0][0] == "mean_radius"
+    assert rows[0][-1] == "target"
+    assert len(rows) == 570
+    assert {r[-1] for r in rows[1:]} == {"0", "1"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.logging import Logger
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVICE = "sfn-mlops"
 DEFAULT_NAMESPACE = "SfnMlops"  # = shared.resources.METRICS_NAMESPACE (checked by a test)
+
+# Functions that emit no metric on a path (poll, validate) are normal, not a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)

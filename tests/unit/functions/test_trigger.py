@@ -1,0 +1,199 @@
+"""trigger: EventBridge events -> StartExecution, named from the event (moto Step Functions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import ACCOUNT, ENV, REGION, REPOSITORY, event
+
+from functions.trigger.handler import lambda_handler
+from shared import aws
+from shared.errors import InvalidEventError
+from shared.models import PipelineInput, TriggerOutput
+from shared.naming import execution_name_for_image, execution_name_for_object
+
+DIGEST = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678"
+
+
+@pytest.fixture
+def state_machine(moto: None) -> str:
+    sfn = aws.stepfunctions()
+    arn = sfn.create_state_machine(
+        name="sfn-mlops-pipeline",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+    )["stateMachineArn"]
+    assert arn == ENV["STATE_MACHINE_ARN"]
+    return arn
+
+
+def executions(arn: str) -> list[dict[str, Any]]:
+    return list(aws.stepfunctions().list_executions(stateMachineArn=arn)["executions"])
+
+
+def test_ecr_push_starts_one_execution_named_by_digest(state_machine: str, context: Any) -> None:
+    # GIVEN an ECR PUSH SUCCESS for the configured repository
+    # WHEN the trigger handles it
+    out = TriggerOutput.model_validate(lambda_handler(event("ecr_push_success"), context))
+    # THEN one execution runs, named from the digest, with the image pinned by digest
+    assert out.action == "started"
+    assert out.execution_name == execution_name_for_image(REPOSITORY, DIGEST)
+    runs = executions(state_machine)
+    assert [r["name"] for r in runs] == [out.execution_name]
+    described = aws.stepfunctions().describe_execution(executionArn=runs[0]["executionArn"])
+    payload = json.loads(described["input"])
+    registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    assert payload == {
+        "image_uri": f"{registry}/{REPOSITORY}@{DIGEST}",
+        "tags": {"image_digest": DIGEST, "image_tag": "v1.2.0"},
+    }
+
+
+def test_duplicate_event_while_running_starts_nothing_new(state_machine: str, context: Any) -> None:
+    # GIVEN an ECR push whose execution is still RUNNING
+    first = lambda_handler(event("ecr_push_success"), context)
+    # WHEN EventBridge delivers the same event again
+    second = lambda_handler(event("ecr_push_success"), context)
+    # THEN AWS answers the original ARN (same name + input while RUNNING): still one execution
+    assert second["execution_arn"] == first["execution_arn"]
+    assert len(executions(state_machine)) == 1
+
+
+def test_duplicate_event_after_close_is_success_named_duplicate(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN the event's execution already closed
+    first = lambda_handler(event("ecr_push_success"), context)
+    aws.stepfunctions().stop_execution(executionArn=first["execution_arn"])
+    # WHEN the event is delivered again (ExecutionAlreadyExists from Step Functions)
+    second = TriggerOutput.model_validate(lambda_handler(event("ecr_push_success"), context))
+    # THEN it is a success reported as a duplicate, and nothing new started
+    assert second.action == "duplicate"
+    assert second.execution_name == first["execution_name"]
+    assert len(executions(state_machine)) == 1
+
+
+def test_s3_object_created_under_prefix_starts_data_run(state_machine: str, context: Any) -> None:
+    # GIVEN a versioned object created under data/
+    raw = event("s3_object_created")
+    # WHEN the trigger handles it
+    out = TriggerOutput.model_validate(lambda_handler(raw, context))
+    # THEN the execution is named from key + version id and retrains on the data prefix
+    version = raw["detail"]["object"]["version-id"]
+    key = raw["detail"]["object"]["key"]
+    assert out.action == "started"
+    assert out.execution_name == execution_name_for_object(ENV["ARTIFACT_BUCKET"], key, version)
+    assert out.payload == {
+        "raw_data_uri": f"s3://{ENV['ARTIFACT_BUCKET']}/data/",
+        "tags": {"data_version": f"{key}@{version}"},
+    }
+    assert len(executions(state_machine)) == 1
+
+
+def test_s3_unversioned_object_uses_etag(state_machine: str, context: Any) -> None:
+    # GIVEN an Object Created event without version-id (unversioned bucket)
+    raw = event("s3_object_created_unversioned")
+    # WHEN / THEN the ETag names the data version
+    out = TriggerOutput.model_validate(lambda_handler(raw, context))
+    etag = raw["detail"]["object"]["etag"]
+    assert out.payload is not None
+    assert out.payload["tags"]["data_version"].endswith(f"@{etag}")
+
+
+def test_trigger_payload_passes_validation_with_defaults(state_machine: str, context: Any) -> None:
+    # GIVEN the payloads the trigger starts executions with
+    from functions.validate.logic import validate
+    from shared.models import ValidateRequest
+    from shared.settings import ValidateSettings, load_settings
+
+    for name in ("ecr_push_success", "s3_object_created"):
+        payload = lambda_handler(event(name), context)["payload"]
+        # WHEN validate resolves them over the defaults
+        out = validate(
+            ValidateRequest(payload=payload, execution_name="x", execution_arn="arn"),
+            load_settings(ValidateSettings),
+        )
+        # THEN they are complete PipelineInputs
+        assert isinstance(out.config, PipelineInput)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "why"),
+    [
+        ("ecr_push_failure", "FAILURE"),
+        ("ecr_delete", "DELETE"),
+        ("ecr_push_other_repo", "someone-else"),
+        ("s3_object_created_outside_prefix", "not under data/"),
+    ],
+)
+def test_other_events_are_ignored_with_a_reason(
+    state_machine: str, context: Any, fixture: str, why: str
+) -> None:
+    # GIVEN an event the pipeline does not act on
+    # WHEN the trigger handles it
+    out = TriggerOutput.model_validate(lambda_handler(event(fixture), context))
+    # THEN nothing starts and the reason says why
+    assert out.action == "ignored"
+    assert why in out.reason
+    assert executions(state_machine) == []
+
+
+def test_ignored_event_is_logged(
+    state_machine: str, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN / WHEN an ECR DELETE event
+    lambda_handler(event("ecr_delete"), context)
+    # THEN a structured log line says it was ignored, and why (a key, not an f-string)
+    ignored = [r for r in caplog.records if r.getMessage() == "event ignored"]
+    assert ignored
+    assert "DELETE" in ignored[0].__dict__["reason"]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "field"),
+    [
+        ("ecr_push_malformed_no_digest", "detail.image-digest"),
+        ("s3_object_created_malformed_no_version", "detail.object.etag"),
+        ("malformed_envelope", "event.detail-type"),
+    ],
+)
+def test_malformed_event_is_rejected_naming_the_field(
+    state_machine: str, context: Any, fixture: str, field: str
+) -> None:
+    # GIVEN a malformed event
+    # WHEN the trigger handles it
+    with pytest.raises(InvalidEventError) as raised:
+        lambda_handler(event(fixture), context)
+    # THEN the error names the field, and nothing started
+    assert field in str(raised.value)
+    assert executions(state_machine) == []
+
+
+def test_malformed_s3_detail_names_every_field(state_machine: str, context: Any) -> None:
+    # GIVEN an S3 event whose detail lacks the object key and the bucket
+    raw = event("s3_object_created")
+    del raw["detail"]["object"]["key"]
+    del raw["detail"]["bucket"]
+    # WHEN / THEN both are named
+    with pytest.raises(InvalidEventError) as raised:
+        lambda_handler(raw, context)
+    assert "detail.object.key" in str(raised.value)
+    assert "detail.bucket" in str(raised.value)
+
+
+def test_moto_spelling_etag_is_not_aws_spelling(state_machine: str, context: Any) -> None:
+    # GIVEN an event spelled as moto emits it (eTag, no version-id): not what AWS sends
+    raw = event("s3_object_created_unversioned")
+    raw["detail"]["object"]["eTag"] = raw["detail"]["object"].pop("etag")
+    # WHEN / THEN it is malformed for the trigger (the local cloud emits AWS's spelling)
+    with pytest.raises(InvalidEventError, match=r"detail\.object\.etag"):
+        lambda_handler(raw, context)
+
+
+def test_unsupported_source_is_rejected(state_machine: str, context: Any) -> None:
+    raw = event("ecr_push_success")
+    raw["source"] = "aws.codecommit"
+    with pytest.raises(InvalidEventError, match="unsupported event"):
+        lambda_handler(raw, context)

@@ -1,0 +1,385 @@
+"""The state machine executed by moto's ASL interpreter, its Lambdas faked at the Lambda
+boundary (sfn_mlops.local.lambdas).
+
+The fakes of the pipeline's Lambdas:
+
+Each fake parses its payload with the state's request model and answers with the state's
+output model (dumped to JSON as the handlers do), so a wrong JSONPath in the definition or
+a field the definition forgets to pass fails the scenario. Behaviour is configured per
+test: how many polls a job needs, a job failure, the gate's score, the deploy action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from pydantic import ValidationError
+
+from sfn_mlops.local.lambdas import LambdaDispatcher, LambdaServiceError
+from shared import errors, models, polling
+from shared.resources import FUNCTIONS_BY_KEY, pipeline_defaults
+
+BUCKET = "sfn-mlops-123456789012-us-east-1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sfn-mlops-model:latest"
+
+
+def function_name(key: str) -> str:
+    return FUNCTIONS_BY_KEY[key].function_name
+
+
+def _uri(execution: str, step: str, leaf: str) -> str:
+    return f"s3://{BUCKET}/runs/{execution}/{step}/{leaf}"
+
+
+def _sm_name(execution: str, step: str) -> str:
+    from shared.naming import resource_name
+
+    return resource_name(execution, step)
+
+
+def _started(config: models.PipelineInput) -> models.PollState:
+    return models.PollState(
+        status="InProgress", attempt=0, wait_seconds=config.poll_interval_seconds
+    )
+
+
+@dataclass
+class FakePipeline:
+    """The nine workflow functions with knobs; `calls` counts invocations per key."""
+
+    polls_needed: dict[str, int] = field(
+        default_factory=lambda: {"processing": 2, "training": 3, "endpoint": 2}
+    )
+    failed_job_type: str | None = None  # this job type's poll raises JobFailedError
+    failure_reason: str = "AlgorithmError: training diverged (loss is NaN)"
+    challenger_score: float = 0.91
+    deploy_action: Literal["create", "update"] = "create"
+    throttle_once: set[str] = field(default_factory=set)  # keys whose first call is throttled
+    transient_once: set[str] = field(default_factory=set)  # ... raises TransientServiceError
+    calls: Counter[str] = field(default_factory=Counter)
+    payloads: dict[str, list[Any]] = field(default_factory=dict)
+    _poll_attempts: Counter[str] = field(default_factory=Counter)
+
+    def install(self, dispatcher: LambdaDispatcher) -> None:
+        for key in ("validate", "preprocess", "train", "poll", "evaluate", "gate"):
+            dispatcher.register(function_name(key), self._wrap(key))
+        for key in ("register", "deploy", "invoke"):
+            dispatcher.register(function_name(key), self._wrap(key))
+
+    def _wrap(self, key: str) -> Any:
+        handler = getattr(self, key)
+
+        def call(payload: Any) -> Any:
+            self.calls[key] += 1
+            self.payloads.setdefault(key, []).append(payload)
+            if key in self.throttle_once and self.calls[key] == 1:
+                raise LambdaServiceError("TooManyRequestsException", "Rate exceeded", 429)
+            if key in self.transient_once and self.calls[key] == 1:
+                raise errors.TransientServiceError("ThrottlingException: slow down")
+            result = handler(payload)
+            return result.model_dump(mode="json")
+
+        return call
+
+    # --- the functions ----------------------------------------------------------------------
+
+    def validate(self, payload: Any) -> models.ValidateOutput:
+        request = models.ValidateRequest.model_validate(payload)
+        merged = {
+            **pipeline_defaults(),
+            "image_uri": IMAGE,
+            "raw_data_uri": f"s3://{BUCKET}/data/",
+            **request.payload,
+        }
+        try:
+            config = models.PipelineInput.model_validate(merged)
+        except ValidationError as exc:
+            fields = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()
+            )
+            raise errors.InvalidInputError(f"invalid pipeline input: {fields}") from exc
+        return models.ValidateOutput(
+            config=config,
+            execution_name=request.execution_name,
+            execution_arn=request.execution_arn,
+        )
+
+    def preprocess(self, payload: Any) -> models.PreprocessOutput:
+        request = models.StepRequest.model_validate(payload)
+        name = request.execution_name
+        return models.PreprocessOutput(
+            job_name=_sm_name(name, "preprocess"),
+            reused=False,
+            train_uri=_uri(name, "preprocess", "train"),
+            validation_uri=_uri(name, "preprocess", "validation"),
+            test_uri=_uri(name, "preprocess", "test"),
+            profile_uri=_uri(name, "preprocess", "profile"),
+            sample_uri=_uri(name, "preprocess", "sample"),
+            poll=_started(request.config),
+        )
+
+    def train(self, payload: Any) -> models.TrainOutput:
+        request = models.TrainRequest.model_validate(payload)
+        name = request.execution_name
+        return models.TrainOutput(
+            job_name=_sm_name(name, "train"),
+            reused=False,
+            model_artifact_uri=_uri(name, "train", "model.tar.gz"),
+            poll=_started(request.config),
+        )
+
+    def evaluate(self, payload: Any) -> models.EvaluateOutput:
+        request = models.EvaluateRequest.model_validate(payload)
+        name = request.execution_name
+        return models.EvaluateOutput(
+            job_name=_sm_name(name, "evaluate"),
+            reused=False,
+            report_uri=_uri(name, "evaluate", "evaluation.json"),
+            champion_model_uri=None,
+            poll=_started(request.config),
+        )
+
+    def poll(self, payload: Any) -> models.PollState:
+        request = models.PollRequest.model_validate(payload)
+        self._poll_attempts[request.job_name] += 1
+        if request.job_type == "endpoint" and not request.expected_config_name:
+            raise AssertionError("an endpoint poll must name the config the update lands on")
+        attempt = request.attempt + 1
+        if request.job_type == self.failed_job_type:
+            raise errors.JobFailedError(
+                f"{request.job_type} job {request.job_name} failed: {self.failure_reason}"
+            )
+        if attempt >= self.polls_needed[request.job_type]:
+            return models.PollState(status="Completed", attempt=attempt, wait_seconds=1)
+        if attempt >= request.max_polls:
+            raise errors.PollLimitExceededError(
+                f"{request.job_name} still in progress after {attempt} polls"
+            )
+        wait = polling.wait_seconds(
+            attempt, request.poll_interval_seconds, request.max_poll_interval_seconds
+        )
+        return models.PollState(status="InProgress", attempt=attempt, wait_seconds=wait)
+
+    def gate(self, payload: Any) -> models.GateOutput:
+        request = models.GateRequest.model_validate(payload)
+        objective = request.config.objective
+        passed = self.challenger_score >= objective.threshold
+        reasons = [
+            f"{objective.name} {self.challenger_score} "
+            f"{'meets' if passed else 'is below'} threshold {objective.threshold}",
+            "no champion: first model",
+        ]
+        deploy = passed and request.config.deploy_mode == "auto"
+        return models.GateOutput(
+            passed=passed,
+            deploy=deploy,
+            reasons=reasons,
+            metric=objective.name,
+            challenger=self.challenger_score,
+            champion=None,
+        )
+
+    def register(self, payload: Any) -> models.RegisterOutput:
+        request = models.RegisterRequest.model_validate(payload)
+        return models.RegisterOutput(
+            model_package_arn=(
+                "arn:aws:sagemaker:us-east-1:123456789012:model-package/"
+                f"{request.config.model_package_group}/1"
+            ),
+            model_package_group=request.config.model_package_group,
+            approval_status="Approved" if request.gate.passed else "Rejected",
+            reused=False,
+        )
+
+    def deploy(self, payload: Any) -> models.DeployOutput:
+        request = models.DeployRequest.model_validate(payload)
+        if not request.gate.deploy:
+            raise AssertionError("deploy called although the gate said no")
+        endpoint = request.config.endpoint_name
+        return models.DeployOutput(
+            endpoint_name=endpoint,
+            endpoint_config_name=_sm_name(request.execution_name, "endpointcfg"),
+            model_name=_sm_name(request.execution_name, "model"),
+            action=self.deploy_action,
+            job_name=endpoint,
+            poll=_started(request.config),
+        )
+
+    def invoke(self, payload: Any) -> models.InvokeOutput:
+        request = models.InvokeRequest.model_validate(payload)
+        return models.InvokeOutput(
+            endpoint_name=request.endpoint_name, row_count=2, predictions=[0.1, 0.9]
+        )
+
+
+# --- the harness: moto (ASL interpreter on), the rendered definition, the fakes ---------------
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+EXECUTION_DEADLINE_SECONDS = 60.0
+
+
+@dataclass
+class Execution:
+    """A finished execution: status, output or error/cause, and its history events."""
+
+    arn: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    history: list[dict[str, Any]]
+
+    def entered(self) -> list[str]:
+        """Names of the states entered, in order."""
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history
+            if "stateEnteredEventDetails" in e
+        ]
+
+
+@dataclass
+class Published:
+    subject: str | None
+    message: dict[str, Any]
+
+
+class PipelineHarness:
+    """Creates what the rendered ASL needs in moto and runs executions to the end."""
+
+    def __init__(self, fake: FakePipeline, dispatcher: LambdaDispatcher) -> None:
+        import boto3
+
+        from state_machine.definition import definition, placeholders
+
+        self.fake = fake
+        self.dispatcher = dispatcher
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="sfn-mlops-test", AssumeRolePolicyDocument="{}")
+        role_arn = role["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        arns: dict[str, str] = {}
+        for spec in FUNCTIONS_BY_KEY.values():
+            if spec.asl_placeholder is None:
+                continue
+            created = lam.create_function(
+                FunctionName=spec.function_name,
+                Runtime="python3.11",
+                Role=role_arn,
+                Handler=spec.handler,
+                Code={"ZipFile": _empty_zip()},
+                Timeout=spec.timeout_seconds,
+            )
+            arns[spec.asl_placeholder] = created["FunctionArn"]
+        sns = boto3.client("sns", region_name=REGION)
+        self.topic_arn = sns.create_topic(Name="sfn-mlops-notifications")["TopicArn"]
+        arns["NotificationTopicArn"] = self.topic_arn
+        asl = definition()
+        missing = set(placeholders(asl)) - set(arns)
+        assert not missing, f"no value for placeholders {missing}"
+        text = json.dumps(asl)
+        for name, value in arns.items():
+            text = text.replace(f"${{{name}}}", value)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="sfn-mlops-pipeline", definition=text, roleArn=role_arn
+        )["stateMachineArn"]
+
+    def run(self, payload: dict[str, Any], name: str = "run-1") -> Execution:
+        import time
+
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload)
+        )["executionArn"]
+        deadline = time.monotonic() + EXECUTION_DEADLINE_SECONDS
+        while True:  # bounded poll: the interpreter runs the execution on its own thread
+            described = self.sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"execution still RUNNING after {EXECUTION_DEADLINE_SECONDS}s")
+            time.sleep(0.01)
+        history = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        output = described.get("output")
+        return Execution(
+            arn=arn,
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            history=history,
+        )
+
+    def published(self) -> list[Published]:
+        from moto.sns.models import sns_backends
+
+        topic = sns_backends[ACCOUNT][REGION].topics[self.topic_arn]
+        return [
+            Published(subject, json.loads(message))
+            for _, message, subject, *_ in (topic.sent_notifications)
+        ]
+
+
+def _empty_zip() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def lambda_handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@dataclass
+class Pauses:
+    """What the interpreter would have slept: Wait states and retry back-offs."""
+
+    waits: list[int] = field(default_factory=list)
+    retries: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> Pauses:
+    """Wait states and retry intervals return at once (recorded, not slept)."""
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+    recorded = Pauses()
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        recorded.waits.append(wait_seconds)
+
+    monkeypatch.setattr(wait_function.WaitFunction, "_wait_interval", wait_interval)
+    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=recorded.retries.append))
+    return recorded
+
+
+@pytest.fixture
+def fake() -> FakePipeline:
+    return FakePipeline()
+
+
+@pytest.fixture
+def pipeline(
+    fake: FakePipeline, pauses: Pauses, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PipelineHarness]:
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    dispatcher = LambdaDispatcher()
+    fake.install(dispatcher)
+    config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    with mock_aws(config=config), dispatcher.install():  # type: ignore[arg-type]
+        yield PipelineHarness(fake, dispatcher)

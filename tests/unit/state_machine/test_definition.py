@@ -1,0 +1,216 @@
+"""The definition's structure: the guarantees every Task and every loop must keep."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import errors, models
+from shared.resources import EXECUTION_TIMEOUT_SECONDS, FUNCTIONS, FUNCTIONS_BY_KEY
+from state_machine.definition import (
+    LAMBDA_INVOKE,
+    LAMBDA_TRANSIENT_ERRORS,
+    SNS_PUBLISH,
+    definition,
+    placeholders,
+    successors,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+ASL = definition()
+STATES: dict[str, dict[str, Any]] = ASL["States"]
+TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task"}
+LAMBDA_TASKS = {n: s for n, s in TASKS.items() if s["Resource"] == LAMBDA_INVOKE}
+PLACEHOLDER_TO_SPEC = {f"${{{f.asl_placeholder}}}": f for f in FUNCTIONS if f.asl_placeholder}
+
+#: Which output model each Lambda Task's ResultSelector must select, and where it lands.
+CONTRACT = {
+    "ValidateInput": (models.ValidateOutput, "$"),
+    "StartPreprocessing": (models.PreprocessOutput, "$.preprocess"),
+    "StartTraining": (models.TrainOutput, "$.train"),
+    "StartEvaluation": (models.EvaluateOutput, "$.evaluate"),
+    "EvaluateModel": (models.GateOutput, "$.gate"),
+    "RegisterModel": (models.RegisterOutput, "$.register"),
+    "UpdateEndpoint": (models.DeployOutput, "$.deploy"),
+    "PollPreprocessing": (models.PollState, "$.preprocess.poll"),
+    "PollTraining": (models.PollState, "$.train.poll"),
+    "PollEvaluation": (models.PollState, "$.evaluate.poll"),
+    "PollEndpoint": (models.PollState, "$.deploy.poll"),
+    "SmokeTest": (models.InvokeOutput, "$.smoke_test"),
+}
+
+
+def test_the_workflow_has_every_state_the_design_names() -> None:
+    # Given the rendered definition / Then the states of ARCHITECTURE.md are all there
+    loops = {
+        f"{verb}{job}"
+        for job in ("Preprocessing", "Training", "Evaluation", "Endpoint")
+        for verb in ("WaitFor", "Poll")
+    }
+    assert set(STATES) == loops | {
+        "ValidateInput",
+        "StartPreprocessing",
+        "IsPreprocessingComplete",
+        "StartTraining",
+        "IsTrainingComplete",
+        "StartEvaluation",
+        "IsEvaluationComplete",
+        "EvaluateModel",
+        "RegisterModel",
+        "ShouldDeploy",
+        "UpdateEndpoint",
+        "IsEndpointInService",
+        "SmokeTest",
+        "NotifySuccess",
+        "Succeeded",
+        "NotifyFailure",
+        "Failed",
+    }
+    assert ASL["StartAt"] == "ValidateInput"
+
+
+def test_every_state_is_reachable_and_every_transition_exists() -> None:
+    seen, todo = set(), [ASL["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for target in successors(STATES[name]):
+            assert target in STATES, f"{name} -> {target}: no such state"
+            todo.append(target)
+    assert seen == set(STATES)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_has_retry_timeout_and_a_final_catch_all(name: str) -> None:
+    task = TASKS[name]
+    # Then: a timeout (no Task can hang until the execution's limit)
+    assert isinstance(task.get("TimeoutSeconds"), int)
+    assert task["TimeoutSeconds"] > 0
+    # ... retriers, none of them a catch-all
+    assert task["Retry"], f"{name} has no Retry"
+    for retrier in task["Retry"]:
+        assert "States.ALL" not in retrier["ErrorEquals"]
+        assert retrier["MaxAttempts"] >= 1
+    # ... and States.ALL caught alone, in the last catcher, keeping the state
+    assert task["Catch"], f"{name} has no Catch"
+    *others, last = task["Catch"]
+    assert last["ErrorEquals"] == ["States.ALL"]
+    assert all("States.ALL" not in c["ErrorEquals"] for c in others)
+    assert last["ResultPath"].startswith("$.")
+
+
+@pytest.mark.parametrize("name", sorted(LAMBDA_TASKS))
+def test_lambda_tasks_retry_the_transient_lambda_errors(name: str) -> None:
+    retriers = LAMBDA_TASKS[name]["Retry"]
+    aws = next(r for r in retriers if "Lambda.ServiceException" in r["ErrorEquals"])
+    assert aws["ErrorEquals"] == list(LAMBDA_TRANSIENT_ERRORS)
+    assert (aws["IntervalSeconds"], aws["MaxAttempts"], aws["BackoffRate"]) == (2, 6, 2.0)
+    retried = {e for r in retriers for e in r["ErrorEquals"]}
+    assert {e.__name__ for e in errors.RETRYABLE_ERRORS} <= retried
+    # named, permanent errors are not retried: they go straight to the failure path
+    assert not retried & {"JobFailedError", "InvalidInputError", "PollLimitExceededError"}
+
+
+@pytest.mark.parametrize("name", sorted(LAMBDA_TASKS))
+def test_lambda_task_timeout_exceeds_the_function_timeout(name: str) -> None:
+    spec = PLACEHOLDER_TO_SPEC[LAMBDA_TASKS[name]["Parameters"]["FunctionName"]]
+    assert LAMBDA_TASKS[name]["TimeoutSeconds"] > spec.timeout_seconds
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_result_selector_is_exactly_the_output_model(name: str) -> None:
+    model, result_path = CONTRACT[name]
+    task = LAMBDA_TASKS[name]
+    assert task["ResultSelector"] == {f"{f}.$": f"$.Payload.{f}" for f in model.model_fields}
+    assert task["ResultPath"] == result_path
+
+
+def test_every_lambda_task_is_under_contract() -> None:
+    assert set(LAMBDA_TASKS) == set(CONTRACT)
+
+
+@pytest.mark.parametrize("name", [n for n in LAMBDA_TASKS if n.startswith("Poll")])
+def test_poll_payload_is_a_poll_request(name: str) -> None:
+    payload = LAMBDA_TASKS[name]["Parameters"]["Payload"]
+    keys = {k.removesuffix(".$") for k in payload}
+    fields = models.PollRequest.model_fields
+    assert keys <= set(fields)
+    assert {f for f, info in fields.items() if info.is_required()} <= keys
+    assert ("expected_config_name" in keys) == (name == "PollEndpoint")
+
+
+@pytest.mark.parametrize("loop", ["Preprocessing", "Training", "Evaluation", "Endpoint"])
+def test_poll_loops_wait_adaptively_and_close(loop: str) -> None:
+    key = {"Preprocessing": "preprocess", "Training": "train", "Evaluation": "evaluate"}.get(
+        loop, "deploy"
+    )
+    check = STATES[f"Is{loop}InService" if loop == "Endpoint" else f"Is{loop}Complete"]
+    wait, poll = STATES[f"WaitFor{loop}"], STATES[f"Poll{loop}"]
+    assert check["Default"] == f"WaitFor{loop}"
+    assert check["Choices"][0]["Variable"] == f"$.{key}.poll.status"
+    assert check["Choices"][0]["StringEquals"] == "Completed"
+    assert wait["SecondsPath"] == f"$.{key}.poll.wait_seconds"
+    assert wait["Next"] == f"Poll{loop}"
+    assert poll["Next"] in (f"Is{loop}Complete", f"Is{loop}InService")
+
+
+def test_deploy_only_when_the_gate_says_so() -> None:
+    choice = STATES["ShouldDeploy"]
+    assert choice["Choices"] == [
+        {"Variable": "$.gate.deploy", "BooleanEquals": True, "Next": "UpdateEndpoint"}
+    ]
+    assert choice["Default"] == "NotifySuccess"
+    assert STATES["RegisterModel"]["Next"] == "ShouldDeploy"
+
+
+def test_failure_path_notifies_then_fails_with_the_original_error() -> None:
+    notify = STATES["NotifyFailure"]
+    assert notify["Resource"] == SNS_PUBLISH
+    assert notify["Parameters"]["TopicArn"] == "${NotificationTopicArn}"
+    message = notify["Parameters"]["Message"]
+    assert message["error.$"] == "$.error.Error"
+    assert message["cause.$"] == "$.error.Cause"
+    assert message["execution_arn.$"] == "$$.Execution.Id"
+    assert notify["Next"] == "Failed"
+    # its own failure must not overwrite $.error, and still ends in Failed
+    assert notify["Catch"][-1]["Next"] == "Failed"
+    assert notify["Catch"][-1]["ResultPath"] != "$.error"
+    assert STATES["Failed"] == {
+        "Type": "Fail",
+        "Comment": STATES["Failed"]["Comment"],
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+    caught_into = {c["Next"] for n, s in TASKS.items() if n != "NotifyFailure" for c in s["Catch"]}
+    assert caught_into == {"NotifyFailure"}
+
+
+def test_execution_timeout_and_placeholders() -> None:
+    assert ASL["TimeoutSeconds"] == EXECUTION_TIMEOUT_SECONDS
+    workflow_functions = {f.asl_placeholder for f in FUNCTIONS if f.asl_placeholder}
+    assert set(placeholders(ASL)) == workflow_functions | {"NotificationTopicArn"}
+    assert FUNCTIONS_BY_KEY["trigger"].asl_placeholder is None
+
+
+def test_lambda_code_does_not_import_the_sdk() -> None:
+    # Given every module the Lambdas ship with (shared/ and functions/)
+    forbidden = {"stepfunctions", "sagemaker", "state_machine", "moto", "sfn_mlops", "infra"}
+    offenders = []
+    for path in sorted([*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in forbidden
+            ]
+    # Then none of them imports the SDKs, this package, moto or the local cloud
+    assert offenders == []

@@ -1,0 +1,299 @@
+"""The rendered definition executed by moto's ASL interpreter, Lambdas faked at the Lambda
+boundary (see conftest.py). Wait states and retry back-offs are recorded, not slept."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from sfn_mlops.local.lambdas import LambdaResult
+from shared import models, polling
+from shared.resources import pipeline_defaults
+
+if TYPE_CHECKING:  # the harness and fakes are fixtures (conftest.py)
+    from conftest import Execution, FakePipeline, Pauses, PipelineHarness
+
+REGION = "us-east-1"
+DEFAULTS = pipeline_defaults()
+
+
+def _task_errors(run: Execution) -> list[str]:
+    return [e["taskFailedEventDetails"]["error"] for e in run.history if e["type"] == "TaskFailed"]
+
+
+def _assert_notified_success(pipeline: PipelineHarness, *, deployed: bool) -> dict[str, Any]:
+    (published,) = pipeline.published()
+    assert published.subject == "sfn-mlops OK: run-1"
+    assert published.message["status"] == "SUCCEEDED"
+    assert published.message["deployed"] is deployed
+    return published.message
+
+
+# --- happy paths --------------------------------------------------------------------------------
+
+
+def test_first_deployment_creates_the_endpoint(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    # Given a first run: no champion, the deploy function creates the endpoint
+    fake.deploy_action = "create"
+    # When the pipeline runs with the defaults
+    run = pipeline.run({})
+    # Then it succeeds through every stage, deploying and smoke-testing
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.output is not None
+    out = run.output
+    assert out["deploy"]["action"] == "create"
+    assert out["register"]["approval_status"] == "Approved"
+    assert out["smoke_test"] == {
+        "endpoint_name": DEFAULTS["endpoint_name"],
+        "row_count": 2,
+        "predictions": [0.1, 0.9],
+    }
+    # each stored result is exactly its output model (the JSONPath contract holds)
+    models.PreprocessOutput.model_validate(out["preprocess"])
+    models.TrainOutput.model_validate(out["train"])
+    models.EvaluateOutput.model_validate(out["evaluate"])
+    models.GateOutput.model_validate(out["gate"])
+    models.DeployOutput.model_validate(out["deploy"])
+    assert out["execution_name"] == "run-1"
+    assert out["execution_arn"] == run.arn
+    # every function ran once, except the poll (one call per poll the jobs needed)
+    assert dict(fake.calls) == {
+        "validate": 1,
+        "preprocess": 1,
+        "train": 1,
+        "evaluate": 1,
+        "gate": 1,
+        "register": 1,
+        "deploy": 1,
+        "invoke": 1,
+        "poll": 2 + 3 + 2 + 2,  # processing, training, evaluation, endpoint (FakePipeline)
+    }
+    # the smoke test got the sample rows of this execution's preprocessing
+    assert fake.payloads["invoke"][0]["sample_uri"] == out["preprocess"]["sample_uri"]
+    # waits follow the adaptive schedule from the configured interval
+    interval, cap = DEFAULTS["poll_interval_seconds"], DEFAULTS["max_poll_interval_seconds"]
+
+    def schedule(polls: int) -> list[int]:
+        return [polling.wait_seconds(a, interval, cap) for a in range(polls)]
+
+    assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2)]
+    assert pauses.waits[2:5] == [30, 60, 120]  # training: doubling from 30 s
+    assert run.entered()[-3:] == ["SmokeTest", "NotifySuccess", "Succeeded"]
+    _assert_notified_success(pipeline, deployed=True)
+
+
+def test_update_deployment_polls_for_the_new_config(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given an endpoint already exists: the deploy function updates it (blue/green)
+    fake.deploy_action = "update"
+    fake.polls_needed["endpoint"] = 3
+    # When
+    run = pipeline.run({})
+    # Then the run succeeds after polling the endpoint until the update landed
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.output is not None
+    assert run.output["deploy"]["action"] == "update"
+    endpoint_polls = [p for p in fake.payloads["poll"] if p["job_type"] == "endpoint"]
+    config_name = run.output["deploy"]["endpoint_config_name"]
+    assert {p["expected_config_name"] for p in endpoint_polls} == {config_name}
+    assert [p["attempt"] for p in endpoint_polls] == [0, 1, 2]
+    assert run.entered().count("PollEndpoint") == 3
+    assert fake.calls["invoke"] == 1
+
+
+def test_payload_overrides_reach_every_step(pipeline: PipelineHarness, fake: FakePipeline) -> None:
+    # Given a payload that overrides the defaults
+    run = pipeline.run({"max_polls": 7, "poll_interval_seconds": 5, "tags": {"git_sha": "abc"}})
+    # Then the resolved config carries them into the polls
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.output is not None
+    assert run.output["config"]["tags"] == {"git_sha": "abc"}
+    assert {p["max_polls"] for p in fake.payloads["poll"]} == {7}
+    assert {p["poll_interval_seconds"] for p in fake.payloads["poll"]} == {5}
+    assert {p["execution_name"] for p in fake.payloads["poll"]} == {"run-1"}
+
+
+# --- the gate says no ---------------------------------------------------------------------------
+
+
+def test_gate_fails_registers_rejected_and_succeeds_without_deploying(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given a challenger below the threshold
+    fake.challenger_score = 0.55
+    # When
+    run = pipeline.run({})
+    # Then the execution succeeds, the model is registered Rejected and nothing deploys
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.output is not None
+    assert run.output["register"]["approval_status"] == "Rejected"
+    assert fake.payloads["register"][0]["gate"]["passed"] is False
+    assert fake.calls["deploy"] == 0
+    assert fake.calls["invoke"] == 0
+    assert "deploy" not in run.output
+    assert "UpdateEndpoint" not in run.entered()
+    # ... and says why, in its output and in the notification
+    reasons = run.output["gate"]["reasons"]
+    assert any("below threshold" in r for r in reasons)
+    message = _assert_notified_success(pipeline, deployed=False)
+    assert message["reasons"] == reasons
+    assert message["approval_status"] == "Rejected"
+
+
+def test_deploy_mode_never_registers_approved_but_does_not_deploy(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    run = pipeline.run({"deploy_mode": "never"})
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.output is not None
+    assert run.output["register"]["approval_status"] == "Approved"
+    assert run.output["gate"]["deploy"] is False
+    assert fake.calls["deploy"] == 0
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_training_job_failed_fails_with_the_reason_and_notifies(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given the training job ends Failed with SageMaker's FailureReason
+    fake.failed_job_type = "training"
+    # When
+    run = pipeline.run({})
+    # Then the execution fails with the named error, the reason in its cause
+    assert run.status == "FAILED"
+    assert run.error == "JobFailedError"
+    assert run.cause is not None
+    assert fake.failure_reason in json.loads(run.cause)["errorMessage"]
+    # ... nothing after training ran, and it was not retried
+    assert fake.calls["evaluate"] == fake.calls["register"] == fake.calls["deploy"] == 0
+    assert _task_errors(run) == ["JobFailedError"]
+    assert run.entered()[-3:] == ["PollTraining", "NotifyFailure", "Failed"]
+    # ... and the failure was published with error and cause
+    (published,) = pipeline.published()
+    assert published.subject == "sfn-mlops FAILED: run-1"
+    assert published.message["status"] == "FAILED"
+    assert published.message["error"] == "JobFailedError"
+    assert fake.failure_reason in published.message["cause"]
+    assert published.message["execution_arn"] == run.arn
+    assert published.message["console_url"].startswith(f"https://{REGION}.console.aws")
+
+
+def test_invalid_input_fails_at_validate_and_runs_nothing_else(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given a payload with an unknown key and a bad value
+    run = pipeline.run({"problem_type": "multiclass", "bogus": 1})
+    # Then it fails at ValidateInput, naming every bad field
+    assert run.status == "FAILED"
+    assert run.error == "InvalidInputError"
+    assert run.cause is not None
+    message = json.loads(run.cause)["errorMessage"]
+    assert "problem_type" in message
+    assert "bogus" in message
+    assert dict(fake.calls) == {"validate": 1}
+    assert run.entered() == ["ValidateInput", "NotifyFailure", "Failed"]
+    (published,) = pipeline.published()
+    assert published.message["error"] == "InvalidInputError"
+    assert published.message["input"] == {"problem_type": "multiclass", "bogus": 1}
+
+
+def test_poll_limit_bounds_the_loop(pipeline: PipelineHarness, fake: FakePipeline) -> None:
+    # Given training needs more polls than the payload allows
+    fake.polls_needed["training"] = 10
+    run = pipeline.run({"max_polls": 3})
+    # Then the loop stops at the bound with the named error
+    assert run.status == "FAILED"
+    assert run.error == "PollLimitExceededError"
+    assert run.entered().count("PollTraining") == 3
+    assert fake.calls["evaluate"] == 0
+
+
+def test_a_crashed_function_is_lambda_unknown_and_not_retried(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given the register function crashes (timeout/OOM: no errorType of its own)
+    pipeline.dispatcher.register(
+        "sfn-mlops-register", lambda _: LambdaResult.unknown("Task timed out after 60.00 seconds")
+    )
+    run = pipeline.run({})
+    assert run.status == "FAILED"
+    assert run.error == "Lambda.Unknown"
+    assert _task_errors(run) == ["Lambda.Unknown"]
+    assert fake.calls["deploy"] == 0
+
+
+def test_a_failed_notification_still_fails_with_the_original_error(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given the topic is gone, and training fails
+    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=pipeline.topic_arn)
+    fake.failed_job_type = "training"
+    # When
+    run = pipeline.run({})
+    # Then NotifyFailure fails too, but the execution reports the training failure
+    assert run.status == "FAILED"
+    assert run.error == "JobFailedError"
+    assert _task_errors(run)[0] == "JobFailedError"
+    assert any(e.startswith("SNS.") for e in _task_errors(run)[1:])
+    assert run.entered()[-2:] == ["NotifyFailure", "Failed"]
+
+
+# --- transient errors are retried ---------------------------------------------------------------
+
+
+def test_throttled_invoke_is_retried_and_the_run_succeeds(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    # Given Lambda throttles the first StartTraining invoke
+    fake.throttle_once = {"train"}
+    run = pipeline.run({})
+    # Then the retrier (2 s, backoff 2) tries again and the run succeeds
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert fake.calls["train"] == 2
+    assert _task_errors(run) == ["Lambda.TooManyRequestsException"]
+    assert pauses.retries == [2]
+
+
+def test_transient_service_error_is_retried_and_the_run_succeeds(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    # Given the register function hits a transient AWS error once
+    fake.transient_once = {"register"}
+    run = pipeline.run({})
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert fake.calls["register"] == 2
+    assert _task_errors(run) == ["TransientServiceError"]
+    assert len(pauses.retries) == 1
+
+
+# --- history stays far below the 25,000-event limit ---------------------------------------------
+
+
+def test_worst_case_history_is_far_below_the_limit(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given two runs that differ only in the number of polls of every loop
+    fake.polls_needed = {"processing": 1, "training": 1, "endpoint": 1}
+    short = pipeline.run({}, name="short")
+    fake.polls_needed = {"processing": 3, "training": 3, "endpoint": 3}
+    long = pipeline.run({}, name="long")
+    assert short.status == long.status == "SUCCEEDED"
+    # When extrapolated to the most polls a payload may allow, in all four loops
+    loops, extra_polls = 4, 2
+    per_poll = (len(long.history) - len(short.history)) / (loops * extra_polls)
+    max_polls = next(
+        m.le
+        for m in models.PipelineInput.model_fields["max_polls"].metadata
+        if getattr(m, "le", None) is not None
+    )
+    worst = len(short.history) + loops * max_polls * per_poll
+    # Then the history stays far below the limit
+    assert per_poll > 0
+    assert worst < 0.8 * 25_000, f"{worst:.0f} events at max_polls={max_polls}"

@@ -84,13 +84,19 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
     model_name = resource_name(request.execution_name, "model")
     config_name = resource_name(request.execution_name, "config")
 
+    endpoint = sagemaker.describe_endpoint(endpoint_name)
+    if endpoint is not None and endpoint.get("EndpointStatus") == "Failed":
+        raise EndpointFailedError(
+            f"endpoint {endpoint_name} is Failed ({endpoint.get('FailureReason')}): "
+            "SageMaker only allows DeleteEndpoint on it; delete it and re-run"
+        )
+
     if sagemaker.create_model(model_request(model_name, request, settings)):
         logger.info("model created", extra={"model": model_name})
     if sagemaker.create_endpoint_config(endpoint_config_request(config_name, model_name, request)):
         logger.info("endpoint config created", extra={"endpoint_config": config_name})
 
     action: Literal["create", "update", "none"]
-    endpoint = sagemaker.describe_endpoint(endpoint_name)
     if endpoint is None:
         sagemaker.create_endpoint(
             endpoint_name,
@@ -102,11 +108,6 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
         status = str(endpoint.get("EndpointStatus"))
         serving = endpoint.get("EndpointConfigName")
         pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
-        if status == "Failed":
-            raise EndpointFailedError(
-                f"endpoint {endpoint_name} is Failed ({endpoint.get('FailureReason')}): "
-                "SageMaker only allows DeleteEndpoint on it; delete it and re-run"
-            )
         if config_name in (serving, pending):
             action = "none"  # a re-run: this execution's config is (being) deployed already
             status = "Completed" if status == "InService" and serving == config_name else status

@@ -1,0 +1,207 @@
+"""deploy: model + endpoint config per execution; CreateEndpoint first time, blue/green
+UpdateEndpoint with alarm auto-rollback after (moto for create, Stubber for update)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import BUCKET, EXECUTION, IMAGE, ROLE, state
+from sm_stubs import endpoint, not_found, stubbed
+
+from functions.deploy.handler import lambda_handler
+from functions.deploy.logic import deploy
+from shared import aws
+from shared.adapters.sagemaker import SageMaker
+from shared.errors import EndpointFailedError, InvalidInputError, TransientServiceError
+from shared.models import DeployOutput, DeployRequest
+from shared.naming import resource_name
+from shared.settings import DeploySettings, load_settings
+
+ENDPOINT = "sfn-mlops-endpoint"
+ARTIFACT = f"s3://{BUCKET}/runs/{EXECUTION}/train/job/output/model.tar.gz"
+MODEL = resource_name(EXECUTION, "model")
+CONFIG = resource_name(EXECUTION, "config")
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sfn-mlops-models/1"
+
+
+def deploy_state(deploy_ok: bool = True) -> dict[str, Any]:
+    done = {"status": "Completed", "attempt": 2, "wait_seconds": 1}
+    return state(
+        train={
+            "job_name": "train-1",
+            "reused": False,
+            "model_artifact_uri": ARTIFACT,
+            "poll": done,
+        },
+        register={
+            "model_package_arn": PACKAGE,
+            "model_package_group": "sfn-mlops-models",
+            "approval_status": "Approved",
+            "reused": False,
+        },
+        gate={
+            "passed": deploy_ok,
+            "deploy": deploy_ok,
+            "reasons": ["auc 0.93 >= threshold 0.8"],
+            "metric": "auc",
+            "challenger": 0.93,
+            "champion": None,
+        },
+    )
+
+
+def configs() -> list[str]:
+    listed = aws.sagemaker().list_endpoint_configs()["EndpointConfigs"]
+    return [c["EndpointConfigName"] for c in listed]
+
+
+def test_first_deployment_creates_the_endpoint(moto: None, context: Any) -> None:
+    # GIVEN no endpoint yet
+    # WHEN UpdateEndpoint runs
+    out = DeployOutput.model_validate(lambda_handler(deploy_state(), context))
+    # THEN a model, a config and the endpoint exist, and the poll follows the endpoint
+    assert out.action == "create"
+    assert (out.model_name, out.endpoint_config_name) == (MODEL, CONFIG)
+    assert (out.job_name, out.job_type) == (ENDPOINT, "endpoint")
+    assert out.poll.status == "InProgress"
+    sm = aws.sagemaker()
+    model = sm.describe_model(ModelName=MODEL)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == ARTIFACT
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["ExecutionRoleArn"] == ROLE
+    variant = sm.describe_endpoint_config(EndpointConfigName=CONFIG)["ProductionVariants"][0]
+    assert (variant["ModelName"], variant["VariantName"]) == (MODEL, "AllTraffic")
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
+
+
+def test_reinvoking_deploy_creates_no_second_config(moto: None, context: Any) -> None:
+    # GIVEN this execution deployed already
+    lambda_handler(deploy_state(), context)
+    # WHEN UpdateEndpoint runs again with the same input
+    out = DeployOutput.model_validate(lambda_handler(deploy_state(), context))
+    # THEN nothing new is created and no update is made
+    assert out.action == "none"
+    assert configs() == [CONFIG]
+    assert [m["ModelName"] for m in aws.sagemaker().list_models()["Models"]] == [MODEL]
+
+
+def test_gate_without_deploy_is_refused(moto: None, context: Any) -> None:
+    with pytest.raises(InvalidInputError, match="gate did not approve"):
+        lambda_handler(deploy_state(deploy_ok=False), context)
+    assert configs() == []
+
+
+def _update_stub(current: dict[str, Any]) -> tuple[Any, Any]:
+    client, stub = stubbed("sagemaker")
+    stub.add_response("describe_endpoint", current, {"EndpointName": ENDPOINT})
+    not_found(stub, "describe_model")
+    stub.add_response(
+        "create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}, None
+    )
+    not_found(stub, "describe_endpoint_config")
+    stub.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c"},
+        None,
+    )
+    return client, stub
+
+
+def test_existing_endpoint_is_updated_blue_green_with_rollback_alarms() -> None:
+    # GIVEN the endpoint serves an older config
+    client, stub = _update_stub(endpoint(ENDPOINT, "InService", "old-config"))
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"},
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": CONFIG,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "ALL_AT_ONCE",
+                        "WaitIntervalInSeconds": 0,
+                    },
+                    "TerminationWaitInSeconds": 300,
+                    "MaximumExecutionTimeoutInSeconds": 3600,
+                },
+                "AutoRollbackConfiguration": {
+                    "Alarms": [
+                        {"AlarmName": "sfn-mlops-endpoint-5xx"},
+                        {"AlarmName": "sfn-mlops-endpoint-latency"},
+                    ]
+                },
+            },
+        },
+    )
+    # WHEN UpdateEndpoint runs
+    with stub:
+        out = deploy(
+            DeployRequest.model_validate(deploy_state()),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )
+        stub.assert_no_pending_responses()
+    # THEN it updated to this execution's config (the old config is left alone)
+    assert out.action == "update"
+    assert out.endpoint_config_name == CONFIG
+    assert out.poll.status == "InProgress"
+
+
+def test_no_alarms_means_no_auto_rollback_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENDPOINT_ALARM_NAMES", "")
+    client, stub = _update_stub(endpoint(ENDPOINT, "InService", "old-config"))
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"},
+        None,
+    )
+    with stub:
+        deploy(
+            DeployRequest.model_validate(deploy_state()),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )
+    from functions.deploy.logic import deployment_config
+
+    assert "AutoRollbackConfiguration" not in deployment_config(())
+    assert deployment_config(())["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == 0
+
+
+def test_update_in_flight_to_this_config_is_not_repeated() -> None:
+    # GIVEN a retry after UpdateEndpoint was accepted: Updating towards this config
+    current = endpoint(ENDPOINT, "Updating", "old-config", pending_config=CONFIG)
+    client, stub = _update_stub(current)
+    # WHEN deploy runs again (no update_endpoint stubbed: a call would fail the test)
+    with stub:
+        out = deploy(
+            DeployRequest.model_validate(deploy_state()),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )
+    # THEN it follows the update in flight
+    assert out.action == "none"
+    assert out.poll.status == "InProgress"
+
+
+def test_failed_endpoint_raises_named_error_and_creates_nothing() -> None:
+    client, stub = stubbed("sagemaker")
+    stub.add_response("describe_endpoint", endpoint(ENDPOINT, "Failed", "old", reason="boom"))
+    with stub, pytest.raises(EndpointFailedError, match="only allows DeleteEndpoint"):
+        deploy(
+            DeployRequest.model_validate(deploy_state()),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )
+    stub.assert_no_pending_responses()
+
+
+def test_endpoint_busy_with_another_update_is_transient() -> None:
+    client, stub = _update_stub(endpoint(ENDPOINT, "Updating", "other", pending_config="x"))
+    with stub, pytest.raises(TransientServiceError, match="Updating"):
+        deploy(
+            DeployRequest.model_validate(deploy_state()),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )

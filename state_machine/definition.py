@@ -66,36 +66,26 @@ LAMBDA_TASK_TIMEOUT_MARGIN_SECONDS = 30
 SNS_TASK_TIMEOUT_SECONDS = 30
 
 
-class RetryPolicy(Mapping[str, Any]):
-    """One retrier: error names and the back-off; a Mapping so tests can read it."""
-
-    def __init__(
-        self, errors: Iterable[str], *, interval: int, max_attempts: int, backoff: float
-    ) -> None:
-        self._fields: dict[str, Any] = {
-            "error_equals": list(errors),
-            "interval_seconds": interval,
-            "max_attempts": max_attempts,
-            "backoff_rate": backoff,
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self._fields[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
+def retry_policy(
+    errors: Iterable[str], *, interval: int, max_attempts: int, backoff: float
+) -> dict[str, Any]:
+    """One retrier's settings, in the SDK's `Retry(**policy)` keywords."""
+    return {
+        "error_equals": list(errors),
+        "interval_seconds": interval,
+        "max_attempts": max_attempts,
+        "backoff_rate": backoff,
+    }
 
 
 LAMBDA_RETRIES = (
-    RetryPolicy(LAMBDA_TRANSIENT_ERRORS, interval=2, max_attempts=6, backoff=2.0),
-    RetryPolicy(
+    retry_policy(LAMBDA_TRANSIENT_ERRORS, interval=2, max_attempts=6, backoff=2.0),
+    # the pipeline's own transient errors (throttled AWS calls inside a function)
+    retry_policy(
         [e.__name__ for e in errors.RETRYABLE_ERRORS], interval=5, max_attempts=4, backoff=2.0
     ),
 )
-SNS_RETRIES = (RetryPolicy(SNS_TRANSIENT_ERRORS, interval=2, max_attempts=3, backoff=2.0),)
+SNS_RETRIES = (retry_policy(SNS_TRANSIENT_ERRORS, interval=2, max_attempts=3, backoff=2.0),)
 
 
 # --- SDK extensions: ASL fields the SDK (2.3) does not know -----------------------------------
@@ -141,7 +131,7 @@ def with_error_handling(
     for policy in retries:
         if ALL_ERRORS in policy["error_equals"]:
             raise ValueError("States.ALL belongs in the Catch, not in a retrier")
-        task.add_retry(Retry(**dict(policy)))
+        task.add_retry(Retry(**policy))
     task.add_catch(Catch(next_step=on_error, error_equals=[ALL_ERRORS], result_path=result_path))
     return task
 

@@ -1,10 +1,11 @@
 """The start-execution payload's JSON Schema, generated from shared.models.PipelineInput.
 
 Every entry point (trigger, manual start, re-run) sends a *partial* PipelineInput: the
-validate Lambda fills what is missing from config/pipeline.yaml, so every top-level field
-is optional here and carries its default. Nested objects (objective, processing, ...) keep
-their required fields: a payload that overrides one gives it whole. Unknown keys are
-rejected at every level (`additionalProperties: false`), as ValidateInput rejects them.
+validate Lambda deep-merges it over config/pipeline.yaml, so every field is optional here,
+at every level (``{"objective": {"threshold": 0.9}}`` overrides just the threshold), and
+top-level fields carry their defaults. Unknown keys are rejected at every level
+(`additionalProperties: false`), as ValidateInput rejects them. Cross-field rules (metric
+fits the problem type, the poll schedule covers max_runtime_seconds) are ValidateInput's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from shared.models import PipelineInput
 from shared.resources import pipeline_defaults
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_ID = "https://github.com/sfn-mlops/sfn-mlops/state_machine/input.schema.json"
 
 #: Filled at deployment, not by config/pipeline.yaml (the validate function's environment).
 _DEPLOYMENT_DEFAULTS = {
@@ -45,7 +45,6 @@ def input_schema(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
         properties[name] = prop
     return {
         "$schema": SCHEMA_DIALECT,
-        "$id": SCHEMA_ID,
         "title": "sfn-mlops pipeline input",
         "description": (
             "The start-execution payload (ECR/S3 trigger, manual start, re-run). Every field "
@@ -55,5 +54,10 @@ def input_schema(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": properties,
-        "$defs": model.get("$defs", {}),
+        "$defs": {name: _all_optional(d) for name, d in model.get("$defs", {}).items()},
     }
+
+
+def _all_optional(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested object's schema without `required`: the payload's part is deep-merged."""
+    return {k: copy.deepcopy(v) for k, v in definition.items() if k != "required"}

@@ -108,12 +108,12 @@ def test_update_deployment_polls_for_the_new_config(
 
 def test_payload_overrides_reach_every_step(pipeline: PipelineHarness, fake: FakePipeline) -> None:
     # Given a payload that overrides the defaults
-    run = pipeline.run({"max_polls": 7, "poll_interval_seconds": 5, "tags": {"git_sha": "abc"}})
+    run = pipeline.run({"max_polls": 20, "poll_interval_seconds": 5, "tags": {"git_sha": "abc"}})
     # Then the resolved config carries them into the polls
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.output is not None
     assert run.output["config"]["tags"] == {"git_sha": "abc"}
-    assert {p["max_polls"] for p in fake.payloads["poll"]} == {7}
+    assert {p["max_polls"] for p in fake.payloads["poll"]} == {20}
     assert {p["poll_interval_seconds"] for p in fake.payloads["poll"]} == {5}
     assert {p["execution_name"] for p in fake.payloads["poll"]} == {"run-1"}
 
@@ -207,7 +207,7 @@ def test_invalid_input_fails_at_validate_and_runs_nothing_else(
 def test_poll_limit_bounds_the_loop(pipeline: PipelineHarness, fake: FakePipeline) -> None:
     # Given training needs more polls than the payload allows
     fake.polls_needed["training"] = 10
-    run = pipeline.run({"max_polls": 3})
+    run = pipeline.run({"max_polls": 3, "max_runtime_seconds": 120})
     # Then the loop stops at the bound with the named error
     assert run.status == "FAILED"
     assert run.error == "PollLimitExceededError"

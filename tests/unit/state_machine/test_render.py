@@ -126,14 +126,16 @@ def test_schema_accepts_an_empty_payload_and_partial_overrides() -> None:
     validator = _validator()
     validator.validate({})
     validator.validate({"image_uri": "repo@sha256:" + "a" * 64, "max_polls": 10})
-    validator.validate({"objective": {**pipeline_defaults()["objective"], "threshold": 0.9}})
+    # nested objects are deep-merged over the defaults: a part of one is enough
+    validator.validate({"objective": {"threshold": 0.9}, "training": {"instance_count": 2}})
 
 
 @pytest.mark.parametrize(
     "payload",
     [
         {"bogus": 1},
-        {"objective": {**pipeline_defaults()["objective"], "bogus": 1}},
+        {"objective": {"threshold": 0.9, "bogus": 1}},
+        {"training": {"instance_count": 0}},
         {"problem_type": "multiclass"},
         {"max_polls": 0},
         {"raw_data_uri": "http://not-s3/"},
@@ -150,6 +152,8 @@ def test_schema_defaults_are_the_pipeline_configuration() -> None:
     assert {k: p["default"] for k, p in properties.items() if "default" in p} == defaults
     assert SCHEMA["additionalProperties"] is False
     assert "required" not in SCHEMA
+    assert all("required" not in d for d in SCHEMA["$defs"].values())
+    assert all(d["additionalProperties"] is False for d in SCHEMA["$defs"].values())
     # defaults plus the deployment's image and data make a valid PipelineInput
     PipelineInput.model_validate(
         {**defaults, "image_uri": "repo:latest", "raw_data_uri": "s3://bucket/data/"}

@@ -1,0 +1,91 @@
+"""Settings: parsed once from the environment; a missing/invalid variable is named; each
+function's settings read only keys its FunctionSpec declares (CDK and local cloud set those)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import settings as s
+from shared.errors import ConfigurationError
+from shared.resources import FUNCTIONS_BY_KEY
+
+GOOD = {
+    "ARTIFACT_BUCKET": "bucket-1",
+    "ARTIFACTS_PREFIX": "runs/",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+    "ENDPOINT_ALARM_NAMES": "a, b ,,c",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:x",
+    "ECR_REPOSITORY": "repo",
+    "DATA_PREFIX": "data/",
+    "PIPELINE_DEFAULTS": '{"max_polls": 3}',
+    "DEFAULT_IMAGE_URI": "img",
+}
+
+#: Which settings model each function loads (functions/<folder>/handler.py).
+USED = {
+    "trigger": s.TriggerSettings,
+    "validate": s.ValidateSettings,
+    "preprocess": s.JobSettings,
+    "train": s.JobSettings,
+    "poll": s.NoSettings,
+    "evaluate": s.JobSettings,
+    "gate": s.NoSettings,
+    "register": s.NoSettings,
+    "deploy": s.DeploySettings,
+    "invoke": s.InvokeSettings,
+}
+
+
+def test_every_function_has_a_settings_model() -> None:
+    assert set(USED) == set(FUNCTIONS_BY_KEY)
+
+
+@pytest.mark.parametrize("key", sorted(USED))
+def test_settings_keys_are_declared_in_the_function_spec(key: str) -> None:
+    # GIVEN the environment the CDK app / local cloud gives this function
+    declared = set(FUNCTIONS_BY_KEY[key].env)
+    # THEN everything its settings model reads is in it
+    assert set(s.env_keys(USED[key])) <= declared
+
+
+def test_values_are_parsed() -> None:
+    deploy = s.parse_settings(s.DeploySettings, GOOD)
+    assert deploy.endpoint_alarm_names == ("a", "b", "c")
+    assert deploy.artifacts_prefix == "runs/"
+    validate = s.parse_settings(s.ValidateSettings, GOOD)
+    assert validate.pipeline_defaults == {"max_polls": 3}
+
+
+def test_empty_alarm_list_is_allowed() -> None:
+    assert (
+        s.parse_settings(s.DeploySettings, GOOD | {"ENDPOINT_ALARM_NAMES": ""}).endpoint_alarm_names
+        == ()
+    )
+
+
+def test_missing_and_invalid_variables_are_all_named() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "ARTIFACT_BUCKET"}
+    env["SAGEMAKER_ROLE_ARN"] = "not-an-arn"
+    with pytest.raises(ConfigurationError) as raised:
+        s.parse_settings(s.JobSettings, env)
+    assert "ARTIFACT_BUCKET: not set" in str(raised.value)
+    assert "SAGEMAKER_ROLE_ARN: " in str(raised.value)
+
+
+def test_too_many_alarms_is_a_configuration_error() -> None:
+    env = GOOD | {"ENDPOINT_ALARM_NAMES": ",".join(f"a{i}" for i in range(11))}
+    with pytest.raises(ConfigurationError, match=r"ENDPOINT_ALARM_NAMES: .*at most 10"):
+        s.parse_settings(s.DeploySettings, env)
+
+
+def test_loaded_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN settings loaded at cold start
+    s.reset_settings()
+    monkeypatch.setenv("ARTIFACT_BUCKET", "first-bucket")
+    first = s.load_settings(s.InvokeSettings)
+    # WHEN the environment changes later
+    monkeypatch.setenv("ARTIFACT_BUCKET", "second-bucket")
+    # THEN the parsed object is reused (parsed once per cold start)
+    assert s.load_settings(s.InvokeSettings) is first
+    assert first.artifact_bucket == "first-bucket"
+    s.reset_settings()

@@ -51,10 +51,10 @@ layer: $(VENV)/.stamp-dev ## build the Lambda code and dependency layer into bui
 	$(BIN)/python -m infra.build_lambda build/lambda
 
 synth: $(VENV)/.stamp-dev layer ## synthesise the CDK app into cdk.out (offline, no Docker)
-	$(BIN)/python -m infra.app
+	$(BIN)/python -m infra.app $(CDK_ARGS)
 
 deploy: $(VENV)/.stamp-dev node_modules/.stamp layer ## deploy to the AWS account in your credentials (see README)
-	npx cdk deploy --app "$(BIN)/python -m infra.app" --all --require-approval broadening
+	npx cdk deploy --app "$(BIN)/python -m infra.app" --all --require-approval $(or $(CDK_APPROVAL),broadening) $(CDK_ARGS)
 
 bench: $(VENV)/.stamp-dev ## benchmarks/ -> bench-results/ (JSON and a Markdown table)
 	$(BIN)/python -m benchmarks.run

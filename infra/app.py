@@ -67,7 +67,6 @@ def build_app(
             app,
             CICD_STACK,
             settings=settings,
-            deploy_stacks=[PIPELINE_STACK, CICD_STACK],
             description="sfn-mlops: CodePipeline (GitHub) -> CodeBuild: test, push image, deploy",
         )
     Tags.of(app).add("project", resources.PROJECT)

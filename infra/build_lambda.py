@@ -159,6 +159,14 @@ def build(
     """Write the function code assets and the dependency layer under `dest`."""
     dest = dest.resolve()
     platform = _PLATFORMS[architecture]
+    package_init = source_root / "functions" / "__init__.py"
+    missing = [str(p) for p in (package_init, source_root / "shared") if not p.exists()] + [
+        str(source_root / "functions" / spec.code_folder)
+        for spec in resources.FUNCTIONS
+        if not (source_root / "functions" / spec.code_folder).is_dir()
+    ]
+    if missing:
+        raise BuildError(f"missing Lambda sources: {', '.join(missing)}")
     pins = layer_requirements(source_root / "pyproject.toml")
     fingerprint = hashlib.sha256(json.dumps([pins, platform, PYTHON_VERSION]).encode()).hexdigest()
 
@@ -177,9 +185,6 @@ def build(
     # Code: one asset per function, holding only its own folder.
     code_root = dest / "functions"
     shutil.rmtree(code_root, ignore_errors=True)
-    package_init = source_root / "functions" / "__init__.py"
-    if not package_init.is_file():
-        raise BuildError(f"{package_init} does not exist: functions/ must be a package")
     for spec in resources.FUNCTIONS:
         target = code_root / spec.key / "functions"
         _copy_package(source_root / "functions" / spec.code_folder, target / spec.code_folder)

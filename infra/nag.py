@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, App, Stack, Validations
-from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -50,17 +49,6 @@ def acknowledge(
     Validations.of(construct).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))
     records: list[Suppression] = _records(construct)
     records.extend(Suppression(construct.node.path, i, reason) for i in ids)
-
-
-def acknowledge_xray(role: iam.IRole | IConstruct, what: str) -> None:
-    """Active tracing adds xray:PutTraceSegments/PutTelemetryRecords on `*`."""
-    acknowledge(
-        role,
-        "IAM5",
-        f"X-Ray active tracing for {what}: xray:PutTraceSegments and PutTelemetryRecords "
-        "have no resource-level permissions, so IAM requires Resource '*'",
-        applies_to=["Resource::*"],
-    )
 
 
 def _records(construct: IConstruct) -> list[Suppression]:

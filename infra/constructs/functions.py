@@ -81,11 +81,7 @@ def _job_grants(g: GrantScope, kind: str, create: str, describe: str) -> list[Gr
             [g.sm(kind)],
             _PER_EXECUTION,
         ),
-        Grant(
-            ["iam:PassRole"],
-            [g.sagemaker.role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
+        _pass_role(g),
     ]
 
 
@@ -104,28 +100,37 @@ def _list(g: GrantScope, prefix: str) -> Grant:
 
 
 def _champion(g: GrantScope) -> list[Grant]:
-    """Find the production model: the endpoint's config and model, or the registry."""
+    """Find the production (champion) model: the endpoint's config and its model."""
     return [
-        Grant(["sagemaker:DescribeEndpoint"], [g.sm("endpoint")], _PER_EXECUTION),
-        Grant(["sagemaker:DescribeEndpointConfig"], [g.sm("endpoint-config")], _PER_EXECUTION),
-        Grant(["sagemaker:DescribeModel"], [g.sm("model")], _PER_EXECUTION),
         Grant(
-            ["sagemaker:DescribeModelPackage"],
-            [g.sm("model-package", f"{g.group}/*")],
-            "model package versions of the configured group: <group>/<version>",
+            ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
+             "sagemaker:DescribeModel"],
+            [g.sm("endpoint"), g.sm("endpoint-config"), g.sm("model")],
+            _PER_EXECUTION,
         ),
-        Grant(["sagemaker:ListModelPackages"], ["*"], _LIST_ONLY),
-    ]
+    ]  # fmt: skip
 
 
-#: key -> the grants of that function's role (beyond its own log group and X-Ray).
+def _pass_role(g: GrantScope) -> Grant:
+    return Grant(
+        ["iam:PassRole"],
+        [g.sagemaker.role.role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    )
+
+
+_GROUP_VERSIONS = "model package versions of the configured group: <group>/<version>"
+
+#: key -> the grants of that function's role (beyond its own log group and X-Ray): exactly
+#: the AWS calls its code makes (through shared/adapters), on the narrowest resources.
 PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
+    # StartExecution only: a duplicate event's ExecutionAlreadyExists is the answer itself.
     "trigger": lambda g: [Grant(["states:StartExecution"], [g.state_machine_arn])],
-    "validate": lambda g: [_list(g, resources.DATA_PREFIX)],
-    "preprocess": lambda g: [
-        *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
-        _list(g, resources.DATA_PREFIX),
-    ],
+    # Pure validation over the defaults in its environment: no AWS access at all.
+    "validate": lambda g: [],
+    "preprocess": lambda g: _job_grants(
+        g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"
+    ),
     "train": lambda g: _job_grants(g, "training-job", "CreateTrainingJob", "DescribeTrainingJob"),
     "poll": lambda g: [
         Grant(["sagemaker:DescribeProcessingJob"], [g.sm("processing-job")], _PER_EXECUTION),
@@ -135,47 +140,43 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
     "evaluate": lambda g: [
         *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
         *_champion(g),
-        _list(g, resources.ARTIFACTS_PREFIX),
     ],
+    # The gate reads the evaluation report the evaluate job wrote under runs/.
     "gate": lambda g: [_read_runs(g)],
     "register": lambda g: [
         Grant(
-            ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup"],
+            ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
+             "sagemaker:AddTags"],
             [g.sm("model-package-group", g.group)],
         ),
         Grant(
-            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
-            [g.sm("model-package", f"{g.group}/*"), g.sm("model-package-group", g.group)],
-            "model package versions of the configured group: <group>/<version>",
+            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+             "sagemaker:AddTags"],
+            [g.sm("model-package", f"{g.group}/*")],
+            _GROUP_VERSIONS,
         ),
         Grant(["sagemaker:ListModelPackages"], ["*"], _LIST_ONLY),
-        _read_runs(g),
     ],
     "deploy": lambda g: [
         Grant(
-            [
-                "sagemaker:CreateModel",
-                "sagemaker:DescribeModel",
-                "sagemaker:CreateEndpointConfig",
-                "sagemaker:DescribeEndpointConfig",
-                "sagemaker:CreateEndpoint",
-                "sagemaker:UpdateEndpoint",
-                "sagemaker:DescribeEndpoint",
-                "sagemaker:AddTags",
-            ],
-            [g.sm("model"), g.sm("endpoint-config"), g.sm("endpoint")],
+            ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:AddTags"],
+            [g.sm("model")],
             _PER_EXECUTION,
         ),
         Grant(
-            ["sagemaker:DescribeModelPackage"],
-            [g.sm("model-package", f"{g.group}/*")],
-            "model package versions of the configured group: <group>/<version>",
+            ["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+             "sagemaker:AddTags"],
+            [g.sm("endpoint-config")],
+            _PER_EXECUTION,
         ),
+        # Create/UpdateEndpoint authorise on the endpoint and on the config it moves to.
         Grant(
-            ["iam:PassRole"],
-            [g.sagemaker.role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+             "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
+            [g.sm("endpoint"), g.sm("endpoint-config")],
+            _PER_EXECUTION,
         ),
+        _pass_role(g),
     ],
     "invoke": lambda g: [
         Grant(
@@ -183,9 +184,11 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
             [g.sm("endpoint")],
             "the endpoint name is a per-request parameter (default from config/pipeline.yaml)",
         ),
+        # Sample rows: the first .csv under the preprocess step's sample/ prefix.
+        _list(g, resources.ARTIFACTS_PREFIX),
         _read_runs(g),
     ],
-}
+}  # fmt: skip
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:
@@ -278,8 +281,7 @@ class PipelineFunctions(Construct):
                     conditions=grant.conditions or None,
                 )
             )
-            self._acknowledge_wildcards(role, spec, grant)
-        nag.acknowledge_xray(role, spec.function_name)
+        self._acknowledge_wildcards(role, spec, PERMISSIONS[spec.key](grants))
 
         function = lambda_.Function(
             self,
@@ -311,19 +313,33 @@ class PipelineFunctions(Construct):
         self.roles[spec.key] = role
 
     @staticmethod
-    def _acknowledge_wildcards(role: iam.Role, spec: resources.FunctionSpec, grant: Grant) -> None:
+    def _acknowledge_wildcards(
+        role: iam.Role, spec: resources.FunctionSpec, grants: list[Grant]
+    ) -> None:
+        """One acknowledgment per wildcard finding on this role, with every reason for it."""
         stack = Stack.of(role)
-        wildcards = [r for r in grant.resources if "*" in json.dumps(stack.resolve(r))]
-        if not wildcards:
-            return
-        if not grant.why_wildcard:
-            raise ValueError(f"{spec.key}: {grant.actions} on {wildcards} needs a reason")
-        nag.acknowledge(
-            role,
-            "IAM5",
-            f"{spec.function_name} ({', '.join(grant.actions)}): {grant.why_wildcard}",
-            applies_to=[f"Resource::{nag.render(stack.resolve(r))}" for r in wildcards],
-        )
+        reasons: dict[str, list[str]] = {
+            # Active tracing adds these to every function role.
+            "Resource::*": [
+                "X-Ray active tracing: xray:PutTraceSegments/PutTelemetryRecords have no "
+                "resource-level permissions"
+            ]
+        }
+        for grant in grants:
+            for resource in grant.resources:
+                resolved = stack.resolve(resource)
+                if "*" not in json.dumps(resolved):
+                    continue
+                if not grant.why_wildcard:
+                    raise ValueError(f"{spec.key}: {grant.actions} on {resource} needs a reason")
+                finding = f"Resource::{nag.render(resolved)}"
+                reason = f"{', '.join(grant.actions)}: {grant.why_wildcard}"
+                if reason not in reasons.setdefault(finding, []):
+                    reasons[finding].append(reason)
+        for finding, why in reasons.items():
+            nag.acknowledge(
+                role, "IAM5", f"{spec.function_name}: " + "; ".join(why), applies_to=[finding]
+            )
 
     @property
     def workflow_functions(self) -> dict[str, lambda_.Function]:

@@ -112,7 +112,9 @@ class PipelineStateMachine(Construct):
             "StateMachine",
             state_machine_name=resources.STATE_MACHINE_NAME,
             state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_string(json.dumps(definition, indent=1)),
+            definition_body=sfn.DefinitionBody.from_string(
+                json.dumps(definition, separators=(",", ":"))
+            ),
             definition_substitutions=substitutions,
             role=self.role,
             logs=sfn.LogOptions(

@@ -5,7 +5,6 @@ the image tagged with the commit SHA and `latest` (the push is what starts a pip
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
@@ -33,7 +32,6 @@ class CicdStack(Stack):
         construct_id: str,
         *,
         settings: DeploySettings,
-        deploy_stacks: Sequence[str],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -85,7 +83,6 @@ class CicdStack(Stack):
         )
         variables = {
             "ECR_REPOSITORY_URI": repository_uri,
-            "CDK_STACKS": " ".join(deploy_stacks),
             "CDK_CONTEXT_ARGS": shlex.join(settings.context_args()),
         }
         self.project = codebuild.PipelineProject(

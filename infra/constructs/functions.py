@@ -177,6 +177,8 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
             _PER_EXECUTION,
         ),
         _pass_role(g),
+        # UpdateEndpoint's AutoRollbackConfiguration names the alarms; SageMaker reads them.
+        Grant(["cloudwatch:DescribeAlarms"], [a.alarm_arn for a in g.sagemaker.alarms]),
     ],
     "invoke": lambda g: [
         Grant(

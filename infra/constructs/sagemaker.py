@@ -56,6 +56,8 @@ class SageMakerResources(Construct):
         )
 
         self.alarms = self._endpoint_alarms(topic)
+        # Deployment guardrails read the rollback alarms as the endpoint's execution role.
+        self.policy.add_statements(self.describe_alarms_statement())
 
     # --- the execution role -----------------------------------------------------------------
     def _grant_execution(self, bucket: s3.IBucket, repository: ecr.IRepository) -> None:
@@ -123,6 +125,7 @@ class SageMakerResources(Construct):
         ]
         policy = iam.Policy(self, "ExecutionPolicy", statements=statements)
         policy.attach_to_role(self.role)
+        self.policy = policy
         nag.acknowledge(
             policy,
             "IAM5",
@@ -160,6 +163,14 @@ class SageMakerResources(Construct):
             actions=["iam:PassRole"],
             resources=[self.role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+        )
+
+    def describe_alarms_statement(self) -> iam.PolicyStatement:
+        """cloudwatch:DescribeAlarms on the endpoint's rollback alarms only."""
+        return iam.PolicyStatement(
+            sid="ReadRollbackAlarms",
+            actions=["cloudwatch:DescribeAlarms"],
+            resources=[alarm.alarm_arn for alarm in self.alarms],
         )
 
     # --- endpoint alarms ----------------------------------------------------------------------

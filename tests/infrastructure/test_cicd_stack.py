@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -71,10 +72,12 @@ def test_build_role_pushes_only_to_the_model_repository_and_deploys_through_cdk_
     assert not {a for a in actions if a.startswith(("cloudformation:", "iam:", "sagemaker:"))}
 
 
-def test_pipeline_stack_is_optional_without_github_context(lambda_build: Any) -> None:
+def test_pipeline_stack_is_optional_without_github_context(
+    lambda_build: Any, tmp_path: Path
+) -> None:
     from infra.app import build_app
 
-    app = build_app({"lambda_build_dir": str(lambda_build.root)}, outdir="/tmp/unused-cdk-out")
+    app = build_app({"lambda_build_dir": str(lambda_build.root)}, outdir=tmp_path)
     assert [c.node.id for c in app.node.children if hasattr(c, "stack_name")] == ["SfnMlops"]
 
 

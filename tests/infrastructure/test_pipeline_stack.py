@@ -211,6 +211,15 @@ def test_endpoint_alarms_are_wired_into_the_deploy_function(pipeline_json: dict[
     assert env["Variables"]["ENDPOINT_ALARM_NAMES"] == {
         "Fn::Join": ["", [{"Ref": ids[0]}, ",", {"Ref": ids[1]}]]
     }
+    # the deploy function and the SageMaker execution role may read exactly these alarms
+    deploy_role = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"][
+        "Role"
+    ]
+    sagemaker_role = _sagemaker_role_id(pipeline_json)
+    for role_id in (deploy_role["Fn::GetAtt"][0], sagemaker_role):
+        (describe,) = [s for s in statements_of(pipeline_json, role_id)
+                       if "cloudwatch:DescribeAlarms" in as_list(s["Action"])]  # fmt: skip
+        assert describe["Resource"] == [{"Fn::GetAtt": [i, "Arn"]} for i in ids]
     defaults = resources.pipeline_defaults()
     for alarm_id, metric in zip(ids, ("Invocation5XXErrors", "ModelLatency"), strict=True):
         alarm = pipeline_json["Resources"][alarm_id]["Properties"]
@@ -225,17 +234,21 @@ def test_endpoint_alarms_are_wired_into_the_deploy_function(pipeline_json: dict[
 # --- SageMaker -----------------------------------------------------------------------------
 
 
-def test_sagemaker_role_is_limited_to_bucket_prefixes_and_the_repository(
-    pipeline_json: dict[str, Any],
-) -> None:
-    role_id, _role = _only(
+def _sagemaker_role_id(template: dict[str, Any]) -> str:
+    return _only(
         {
             k: r
-            for k, r in resources_of(pipeline_json, "AWS::IAM::Role").items()
+            for k, r in resources_of(template, "AWS::IAM::Role").items()
             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
             == {"Service": "sagemaker.amazonaws.com"}
         }
-    )
+    )[0]
+
+
+def test_sagemaker_role_is_limited_to_bucket_prefixes_and_the_repository(
+    pipeline_json: dict[str, Any],
+) -> None:
+    role_id = _sagemaker_role_id(pipeline_json)
     statements = statements_of(pipeline_json, role_id)
     bucket = _data_bucket_id(pipeline_json)
     for statement in statements:

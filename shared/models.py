@@ -23,9 +23,13 @@ SageMakerName = Annotated[
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors, so a typo in a payload is caught, not ignored."""
+    """Unknown keys are errors, so a typo in a payload is caught, not ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `defer_build`: a model's validator is built on first use, so a Lambda builds only the
+    models it uses (cold start), not all of this module's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Objective(Strict):
@@ -121,7 +125,7 @@ class ValidateOutput(Strict):
 class StepRequest(Strict):
     """What a job-starting state receives: the resolved config and the execution."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     config: PipelineInput
     execution_name: str
@@ -259,7 +263,7 @@ class DeployRequest(StepRequest):
 
 
 class ModelScore(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     metrics: dict[str, float | None]  # None: undefined on this test split (e.g. AUC, one class)
 
@@ -267,7 +271,7 @@ class ModelScore(BaseModel):
 class EvaluationReport(BaseModel):
     """evaluation.json: challenger and champion (None if there is none) on the same test split."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     problem_type: ProblemType
     challenger: ModelScore

@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from aws_cdk.assertions import Template
+
+from infra import nag
+
+CICD_CONTEXT = {
+    "github_connection_arn": (
+        "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-aaaa-bbbb-cccc-0123"
+    ),
+    "github_repo": "example-org/sfn-mlops",
+    "github_branch": "main",
+    "notification_email": "ml-platform@example.com",
+}
+
+
+@dataclass
+class Synth:
+    outdir: Path
+    templates: dict[str, dict[str, Any]]
+    suppressions: list[nag.Suppression]
+    validation_error: str | None = None
+    _cache: dict[str, Template] = field(default_factory=dict)
+
+    def template(self, stack: str) -> Template:
+        if stack not in self._cache:
+            self._cache[stack] = Template.from_json(self.templates[stack])
+        return self._cache[stack]
 
 
 def resources_of(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,32 +14,10 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk.assertions import Template
+from cfnhelpers import CICD_CONTEXT, Synth
 
 from infra import build_lambda, nag
 from infra.app import CICD_STACK, PIPELINE_STACK, build_app
-
-CICD_CONTEXT = {
-    "github_connection_arn": (
-        "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-aaaa-bbbb-cccc-0123"
-    ),
-    "github_repo": "example-org/sfn-mlops",
-    "github_branch": "main",
-    "notification_email": "ml-platform@example.com",
-}
-
-
-@dataclass
-class Synth:
-    outdir: Path
-    templates: dict[str, dict[str, Any]]
-    suppressions: list[nag.Suppression]
-    validation_error: str | None = None
-    _cache: dict[str, Template] = field(default_factory=dict)
-
-    def template(self, stack: str) -> Template:
-        if stack not in self._cache:
-            self._cache[stack] = Template.from_json(self.templates[stack])
-        return self._cache[stack]
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cfnhelpers import as_list, resources_of
+from cfnhelpers import Synth, as_list, resources_of
 from cfnlint.api import lint
-from conftest import Synth
 
 #: Actions IAM only accepts on Resource "*" (no resource-level permissions), and why we use them.
 RESOURCE_STAR_ALLOWED = {

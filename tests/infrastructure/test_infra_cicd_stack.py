@@ -8,8 +8,7 @@ from typing import Any
 
 import yaml
 from aws_cdk.assertions import Template
-from cfnhelpers import as_list, resources_of, statements_of
-from conftest import CICD_CONTEXT, Synth
+from cfnhelpers import CICD_CONTEXT, Synth, as_list, resources_of, statements_of
 
 from shared import resources
 

@@ -69,7 +69,7 @@ class PipelineInput(Strict):
     max_runtime_seconds: int = Field(ge=60, le=432000)
     poll_interval_seconds: int = Field(ge=1, le=3600)
     max_poll_interval_seconds: int = Field(ge=1, le=3600)
-    max_polls: int = Field(ge=1, le=500)
+    max_polls: int = Field(ge=1, le=200)
     deploy_mode: Literal["auto", "never"]
     endpoint_name: SageMakerName
     model_package_group: SageMakerName

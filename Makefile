@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck pytest unit integration asl check-asl synth layer bench deploy clean
+.PHONY: help run test lint typecheck pytest asl check-asl synth layer bench deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ pytest: $(VENV)/.stamp-dev node_modules/.stamp ## the test suite
 
 asl: $(VENV)/.stamp-dev ## render the state machine: ASL JSON, Mermaid diagram, input schema
 	$(BIN)/python -m state_machine.render
+
+check-asl: $(VENV)/.stamp-dev ## fail if the committed ASL, diagram or schema is stale
+	$(BIN)/python -m state_machine.render --check
 
 layer: $(VENV)/.stamp-dev ## build the Lambda code and dependency layer into build/lambda
 	$(BIN)/python -m infra.build_lambda build/lambda

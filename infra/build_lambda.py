@@ -67,13 +67,20 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def layer_requirements(pyproject: Path = resources.REPO_ROOT / "pyproject.toml") -> tuple[str, ...]:
-    """`name==version` for each base dependency (minus what the runtime provides), pinned to
-    the installed version; the X-Ray SDK too when a function traces."""
+def layer_requirements(
+    pyproject: Path = resources.REPO_ROOT / "pyproject.toml",
+    functions: tuple[resources.FunctionSpec, ...] = resources.FUNCTIONS,
+) -> tuple[str, ...]:
+    """`name==version` for each base dependency of pyproject.toml (what every Lambda ships
+    with) minus what the runtime provides, pinned to the version installed here."""
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     names = [_name(d) for d in deps if _name(d) not in RUNTIME_PROVIDED]
-    if any(spec.tracing for spec in resources.FUNCTIONS):
-        names.append("aws-xray-sdk")
+    tracing = [f.key for f in functions if f.tracing]
+    if tracing and "aws-xray-sdk" not in names:
+        raise BuildError(
+            f"functions {tracing} trace (Powertools Tracer needs the X-Ray SDK): add "
+            "aws-xray-sdk to [project].dependencies in pyproject.toml"
+        )
     pins = []
     for name in names:
         try:
@@ -116,7 +123,7 @@ def _install_dependencies(site: Path, pins: tuple[str, ...], platform: str) -> N
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode:
         raise BuildError(f"pip could not fetch the layer's wheels:\n{result.stderr.strip()}")
-    # aws-xray-sdk (when a function traces) declares botocore, which the runtime provides.
+    # Some dependencies declare botocore (aws-xray-sdk does), which the runtime provides.
     for name in RUNTIME_PROVIDED:
         for path in site.glob(f"{name.replace('-', '_')}*"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,3 +95,20 @@ def test_a_missing_function_folder_fails_the_build_clearly(tmp_path: Path) -> No
         build_lambda.BuildError, match=r"missing Lambda sources: .*functions/__init__\.py"
     ):
         build_lambda.build(tmp_path / "out", source_root=tmp_path)
+
+
+def test_layer_requirements_come_from_the_base_dependencies(tmp_path: Path) -> None:
+    # Given a pyproject whose base dependencies include boto3
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["boto3>=1.35", "pydantic>=2.7,<3"]\n'
+    )
+    # Then the layer pins pydantic (as installed) and leaves boto3 to the runtime
+    from importlib import metadata
+
+    pins = build_lambda.layer_requirements(pyproject)
+    assert pins == (f"pydantic=={metadata.version('pydantic')}",)
+    # ... and a tracing function without the X-Ray SDK among them is refused
+    tracer = dataclasses.replace(resources.FUNCTIONS[0], tracing=True)
+    with pytest.raises(build_lambda.BuildError, match="add aws-xray-sdk"):
+        build_lambda.layer_requirements(pyproject, (tracer,))

@@ -356,6 +356,11 @@ def redrive(execution: str, wait: bool, **aws: Any) -> None:
     target = _target(**aws)
     sfn = target.client("stepfunctions")
     arn = target.execution_arn(execution)
+    if target.is_local:
+        from sfn_mlops.local.sfn import REDRIVE_UNSUPPORTED
+
+        call(sfn.describe_execution, executionArn=arn)  # unknown execution: say that first
+        raise UserError(REDRIVE_UNSUPPORTED)
     out = call(sfn.redrive_execution, executionArn=arn)
     click.echo(f"redriven {arn} at {out['redriveDate']}")
     if wait:

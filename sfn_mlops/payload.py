@@ -22,7 +22,7 @@ def merge(defaults: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     out = dict(defaults)
     for key, value in payload.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out

@@ -116,6 +116,7 @@ class LocalCloud:
         except OSError as exc:
             raise PortInUseError(self.host, self.requested_port) from exc
         self.port = int(self._server.get_host_and_port()[1])
+        self._reset_backends()
         # moto's ASL interpreter calls Lambda & co. at localhost:$MOTO_PORT (server mode)
         self._set_env("MOTO_PORT", str(self.port))
         self.lambdas = LambdaRuntime(
@@ -125,6 +126,14 @@ class LocalCloud:
         self.events = EventRouter(self._invoke_target)
         self._install()
         return self
+
+    def _reset_backends(self) -> None:
+        """A fresh cloud: moto's backends are process-wide, so forget an earlier cloud's."""
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
 
     def _quiet_logs(self) -> None:
         """moto's request log and interpreter warnings go to <workdir>/logs/cloud.log."""
@@ -230,7 +239,7 @@ class LocalCloud:
             self._install_lambda,
             self._install_sagemaker,
             self._install_events,
-            self._install_redrive,
+            self._install_sfn,
         ):
             install()
 
@@ -441,7 +450,7 @@ class LocalCloud:
                 image.get_image_digest(),
                 image_tag,
             )
-            self._route(event)
+            self.route_event(event)
             return image
 
         def send_event_bridge_message(
@@ -460,7 +469,7 @@ class LocalCloud:
                     S3_REASONS.get(kind[2], kind[2]),
                     router.next_sequencer(),
                 )
-                self._route(event, account_id, bucket.region_name)
+                self.route_event(event, account_id, bucket.region_name)
             else:
                 orig_s3_emit(account_id, bucket, event_name, key)
 
@@ -468,9 +477,10 @@ class LocalCloud:
         self._patches.set(ECRBackend, "put_image", put_image)
         self._patches.set(s3n, "_send_event_bridge_message", send_event_bridge_message)
 
-    def _route(
+    def route_event(
         self, event: dict[str, Any], account: str | None = None, region: str | None = None
     ) -> None:
+        """Deliver an event (as given: same id, same shape) to every matching rule."""
         from moto.events.models import events_backends
 
         backend = events_backends[account or self.account][region or self.region]
@@ -479,8 +489,8 @@ class LocalCloud:
                 if rule.state == "ENABLED":
                     rule.send_to_targets(event, transform_input=False)
 
-    def _install_redrive(self) -> None:
-        from sfn_mlops.local.redrive import install
+    def _install_sfn(self) -> None:
+        from sfn_mlops.local.sfn import install
 
         install(self._patches)
 

@@ -41,9 +41,10 @@ ENTRYPOINTS = ("preprocess", "train", "evaluate", "serve")
 HEALTH_TIMEOUT_SECONDS = 60.0
 _HOST_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
 
-#: Called as hook(kind, job_name, status) right before a job's final status is published
-#: (kind = "processing" | "training"). Tests use it to inject faults at a precise moment.
-JobHook = Callable[[str, str, str], None]
+#: Called as hook(kind, job_name, status, request) right before a job's final status is
+#: published (kind = "processing" | "training"; request = the Create*Job parameters).
+#: Tests use it to inject faults at a precise moment.
+JobHook = Callable[[str, str, str, dict[str, Any]], None]
 
 
 def _now() -> dt.datetime:
@@ -198,9 +199,9 @@ class LocalSageMaker:
             self.jobs[name] = job
             return job
 
-    def _finish(self, job: _Job, fake: Any, status: str) -> None:
+    def _finish(self, job: _Job, params: dict[str, Any], status: str) -> None:
         for hook in list(self.hooks):
-            hook(job.kind, job.name, status)
+            hook(job.kind, job.name, status, params)
         job.done.set()
 
     # --- processing jobs -----------------------------------------------------------------
@@ -258,7 +259,7 @@ class LocalSageMaker:
             reason = (
                 f"ClientError: {exc}"[:1024] if not str(exc).startswith("ClientError") else str(exc)
             )
-        self._finish(job, fake, status)
+        self._finish(job, params, status)
         fake.failure_reason = reason
         fake.exit_message = message
         fake.processing_end_time = _now()
@@ -357,7 +358,7 @@ class LocalSageMaker:
                 reason = self._failure_reason(opt_ml, job.workdir, job.kind, code)
         except Exception as exc:
             reason = f"ClientError: {exc}"[:1024]
-        self._finish(job, fake, status)
+        self._finish(job, params, status)
         if status == "Stopped" and secondary == "MaxRuntimeExceeded":
             reason = None
         self._transition(fake, secondary, reason or f"Training job {status.lower()}")
@@ -464,15 +465,15 @@ class LocalSageMaker:
         with self._lock:
             old = self.servers.get(fake.endpoint_name)
             self.servers[fake.endpoint_name] = server  # traffic moves to green
+        if old is not None:
+            procs.kill(old.proc)  # then blue goes
         fake.endpoint_config_name = config_name
         fake.production_variants = fake._process_production_variants(
             backend.endpoint_configs[config_name].production_variants
         )
         fake.failure_reason = None
-        fake.endpoint_status = "InService"
         fake.last_modified_time = _now()
-        if old is not None:
-            procs.kill(old.proc)  # then blue goes
+        fake.endpoint_status = "InService"
 
     def delete_endpoint(self, name: str) -> None:
         with self._lock:

@@ -1,0 +1,534 @@
+"""The local cloud's fixes of moto's gaps (AWS-SEMANTICS.md), one test each, against real
+processes on loopback: Lambda handlers in worker processes, SageMaker jobs and endpoints
+running the container's entrypoints, AWS-shaped EventBridge events, process cleanup."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from sfn_mlops.local import procs
+from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.lambda_runtime import FunctionConfig
+from sfn_mlops.local.stack import image_manifest
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).resolve().parent
+BUCKET = "gaps-bucket"
+ROLE = "arn:aws:iam::123456789012:role/gaps"
+
+
+def wait(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    workdir = tmp_path_factory.mktemp("gaps")
+    with LocalCloud(workdir=workdir) as c:
+        iam = c.client("iam")
+        iam.create_role(RoleName="gaps", AssumeRolePolicyDocument="{}")
+        s3 = c.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        data = workdir / "data"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sfn_container",
+                "data",
+                "--dataset",
+                "breast_cancer",
+                "--out",
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        s3.upload_file(str(data / "breast_cancer.csv"), BUCKET, "raw/breast_cancer.csv")
+        yield c
+
+
+def _function(
+    cloud: LocalCloud, name: str, handler: str, timeout: int = 10, env: dict[str, str] | None = None
+) -> str:
+    fn = cloud.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+        Timeout=timeout,
+        Environment={"Variables": env or {}},
+    )
+    cloud.register_function(
+        FunctionConfig(name, fn["FunctionArn"], handler, env or {}, timeout, 128, (str(HERE),))
+    )
+    return str(fn["FunctionArn"])
+
+
+def _invoke(cloud: LocalCloud, name: str, event: Any) -> tuple[str | None, Any]:
+    resp = cloud.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event))
+    return resp.get("FunctionError"), json.loads(resp["Payload"].read())
+
+
+# --- Lambda --------------------------------------------------------------------------------
+
+
+def test_lambda_runs_the_real_handler_warm_with_its_environment(cloud: LocalCloud) -> None:
+    _function(cloud, "echo", "fixture_handlers.echo", env={"SFN_TEST_COLOUR": "blue"})
+
+    error, first = _invoke(cloud, "echo", {"n": 1})
+    _, second = _invoke(cloud, "echo", {"n": 2})
+
+    assert error is None
+    assert first["event"] == {"n": 1}
+    assert second["event"] == {"n": 2}
+    assert first["env"] == {"SFN_TEST_COLOUR": "blue"}
+    assert first["endpoint"] == cloud.endpoint_url  # the function's AWS calls reach the local cloud
+    assert first["function_name"] == "echo"
+    assert 0 < first["remaining_ms"] <= 10_000
+    assert first["pid"] == second["pid"] != os.getpid()  # a warm worker process, reused
+
+
+def test_lambda_exception_is_a_function_error_named_after_its_class(cloud: LocalCloud) -> None:
+    _function(cloud, "boom", "fixture_handlers.boom")
+
+    error, payload = _invoke(cloud, "boom", {"a": 1})
+
+    assert error == "Unhandled"
+    assert payload["errorType"] == "ValueError"
+    assert "bad event" in payload["errorMessage"]
+
+
+def test_lambda_timeout_kills_the_worker_and_reports_lambda_unknown(cloud: LocalCloud) -> None:
+    _function(cloud, "slow", "fixture_handlers.slow", timeout=1)
+
+    error, payload = _invoke(cloud, "slow", {"seconds": 30})
+
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Lambda.Unknown"
+    assert "timed out" in payload["errorMessage"]
+
+
+def test_state_machine_catches_the_handlers_error_class(cloud: LocalCloud) -> None:
+    arn = _function(cloud, "boom2", "fixture_handlers.boom")
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": arn, "Payload.$": "$"},
+                "Catch": [
+                    {"ErrorEquals": ["ValueError"], "ResultPath": "$.error", "Next": "Caught"}
+                ],
+                "End": True,
+            },
+            "Caught": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        },
+    }
+    sfn = cloud.client("stepfunctions")
+    sm = sfn.create_state_machine(name="catch", definition=json.dumps(definition), roleArn=ROLE)
+    ex = sfn.start_execution(stateMachineArn=sm["stateMachineArn"], input="{}")["executionArn"]
+
+    desc = wait(lambda: (d := sfn.describe_execution(executionArn=ex))["status"] != "RUNNING" and d)
+
+    assert desc["status"] == "FAILED"
+    assert desc["error"] == "ValueError"
+
+
+# --- SageMaker jobs ------------------------------------------------------------------------
+
+
+def _processing(
+    name: str, entry: str, inputs: dict[str, str], outputs: dict[str, str], runtime: int = 120
+) -> dict[str, Any]:
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": ROLE,
+        "AppSpecification": {
+            "ImageUri": "local/sfn-mlops:latest",
+            "ContainerEntrypoint": ["python3", "-m", "sfn_container", entry],
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "VolumeSizeInGB": 1,
+            }
+        },
+        "ProcessingInputs": [
+            {
+                "InputName": k,
+                "S3Input": {
+                    "S3Uri": v,
+                    "LocalPath": f"/opt/ml/processing/input/{k}",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+            for k, v in inputs.items()
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": k,
+                    "S3Output": {
+                        "S3Uri": v,
+                        "LocalPath": f"/opt/ml/processing/output/{k}",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+                for k, v in outputs.items()
+            ]
+        },
+        "Environment": {"TARGET_COLUMN": "target", "PROBLEM_TYPE": "binary_classification"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
+    }
+
+
+def _training(name: str, hyperparameters: dict[str, str], runtime: int = 120) -> dict[str, Any]:
+    channels = {c: f"s3://{BUCKET}/pre/{c}/" for c in ("train", "validation")}
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {
+            "TrainingImage": "local/sfn-mlops:latest",
+            "TrainingInputMode": "File",
+        },
+        "HyperParameters": {
+            "target_column": "target",
+            "problem_type": "binary_classification",
+            **hyperparameters,
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": c,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
+            }
+            for c, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
+    }
+
+
+@pytest.fixture(scope="module")
+def preprocessed(cloud: LocalCloud) -> dict[str, Any]:
+    """A real preprocessing job: InProgress at first, then Completed with outputs uploaded."""
+    sm = cloud.client("sagemaker")
+    outputs = {
+        c: f"s3://{BUCKET}/pre/{c}" for c in ("train", "validation", "test", "profile", "sample")
+    }
+    sm.create_processing_job(
+        **_processing("gaps-preprocess", "preprocess", {"raw": f"s3://{BUCKET}/raw/"}, outputs)
+    )
+    first = sm.describe_processing_job(ProcessingJobName="gaps-preprocess")
+    final = wait(
+        lambda: (
+            (d := sm.describe_processing_job(ProcessingJobName="gaps-preprocess"))[
+                "ProcessingJobStatus"
+            ]
+            not in ("InProgress", "Stopping")
+            and d
+        )
+    )
+    return {"first": first, "final": final}
+
+
+def test_processing_job_runs_for_real_and_uploads_outputs(
+    cloud: LocalCloud, preprocessed: dict[str, Any]
+) -> None:
+    assert preprocessed["first"]["ProcessingJobStatus"] == "InProgress"  # moto: Completed at once
+    assert preprocessed["final"]["ProcessingJobStatus"] == "Completed", preprocessed["final"].get(
+        "FailureReason"
+    )
+    listing = cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pre/train/")
+    body = (
+        cloud.client("s3")
+        .get_object(Bucket=BUCKET, Key=listing["Contents"][0]["Key"])["Body"]
+        .read()
+    )
+    header = next(csv.reader(io.StringIO(body.decode())))
+    assert "target" in header
+
+
+def test_duplicate_job_name_is_resource_in_use(
+    cloud: LocalCloud, preprocessed: dict[str, Any]
+) -> None:
+    sm = cloud.client("sagemaker")
+    with pytest.raises(ClientError) as err:
+        sm.create_processing_job(
+            **_processing("gaps-preprocess", "preprocess", {"raw": f"s3://{BUCKET}/raw/"}, {})
+        )
+    assert err.value.response["Error"]["Code"] == "ResourceInUse"
+
+
+def _train(
+    cloud: LocalCloud, name: str, hyperparameters: dict[str, str], runtime: int = 120
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    sm = cloud.client("sagemaker")
+    sm.create_training_job(**_training(name, hyperparameters, runtime))
+    first = sm.describe_training_job(TrainingJobName=name)
+    final = wait(
+        lambda: (
+            (d := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"]
+            not in ("InProgress", "Stopping")
+            and d
+        ),
+        timeout=120,
+    )
+    return first, final
+
+
+@pytest.fixture(scope="module")
+def trained(cloud: LocalCloud, preprocessed: dict[str, Any]) -> dict[str, Any]:
+    first, final = _train(cloud, "gaps-train", {"num_round": "10", "max_depth": "3"})
+    return {"first": first, "final": final}
+
+
+def test_training_job_runs_and_uploads_model_tar_gz(
+    cloud: LocalCloud, trained: dict[str, Any]
+) -> None:
+    assert trained["first"]["TrainingJobStatus"] == "InProgress"
+    final = trained["final"]
+    assert final["TrainingJobStatus"] == "Completed", final.get("FailureReason")
+    uri = final["ModelArtifacts"]["S3ModelArtifacts"]
+    assert uri == f"s3://{BUCKET}/models/gaps-train/output/model.tar.gz"
+    head = cloud.client("s3").head_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])
+    assert head["ContentLength"] > 100
+
+
+def test_training_failure_carries_the_containers_reason(
+    cloud: LocalCloud, preprocessed: dict[str, Any]
+) -> None:
+    _, final = _train(cloud, "gaps-train-bad", {"num_round": "0"})
+
+    assert final["TrainingJobStatus"] == "Failed"
+    failure_file = Path(
+        cloud.workdir, "jobs", "gaps-train-bad", "opt_ml", "output", "failure"
+    ).read_text()
+    assert final["FailureReason"].startswith("AlgorithmError: ")
+    assert failure_file.strip()[:80] in final["FailureReason"]
+
+
+def test_max_runtime_stops_the_job(cloud: LocalCloud, preprocessed: dict[str, Any]) -> None:
+    _, final = _train(
+        cloud, "gaps-train-long", {"num_round": "100000000", "max_depth": "12"}, runtime=1
+    )
+
+    assert final["TrainingJobStatus"] == "Stopped"
+    assert final["SecondaryStatus"] == "MaxRuntimeExceeded"
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _model(cloud: LocalCloud, name: str, data_url: str) -> None:
+    sm = cloud.client("sagemaker")
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "local/sfn-mlops:latest", "ModelDataUrl": data_url},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+
+
+def _endpoint_settled(cloud: LocalCloud, name: str) -> dict[str, Any]:
+    sm = cloud.client("sagemaker")
+    return wait(  # type: ignore[no-any-return]
+        lambda: (
+            (d := sm.describe_endpoint(EndpointName=name))["EndpointStatus"]
+            not in ("Creating", "Updating")
+            and d
+        )
+    )
+
+
+def _predict(cloud: LocalCloud, name: str) -> list[float]:
+    rows = cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pre/sample/")["Contents"]
+    text = cloud.client("s3").get_object(Bucket=BUCKET, Key=rows[0]["Key"])["Body"].read().decode()
+    body = "\n".join(text.strip().splitlines()[1:3])  # two feature rows, no header
+    out = cloud.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, ContentType="text/csv", Accept="application/json", Body=body
+    )
+    data = json.loads(out["Body"].read())
+    return list(data["predictions"] if isinstance(data, dict) else data)
+
+
+def test_endpoint_lifecycle_blue_green(cloud: LocalCloud, trained: dict[str, Any]) -> None:
+    sm = cloud.client("sagemaker")
+    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
+    cloud.client("s3").put_object(
+        Bucket=BUCKET, Key="bad/model.tar.gz", Body=b"this is not a model"
+    )
+    _model(cloud, "blue", good)
+    _model(cloud, "broken", f"s3://{BUCKET}/bad/model.tar.gz")
+    _model(cloud, "green", good)
+
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="blue-config")
+    assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Creating"
+    assert _endpoint_settled(cloud, "ep")["EndpointStatus"] == "InService"
+    blue_server = cloud.sagemaker.servers["ep"].proc
+    before = _predict(cloud, "ep")
+    assert len(before) == 2
+    assert all(0.0 <= p <= 1.0 for p in before)
+
+    # an update whose model cannot load: blue keeps serving, InService, FailureReason set
+    sm.update_endpoint(EndpointName="ep", EndpointConfigName="broken-config")
+    failed = _endpoint_settled(cloud, "ep")
+    assert failed["EndpointStatus"] == "InService"
+    assert failed["EndpointConfigName"] == "blue-config"
+    assert failed["FailureReason"]
+    assert _predict(cloud, "ep") == before
+    assert blue_server.poll() is None
+
+    # a good update: green first, then traffic moves, then blue stops
+    sm.update_endpoint(EndpointName="ep", EndpointConfigName="green-config")
+    assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
+    done = _endpoint_settled(cloud, "ep")
+    assert done["EndpointStatus"] == "InService"
+    assert done["EndpointConfigName"] == "green-config"
+    assert "FailureReason" not in done
+    assert _predict(cloud, "ep") == before  # same artifact, new server
+    assert blue_server.poll() is not None
+    green_server = cloud.sagemaker.servers["ep"].proc
+
+    sm.delete_endpoint(EndpointName="ep")
+    assert green_server.poll() is not None
+    with pytest.raises(ClientError):
+        cloud.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName="ep", ContentType="text/csv", Body=b"1"
+        )
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorder(cloud: LocalCloud) -> str:
+    """An echo function as the target of an ECR rule and an S3 rule."""
+    arn = _function(cloud, "recorder", "fixture_handlers.echo")
+    events = cloud.client("events")
+    cloud.client("ecr").create_repository(repositoryName="gaps-repo")
+    cloud.client("s3").put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    from shared import resources
+
+    for rule, pattern in (
+        ("gaps-ecr", resources.ecr_push_event_pattern("gaps-repo")),
+        ("gaps-s3", resources.s3_data_event_pattern(BUCKET)),
+    ):
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=rule, Targets=[{"Id": "t", "Arn": arn}])
+    return arn
+
+
+def _delivered(cloud: LocalCloud, rule: str) -> list[dict[str, Any]]:
+    assert cloud.events.wait_idle(30)
+    return [d.event for d in cloud.events.deliveries if d.rule == rule]
+
+
+def test_ecr_push_emits_the_aws_image_action_event(cloud: LocalCloud, recorder: str) -> None:
+    out = cloud.client("ecr").put_image(
+        repositoryName="gaps-repo", imageManifest=image_manifest("x"), imageTag="v1"
+    )
+    digest = out["image"]["imageId"]["imageDigest"]
+
+    (event,) = _delivered(cloud, "gaps-ecr")
+
+    assert event["source"] == "aws.ecr"
+    assert event["detail-type"] == "ECR Image Action"
+    assert event["detail"] == {
+        "result": "SUCCESS",
+        "repository-name": "gaps-repo",
+        "image-digest": digest,
+        "action-type": "PUSH",
+        "image-tag": "v1",
+    }
+    served = [c.payload for c in cloud.dispatcher.calls_to("recorder")]
+    assert event in served  # the target Lambda received exactly this event
+
+
+def test_s3_upload_emits_one_aws_shaped_object_created_event(
+    cloud: LocalCloud, recorder: str
+) -> None:
+    s3 = cloud.client("s3")
+    put = s3.put_object(Bucket=BUCKET, Key="data/new.csv", Body=b"a,target\n1,0\n")
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/other.csv", Body=b"a,target\n1,0\n")
+
+    events = _delivered(cloud, "gaps-s3")
+
+    assert (
+        len(events) == 1
+    )  # one event, not moto's wrong-shaped one as well; other prefixes ignored
+    detail = events[0]["detail"]
+    assert events[0]["detail-type"] == "Object Created"
+    assert events[0]["source"] == "aws.s3"
+    assert detail["reason"] == "PutObject"
+    assert detail["object"]["key"] == "data/new.csv"
+    assert detail["object"]["etag"] == put["ETag"].strip('"')
+    assert detail["object"]["version-id"] == put["VersionId"]
+    assert "eTag" not in detail["object"]
+    assert detail["bucket"] == {"name": BUCKET}
+
+
+# --- cleanup (keep last) -------------------------------------------------------------------
+
+
+def test_no_process_outlives_the_local_cloud(
+    tmp_path: Path, trained: dict[str, Any], cloud: LocalCloud
+) -> None:
+    """A second cloud with a live endpoint and a warm Lambda: after stop, all of it is gone."""
+    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
+    model_bytes = (
+        cloud.client("s3").get_object(Bucket=BUCKET, Key=good.split("/", 3)[3])["Body"].read()
+    )
+    cloud.stop()  # this module's cloud ends here (the fixture's stop is then a no-op)
+    with LocalCloud(workdir=tmp_path) as other:
+        other.client("iam").create_role(RoleName="gaps", AssumeRolePolicyDocument="{}")
+        other.client("s3").create_bucket(Bucket=BUCKET)
+        other.client("s3").put_object(Bucket=BUCKET, Key="m/model.tar.gz", Body=model_bytes)
+        _function(other, "echo", "fixture_handlers.echo")
+        _invoke(other, "echo", {})
+        _model(other, "m", f"s3://{BUCKET}/m/model.tar.gz")
+        other.client("sagemaker").create_endpoint(EndpointName="ep2", EndpointConfigName="m-config")
+        assert _endpoint_settled(other, "ep2")["EndpointStatus"] == "InService"
+        children = [other.sagemaker.servers["ep2"].proc.pid]
+        assert procs.live_count() >= 2
+    assert procs.live_count() == 0
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -1,0 +1,262 @@
+"""The real pipeline (rendered ASL + the nine Lambdas + the container) in one local cloud,
+and its fault scenarios, each asserting what was and was not created.
+
+One cloud for the module: the image push makes the champion (with a duplicated ECR event
+and a transient Lambda service error on the way), then each scenario is a manual start.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from sfn_mlops.history import failure, state_runs
+from sfn_mlops.local.cloud import LocalCloud
+from sfn_mlops.local.run import export_dataset
+from sfn_mlops.local.stack import Stack, deploy, enable_triggers, push_image
+from sfn_mlops.progress import get_history
+from shared import naming, resources
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 180.0
+
+
+@dataclass
+class Pipeline:
+    cloud: LocalCloud
+    stack: Stack
+    champion: dict[str, Any]  # describe_execution of the image-push execution
+    champion_events: list[dict[str, Any]]
+
+    @property
+    def sfn(self) -> Any:
+        return self.cloud.client("stepfunctions")
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.cloud.client("sagemaker")
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.stack.defaults["endpoint_name"])
+
+    def wait(self, arn: str) -> dict[str, Any]:
+        deadline = time.monotonic() + TIMEOUT
+        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, f"{arn} still RUNNING"
+            time.sleep(0.2)
+        return desc  # type: ignore[no-any-return]
+
+    def start(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.stack.state_machine_arn,
+            name=f"test-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(payload),
+        )["executionArn"]
+        desc = self.wait(arn)
+        return desc, get_history(self.sfn, arn)
+
+    def job_counts(self) -> tuple[int, int]:
+        return (
+            len(self.sagemaker.list_processing_jobs(MaxResults=100)["ProcessingJobSummaries"]),
+            len(self.sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]),
+        )
+
+    def packages(self) -> list[dict[str, Any]]:
+        group = self.stack.defaults["model_package_group"]
+        out = self.sagemaker.list_model_packages(ModelPackageGroupName=group, MaxResults=100)
+        return list(out["ModelPackageSummaryList"])
+
+    def predict(self) -> list[float]:
+        sample = self.champion_output["preprocess"]["sample_uri"]
+        out = self.cloud.client("lambda").invoke(
+            FunctionName=resources.FUNCTIONS_BY_KEY["invoke"].function_name,
+            Payload=json.dumps({"endpoint_name": self.endpoint, "sample_uri": sample}),
+        )
+        assert "FunctionError" not in out, out["Payload"].read()
+        return list(json.loads(out["Payload"].read())["predictions"])
+
+    @property
+    def champion_output(self) -> dict[str, Any]:
+        return json.loads(self.champion["output"])  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    workdir = tmp_path_factory.mktemp("pipeline")
+    with LocalCloud(workdir=workdir) as cloud:
+        stack = deploy(cloud, triggers=False)
+        seed, _ = export_dataset(workdir / "data")
+        cloud.client("s3").upload_file(
+            str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}"
+        )
+        enable_triggers(cloud, stack)
+        # a transient Lambda service error on the first StartTraining invoke
+        cloud.lambdas.inject_service_errors(
+            resources.FUNCTIONS_BY_KEY["train"].function_name, ["ServiceException"]
+        )
+
+        digest = push_image(cloud, stack, label="pipeline-tests")
+        assert cloud.events.wait_idle(30)
+        # EventBridge delivers at least once: the very same event again
+        (push_event,) = [
+            d.event for d in cloud.events.deliveries if d.rule == resources.ECR_PUSH_RULE
+        ]
+        cloud.route_event(push_event)
+        assert cloud.events.wait_idle(30)
+
+        name = naming.execution_name_for_image(stack.repository, digest)
+        arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        p = Pipeline(cloud, stack, {}, [])
+        p.champion = p.wait(arn)
+        p.champion_events = get_history(p.sfn, arn)
+        yield p
+
+
+def test_image_push_runs_the_pipeline_once_even_when_the_event_is_delivered_twice(
+    pipeline: Pipeline,
+) -> None:
+    deliveries = [d for d in pipeline.cloud.events.deliveries if d.rule == resources.ECR_PUSH_RULE]
+    executions = pipeline.sfn.list_executions(stateMachineArn=pipeline.stack.state_machine_arn)[
+        "executions"
+    ]
+
+    assert len(deliveries) == 2
+    assert all(d.error is None for d in deliveries)
+    assert [e["name"] for e in executions if e["name"].startswith("img-")] == [
+        pipeline.champion["name"]
+    ]
+    assert pipeline.champion["status"] == "SUCCEEDED", failure(pipeline.champion_events)
+
+
+def test_transient_lambda_error_is_retried(pipeline: Pipeline) -> None:
+    (train,) = [r for r in state_runs(pipeline.champion_events) if r.name == "StartTraining"]
+
+    assert train.attempts == 2
+    assert train.errors[0][0] == "Lambda.ServiceException"
+    assert train.status == "succeeded"
+
+
+def test_first_model_is_deployed_and_answers(pipeline: Pipeline) -> None:
+    out = pipeline.champion_output
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+
+    assert out["gate"]["deploy"] is True
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == out["deploy"]["endpoint_config_name"]
+    predictions = pipeline.predict()
+    assert predictions
+    assert all(0.0 <= p <= 1.0 for p in predictions)
+    assert out["smoke_test"]["row_count"] == len(out["smoke_test"]["predictions"]) > 0
+
+
+def test_training_script_failure_fails_the_execution_with_the_containers_reason(
+    pipeline: Pipeline,
+) -> None:
+    config_before = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)[
+        "EndpointConfigName"
+    ]
+    packages_before = len(pipeline.packages())
+
+    desc, events = pipeline.start({"hyperparameters": {"num_round": 0}})  # train rejects it
+
+    assert desc["status"] == "FAILED"
+    _, error, cause = failure(events) or ("", "", "")
+    assert error == "JobFailedError"
+    training = [
+        e
+        for e in pipeline.sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+        if e["TrainingJobStatus"] == "Failed"
+    ]
+    assert training, "the training job should have failed for real"
+    reason = pipeline.sagemaker.describe_training_job(
+        TrainingJobName=training[0]["TrainingJobName"]
+    )["FailureReason"]
+    assert "num_round" in reason
+    assert "num_round" in cause
+    assert len(pipeline.packages()) == packages_before  # nothing registered
+    assert (
+        pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)["EndpointConfigName"]
+        == config_before
+    )
+    assert {r.name for r in state_runs(events)}.isdisjoint({"RegisterModel", "UpdateEndpoint"})
+
+
+def test_challenger_below_threshold_is_rejected_and_the_champion_keeps_serving(
+    pipeline: Pipeline,
+) -> None:
+    before = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    predictions_before = pipeline.predict()
+
+    desc, _ = pipeline.start({"objective": {"threshold": 0.99999}})  # an impossible AUC
+
+    assert desc["status"] == "SUCCEEDED"
+    out = json.loads(desc["output"])
+    assert out["gate"]["passed"] is False
+    assert out["gate"]["deploy"] is False
+    assert any("threshold" in r for r in out["gate"]["reasons"])
+    package = pipeline.sagemaker.describe_model_package(
+        ModelPackageName=out["register"]["model_package_arn"]
+    )
+    assert package["ModelApprovalStatus"] == "Rejected"
+    after = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    assert after["EndpointConfigName"] == before["EndpointConfigName"]
+    assert pipeline.predict() == predictions_before
+
+
+def test_endpoint_update_that_fails_health_keeps_the_old_model_serving(pipeline: Pipeline) -> None:
+    before = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    predictions_before = pipeline.predict()
+    s3 = pipeline.cloud.client("s3")
+
+    def corrupt_challenger(kind: str, job: str, status: str, request: dict[str, Any]) -> None:
+        """Right after evaluation read the model: replace it by one the server cannot load."""
+        for item in request.get("ProcessingInputs", []):
+            if item["InputName"] == "challenger":
+                bucket, key = item["S3Input"]["S3Uri"][5:].split("/", 1)
+                s3.put_object(Bucket=bucket, Key=key, Body=b"not a model archive")
+
+    pipeline.cloud.sagemaker.hooks.append(corrupt_challenger)
+    try:
+        # same data and hyperparameters as the champion: equal metric, passes min_improvement 0
+        desc, events = pipeline.start({})
+    finally:
+        pipeline.cloud.sagemaker.hooks.remove(corrupt_challenger)
+
+    assert desc["status"] == "FAILED"
+    state, error, cause = failure(events) or ("", "", "")
+    assert error == "EndpointUpdateFailedError", (state, error, cause)
+    after = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    assert after["EndpointStatus"] == "InService"
+    assert after["EndpointConfigName"] == before["EndpointConfigName"]
+    assert after.get("FailureReason")
+    assert pipeline.predict() == predictions_before
+
+
+def test_invalid_manual_payload_fails_at_validation_without_sagemaker_jobs(
+    pipeline: Pipeline,
+) -> None:
+    jobs_before = pipeline.job_counts()
+
+    desc, events = pipeline.start(
+        {
+            "problem_type": "multiclass",
+            "max_polls": 0,
+            "objective": {"name": "rmse"},
+            "colour": "red",
+        }
+    )
+
+    assert desc["status"] == "FAILED"
+    state, error, cause = failure(events) or ("", "", "")
+    assert (state, error) == ("ValidateInput", "InvalidInputError")
+    for field in ("problem_type", "max_polls", "colour"):
+        assert field in cause
+    assert pipeline.job_counts() == jobs_before

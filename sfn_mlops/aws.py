@@ -73,11 +73,15 @@ class Target:
             self.state_machine_arn = env
             return env
         sfn = self.client("stepfunctions")
-        for page in call(sfn.get_paginator("list_state_machines").paginate):
-            for sm in page["stateMachines"]:
-                if sm["name"] == resources.STATE_MACHINE_NAME:
-                    self.state_machine_arn = str(sm["stateMachineArn"])
-                    return self.state_machine_arn
+
+        def machines() -> list[dict[str, Any]]:
+            pages = sfn.get_paginator("list_state_machines").paginate()
+            return [sm for page in pages for sm in page["stateMachines"]]
+
+        for sm in call(machines):
+            if sm["name"] == resources.STATE_MACHINE_NAME:
+                self.state_machine_arn = str(sm["stateMachineArn"])
+                return self.state_machine_arn
         where = self.endpoint_url or f"region {self.session().region_name}"
         raise UserError(
             f"state machine {resources.STATE_MACHINE_NAME!r} not found in {where}: "

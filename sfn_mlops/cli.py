@@ -153,11 +153,13 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
     import threading
 
     from sfn_mlops.local import procs
-    from sfn_mlops.local.cloud import LocalCloud
+    from sfn_mlops.local.cloud import LocalCloud, PortInUseError
     from sfn_mlops.local.run import export_dataset
     from sfn_mlops.local.stack import deploy, enable_triggers
     from shared import resources
 
+    if port and procs.port_in_use(port):
+        raise PortInUseError("127.0.0.1", port)
     procs.install_signal_handlers()
     with LocalCloud(port=port, workdir=workdir) as cloud:
         stack = deploy(cloud, triggers=False)

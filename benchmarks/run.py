@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(
         f"[bench] wrote {out_dir}/results.json and results.md"
-        + ("" if args.only else f"; table copied to {RESULTS_MD.relative_to(REPO)}")
+        + ("" if args.only else f"; table copied to {RESULTS_MD}")
     )
     return 0
 

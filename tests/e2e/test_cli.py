@@ -116,7 +116,8 @@ def test_aws_cli_starts_an_execution_on_local_up(tmp_path: Path) -> None:
 
         started = subprocess.run(
             [
-                AWS, "--endpoint-url", exported["AWS_ENDPOINT_URL"], "stepfunctions", "start-execution",
+                AWS, "--endpoint-url", exported["AWS_ENDPOINT_URL"],
+                "stepfunctions", "start-execution",
                 "--state-machine-arn", exported["SFN_MLOPS_STATE_MACHINE_ARN"],
                 "--input", f"file://{payload}",
             ],

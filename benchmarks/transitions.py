@@ -361,7 +361,7 @@ def _simulated_aws(clock: SimClock) -> Iterator[None]:
         os.environ.pop(key, None)
     os.environ.update(_ENV)
     original_wait = wait_function.WaitFunction.__dict__["_wait_interval"]
-    original_time = retrier_decl.time
+    original_time = vars(retrier_decl)["time"]
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         clock.advance(wait_seconds)
@@ -373,13 +373,13 @@ def _simulated_aws(clock: SimClock) -> Iterator[None]:
 
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     wait_function.WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
-    retrier_decl.time = _RetryTime  # type: ignore[assignment]
+    setattr(retrier_decl, "time", _RetryTime)  # noqa: B010 - not re-exported by moto
     try:
-        with mock_aws(config=config):  # type: ignore[arg-type]
+        with mock_aws(config=config):  # type: ignore[call-overload]
             yield
     finally:
         wait_function.WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
-        retrier_decl.time = original_time
+        setattr(retrier_decl, "time", original_time)  # noqa: B010
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -501,7 +501,7 @@ class Simulator:
         kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
         while True:
             page = sfn.get_execution_history(**kwargs)
-            history.extend(page["events"])
+            history.extend(dict(e) for e in page["events"])
             if not page.get("nextToken"):
                 break
             kwargs["nextToken"] = page["nextToken"]

@@ -141,6 +141,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "InvokeFunctionArn",
         env=("ARTIFACT_BUCKET",),
         timeout_seconds=30,
+        tracing=True,
     ),
 )
 

@@ -12,9 +12,9 @@ from shared.jobs import initial_poll
 from shared.models import DeployOutput, DeployRequest
 from shared.naming import resource_name
 from shared.observability import logger
+from shared.resources import ENDPOINT_VARIANT_NAME
 from shared.settings import DeploySettings
 
-VARIANT = "AllTraffic"
 BAKING_SECONDS = 300  # alarms watched on the new fleet before the old one is terminated
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 
@@ -62,7 +62,7 @@ def endpoint_config_request(name: str, model_name: str, request: DeployRequest) 
         "EndpointConfigName": name,
         "ProductionVariants": [
             {
-                "VariantName": VARIANT,
+                "VariantName": ENDPOINT_VARIANT_NAME,
                 "ModelName": model_name,
                 "InstanceType": endpoint.instance_type,
                 "InitialInstanceCount": endpoint.instance_count,

@@ -106,7 +106,8 @@ def test_layer_requirements_come_from_the_base_dependencies(tmp_path: Path) -> N
     # Then the layer pins pydantic (as installed) and leaves boto3 to the runtime
     from importlib import metadata
 
-    pins = build_lambda.layer_requirements(pyproject)
+    untraced = tuple(dataclasses.replace(f, tracing=False) for f in resources.FUNCTIONS)
+    pins = build_lambda.layer_requirements(pyproject, untraced)
     assert pins == (f"pydantic=={metadata.version('pydantic')}",)
     # ... and a tracing function without the X-Ray SDK among them is refused
     tracer = dataclasses.replace(resources.FUNCTIONS[0], tracing=True)

@@ -100,6 +100,11 @@ def _job_seconds(sm: Any, output: dict[str, Any]) -> dict[str, float]:
         seconds[step] = (d["ProcessingEndTime"] - d["ProcessingStartTime"]).total_seconds()
     d = sm.describe_training_job(TrainingJobName=output["train"]["job_name"])
     seconds["train"] = (d["TrainingEndTime"] - d["TrainingStartTime"]).total_seconds()
+    for t in d.get("SecondaryStatusTransitions", []):  # Downloading / Training / Uploading
+        if t.get("EndTime") and t["Status"] in ("Downloading", "Training", "Uploading"):
+            seconds[f"train.{t['Status'].lower()}"] = (
+                t["EndTime"] - t["StartTime"]
+            ).total_seconds()
     return seconds
 
 
@@ -331,7 +336,7 @@ def _median(values: list[float]) -> float:
 
 def _note(result: dict[str, Any], size_note: str) -> str:
     d, s = result["details"], result["steps"]
-    jobs = {k: _median([x["jobs"][k] for x in d]) for k in ("preprocess", "train", "evaluate")}
+    jobs = {k: _median([x["jobs"].get(k, 0.0) for x in d]) for k in d[0]["jobs"]}
     med = {
         k: _median([x[k] for x in d])
         for k in ("trigger_to_start", "execution", "wait", "poll", "task", "first_prediction")
@@ -343,7 +348,9 @@ def _note(result: dict[str, Any], size_note: str) -> str:
         f"{med['trigger_to_start']:.2f} s, "
         f"execution {med['execution']:.1f} s, of which Wait states {med['wait']:.1f} s, poll "
         f"Tasks {med['poll']:.1f} s, other Tasks {med['task']:.1f} s; jobs ran preprocess "
-        f"{jobs['preprocess']:.1f} s, train {jobs['train']:.1f} s, evaluate "
+        f"{jobs['preprocess']:.1f} s, train {jobs['train']:.1f} s (download "
+        f"{jobs.get('train.downloading', 0):.1f} s, fit {jobs.get('train.training', 0):.1f} s, "
+        f"upload {jobs.get('train.uploading', 0):.1f} s), evaluate "
         f"{jobs['evaluate']:.1f} s; client prediction {med['first_prediction'] * 1e3:.0f} ms; "
         f"{d[0]['transitions']} transitions. Direct: preprocess {direct['preprocess']:.1f} s, "
         f"train+tar {direct['train']:.1f} s, evaluate {direct['evaluate']:.1f} s, serve to "

@@ -180,19 +180,36 @@ class PollRequest(Strict):
     execution_name: str | None = None  # optional: the logs' correlation id
 
 
+ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
+
+
 class GateOutput(Strict):
+    """The gate's decision. `approval_status` is what the registry records: Approved when
+    passed, PendingManualApproval when the challenger meets the threshold but the champion
+    could not be scored on the same test split (not comparable: a person decides), else
+    Rejected."""
+
     passed: bool
     deploy: bool
+    approval_status: ApprovalStatus
     reasons: list[str]
     metric: str
     challenger: float
     champion: float | None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> GateOutput:
+        if self.deploy and not self.passed:
+            raise ValueError("deploy requires passed")
+        if self.passed != (self.approval_status == "Approved"):
+            raise ValueError("approval_status is Approved exactly when the gate passed")
+        return self
+
 
 class RegisterOutput(Strict):
     model_package_arn: str
     model_package_group: str
-    approval_status: Literal["Approved", "Rejected", "PendingManualApproval"]
+    approval_status: ApprovalStatus
     reused: bool
 
 

@@ -24,6 +24,7 @@ from shared.jobs import (
     start_or_reuse,
 )
 from shared.models import (
+    ApprovalStatus,
     EvaluateOutput,
     EvaluateRequest,
     EvaluationReport,
@@ -197,13 +198,18 @@ def decide(
         + ("" if meets else " (threshold not met)")
     )
 
+    comparable = True
     if champion is None:
         beats = True
         if report.champion is not None:
             reasons.append(f"champion's {name} is undefined on the test split: nothing to beat")
         elif report.champion_error:
+            # A champion exists but cannot score this data (e.g. the feature schema changed):
+            # deploying would silently change the endpoint's contract, so a person decides.
+            beats = comparable = False
             reasons.append(
-                f"champion could not be scored ({report.champion_error}): nothing to beat"
+                f"champion could not be scored on this test split ({report.champion_error}): "
+                "not comparable, so not deployed automatically (registered for manual approval)"
             )
         else:
             reasons.append("no champion: nothing to beat")
@@ -219,12 +225,19 @@ def decide(
 
     passed = meets and beats
     deploy = passed and deploy_mode == "auto"
+    approval: ApprovalStatus = (
+        "Approved"
+        if passed
+        else ("PendingManualApproval" if meets and not comparable else "Rejected")
+    )
     if passed and not deploy:
         reasons.append(f"deploy_mode is {deploy_mode!r}: not deploying")
-    reasons.append("deploying the challenger" if deploy else ("approved" if passed else "rejected"))
+    outcome = {"Approved": "approved", "Rejected": "rejected"}.get(approval, "awaits approval")
+    reasons.append("deploying the challenger" if deploy else outcome)
     return GateOutput(
         passed=passed,
         deploy=deploy,
+        approval_status=approval,
         reasons=reasons,
         metric=name,
         challenger=challenger,

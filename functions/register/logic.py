@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
 from shared.models import RegisterOutput, RegisterRequest
@@ -108,7 +108,7 @@ def register(
     request: RegisterRequest, sagemaker: SageMaker, now: datetime | None = None
 ) -> RegisterOutput:
     group = request.config.model_package_group
-    status: Literal["Approved", "Rejected"] = "Approved" if request.gate.passed else "Rejected"
+    status = request.gate.approval_status
     if sagemaker.ensure_model_package_group(
         group, "sfn-mlops: models trained by the pipeline, one package per execution"
     ):

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.stub import Stubber
-from conftest import REGION, ROLE
+from fn_support import REGION, ROLE
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BUCKET, EXECUTION, IMAGE, ROLE, state
+from fn_support import BUCKET, EXECUTION, IMAGE, ROLE, state
 from sm_stubs import endpoint, not_found, stubbed
 
 from functions.deploy.handler import lambda_handler
@@ -43,6 +43,7 @@ def deploy_state(deploy_ok: bool = True) -> dict[str, Any]:
         gate={
             "passed": deploy_ok,
             "deploy": deploy_ok,
+            "approval_status": "Approved" if deploy_ok else "Rejected",
             "reasons": ["auc 0.93 >= threshold 0.8"],
             "metric": "auc",
             "challenger": 0.93,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import BUCKET, EXECUTION, config, make_bucket, state
+from fn_support import BUCKET, EXECUTION, config, make_bucket, state
 
 from functions.evaluate.handler import gate_handler
 from functions.evaluate.logic import decide
@@ -110,6 +110,24 @@ def test_undefined_champion_metric_is_nothing_to_beat() -> None:
     out = decide(rep, AUC, "auto")
     assert out.passed
     assert any("undefined" in r for r in out.reasons)
+
+
+def test_champion_that_cannot_score_the_split_awaits_manual_approval() -> None:
+    # GIVEN a challenger above the threshold and a champion that could not score this split
+    rep = EvaluationReport.model_validate(
+        report(0.95, None, champion_error="ValueError: model expects 30 features, data has 31")
+    )
+    # WHEN the gate decides
+    out = decide(rep, AUC, "auto")
+    # THEN nothing deploys on its own: the package awaits a person's approval, and says why
+    assert (out.passed, out.deploy, out.approval_status) == (False, False, "PendingManualApproval")
+    assert any("not comparable" in r and "30 features" in r for r in out.reasons)
+
+
+def test_champion_that_cannot_score_and_a_weak_challenger_is_rejected() -> None:
+    rep = EvaluationReport.model_validate(report(0.5, None, champion_error="schema changed"))
+    out = decide(rep, AUC, "auto")
+    assert (out.passed, out.approval_status) == (False, "Rejected")
 
 
 def test_undefined_challenger_metric_is_an_artifact_error() -> None:

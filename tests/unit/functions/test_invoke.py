@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.response import StreamingBody
-from conftest import BUCKET, make_bucket
+from fn_support import BUCKET, make_bucket
 from sm_stubs import stubbed
 
 from functions.invoke import handler as invoke_handler

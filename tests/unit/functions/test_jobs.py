@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BUCKET, EXECUTION, IMAGE, ROLE, state
+from fn_support import BUCKET, EXECUTION, IMAGE, ROLE, state
 from sm_stubs import not_found, processing_job, stubbed, training_job
 
 from functions.evaluate.handler import lambda_handler as evaluate_handler

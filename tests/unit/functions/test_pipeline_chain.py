@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket
 
 from functions.deploy.handler import lambda_handler as deploy
 from functions.evaluate.handler import gate_handler as gate

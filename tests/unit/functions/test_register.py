@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE, config, state
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE, config, state
 from sm_stubs import stubbed
 
 from functions.register.handler import lambda_handler
@@ -20,7 +20,12 @@ ARTIFACT = f"s3://{BUCKET}/runs/{EXECUTION}/train/job/output/model.tar.gz"
 REPORT = f"s3://{BUCKET}/runs/{EXECUTION}/evaluate/evaluation/evaluation.json"
 
 
-def register_state(passed: bool = True, execution: str = EXECUTION, **tags: str) -> dict[str, Any]:
+def register_state(
+    passed: bool = True,
+    execution: str = EXECUTION,
+    approval: str | None = None,
+    **tags: str,
+) -> dict[str, Any]:
     done = {"status": "Completed", "attempt": 2, "wait_seconds": 1}
     data = state(
         config=config(tags=tags),
@@ -40,6 +45,7 @@ def register_state(passed: bool = True, execution: str = EXECUTION, **tags: str)
         gate={
             "passed": passed,
             "deploy": passed,
+            "approval_status": approval or ("Approved" if passed else "Rejected"),
             "reasons": ["auc 0.93 >= threshold 0.8"],
             "metric": "auc",
             "challenger": 0.93,
@@ -78,6 +84,16 @@ def test_registers_approved_package_with_metrics_and_lineage(moto: None, context
     assert meta["image_uri"] == IMAGE
     assert package["MetadataProperties"]["GeneratedBy"] == EXECUTION_ARN
     assert package["MetadataProperties"]["CommitId"] == "abc123"
+
+
+def test_incomparable_champion_registers_pending_manual_approval(moto: None, context: Any) -> None:
+    # GIVEN a gate that could not compare with the champion
+    event = register_state(False, approval="PendingManualApproval")
+    # WHEN RegisterModel runs
+    out = RegisterOutput.model_validate(lambda_handler(event, context))
+    # THEN the registry holds the package for a person to approve
+    package = aws.sagemaker().describe_model_package(ModelPackageName=out.model_package_arn)
+    assert out.approval_status == package["ModelApprovalStatus"] == "PendingManualApproval"
 
 
 def test_failed_gate_registers_rejected(moto: None, context: Any) -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, ENV, REGION, REPOSITORY, event
+from fn_support import ACCOUNT, ENV, REGION, REPOSITORY, event
 
 from functions.trigger.handler import lambda_handler
 from shared import aws

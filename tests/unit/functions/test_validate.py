@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE
 
 from functions.validate.handler import lambda_handler
 from functions.validate.logic import deep_merge

@@ -178,6 +178,7 @@ class FakePipeline:
         return models.GateOutput(
             passed=passed,
             deploy=deploy,
+            approval_status="Approved" if passed else "Rejected",
             reasons=reasons,
             metric=objective.name,
             challenger=self.challenger_score,

@@ -117,9 +117,12 @@ def run_module(name: str, quick: bool, timeout: float) -> tuple[list[dict[str, A
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 return [], f"timed out after {timeout:.0f} s; last output: {_tail(log)}"
-        if code != 0 or not out.exists():
+        reported = json.loads(out.read_text()) if out.exists() else None
+        if isinstance(reported, dict) and "error" in reported:
+            return [], str(reported["error"])
+        if code != 0 or reported is None:
             return [], f"exit status {code}: {_tail(log)}"
-        rows = json.loads(out.read_text())
+        rows = reported
         if not isinstance(rows, list) or not rows:
             return [], "run() returned no rows"
         return rows, None
@@ -151,8 +154,16 @@ def _tail(path: Path, lines: int = 6, chars: int = 600) -> str:
 def _child(name: str, quick: bool, rows_out: Path) -> int:
     import importlib
 
-    module = importlib.import_module(f"benchmarks.{name}")
-    rows = module.run(quick=quick)
+    try:
+        module = importlib.import_module(f"benchmarks.{name}")
+        rows = module.run(quick=quick)
+    except BaseException as exc:  # reported by the parent as this module's error row
+        import traceback
+
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        rows_out.write_text(json.dumps({"error": error[:2000]}))
+        return 1
     rows_out.write_text(json.dumps(rows, default=_jsonable))
     return 0
 

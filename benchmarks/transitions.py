@@ -240,6 +240,7 @@ class ClockedPipeline:
         return GateOutput(
             passed=True,
             deploy=request.config.deploy_mode == "auto",
+            approval_status="Approved",
             reasons=["first model: no champion"],
             metric=objective.name,
             challenger=max(objective.threshold, 0.9),

@@ -74,7 +74,8 @@ class LocalCloud:
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sfn-mlops-local-")
             workdir = Path(self._tmp.name)
-        self.workdir = Path(workdir)
+        # Absolute: jobs and servers run with their own working directory.
+        self.workdir = Path(workdir).resolve()
         self.port = 0
         self._server: Any = None
         self._patches = _Patches()

@@ -89,7 +89,7 @@ class LocalSageMaker:
 
     def __init__(self, s3_client_factory: Callable[[], Any], root: Path, region: str) -> None:
         self._s3_factory = s3_client_factory
-        self.root = root
+        self.root = root.resolve()  # children run in their own cwd: paths must be absolute
         self.region = region
         self.jobs: dict[str, _Job] = {}
         self.servers: dict[str, _Server] = {}  # endpoint name -> the server taking traffic

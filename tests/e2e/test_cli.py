@@ -30,17 +30,18 @@ AWS = str(BIN / "aws")
 
 
 def test_local_run_trains_deploys_predicts_and_retrains(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-
+    # As `make run` runs it: no --run-dir, so artifacts go to the relative ./runs/<timestamp>
     done = subprocess.run(
-        [SFN_MLOPS, "local", "run", "--run-dir", str(run_dir), "--plain"],
+        [SFN_MLOPS, "local", "run", "--plain"],
         capture_output=True,
         text=True,
         timeout=420,
         check=False,
+        cwd=tmp_path,
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
     summary = (run_dir / "summary.txt").read_text()
     executions = [
         d for d in run_dir.iterdir() if d.is_dir() and d.name.startswith(("img-", "data-"))

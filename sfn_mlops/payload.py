@@ -17,36 +17,18 @@ _FILLED_BY_PIPELINE = {
 }
 
 
-def merge(defaults: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-    """Payload over defaults; nested mappings (hyperparameters, objective, ...) merge by key."""
-    out = dict(defaults)
-    for key, value in payload.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def problems(payload: Any, defaults: dict[str, Any] | None = None) -> list[str]:
-    """Every problem with `payload` as 'field: message' lines; empty when it is valid."""
-    from pydantic import ValidationError
+    """Every problem with `payload` as 'field: problem; fix' lines; empty when it is valid.
 
-    from shared.models import PipelineInput
+    The same resolution ValidateInput runs (functions/validate), over config/pipeline.yaml."""
+    from functions.validate.logic import deep_merge, resolve
 
     if not isinstance(payload, dict):
         return [f"(payload): must be a JSON object, got {type(payload).__name__}"]
-    base = dict(_FILLED_BY_PIPELINE)
-    base.update(defaults if defaults is not None else resources.pipeline_defaults())
-    try:
-        PipelineInput.model_validate(merge(base, payload))
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
-            lines.append(f"{loc}: {err['msg']}")
-        return lines
-    return []
+    base = deep_merge(
+        _FILLED_BY_PIPELINE, defaults if defaults is not None else resources.pipeline_defaults()
+    )
+    return resolve(base, payload)[1]
 
 
 def load(path: Path) -> Any:

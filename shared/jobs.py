@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.adapters.sagemaker import JobKind, JobStatus, SageMaker
 from shared.errors import JobFailedError, TransientServiceError
-from shared.models import PollState
+from shared.models import PipelineInput, PollState
 from shared.naming import resource_name
 from shared.observability import logger
 from shared.polling import wait_seconds
@@ -108,4 +108,46 @@ def s3_output(name: str, uri: str, local_dir: str) -> dict[str, Any]:
     return {
         "OutputName": name,
         "S3Output": {"S3Uri": uri, "LocalPath": local_dir, "S3UploadMode": "EndOfJob"},
+    }
+
+
+def processing_job_request(
+    name: str,
+    step: str,
+    config: PipelineInput,
+    role_arn: str,
+    execution_name: str,
+    inputs: list[dict[str, Any]],
+    outputs: dict[str, str],
+) -> dict[str, Any]:
+    """CreateProcessingJob for a container `step` (preprocess, evaluate): the image's
+    `python3 -m sfn_container <step>`, the configured compute and runtime limit, the target
+    column and problem type as environment, S3 `inputs`, and one S3 output per `outputs`
+    entry (name -> URI, written from /opt/ml/processing/output/<name>)."""
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": role_arn,
+        "AppSpecification": {
+            "ImageUri": config.image_uri,
+            "ContainerEntrypoint": [*CONTAINER_ENTRYPOINT, step],
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": config.processing.instance_count,
+                "InstanceType": config.processing.instance_type,
+                "VolumeSizeInGB": config.processing.volume_size_gb,
+            }
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
+        "Environment": {
+            "TARGET_COLUMN": config.target_column,
+            "PROBLEM_TYPE": config.problem_type,
+        },
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                s3_output(out, uri, f"{PROCESSING_OUTPUT}/{out}") for out, uri in outputs.items()
+            ]
+        },
+        "Tags": job_tags(execution_name, step),
     }

@@ -13,14 +13,11 @@ from shared.adapters.s3 import S3
 from shared.adapters.sagemaker import SageMaker
 from shared.errors import ArtifactError, validation_problems
 from shared.jobs import (
-    CONTAINER_ENTRYPOINT,
     EVALUATION_REPORT,
     PROCESSING_INPUT,
-    PROCESSING_OUTPUT,
     initial_poll,
-    job_tags,
+    processing_job_request,
     s3_input,
-    s3_output,
     start_or_reuse,
 )
 from shared.models import (
@@ -80,38 +77,21 @@ def processing_request(
     champion_uri: str | None,
     output: str,
 ) -> dict[str, Any]:
-    config = request.config
     inputs = [
         s3_input("test", request.preprocess.test_uri, f"{PROCESSING_INPUT}/test"),
         s3_input("challenger", request.train.model_artifact_uri, f"{PROCESSING_INPUT}/challenger"),
     ]
     if champion_uri:
         inputs.append(s3_input("champion", champion_uri, f"{PROCESSING_INPUT}/champion"))
-    return {
-        "ProcessingJobName": name,
-        "RoleArn": settings.sagemaker_role_arn,
-        "AppSpecification": {
-            "ImageUri": config.image_uri,
-            "ContainerEntrypoint": [*CONTAINER_ENTRYPOINT, STEP],
-        },
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": config.processing.instance_count,
-                "InstanceType": config.processing.instance_type,
-                "VolumeSizeInGB": config.processing.volume_size_gb,
-            }
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
-        "Environment": {
-            "TARGET_COLUMN": config.target_column,
-            "PROBLEM_TYPE": config.problem_type,
-        },
-        "ProcessingInputs": inputs,
-        "ProcessingOutputConfig": {
-            "Outputs": [s3_output("evaluation", output, f"{PROCESSING_OUTPUT}/evaluation")]
-        },
-        "Tags": job_tags(request.execution_name, STEP),
-    }
+    return processing_job_request(
+        name,
+        STEP,
+        request.config,
+        settings.sagemaker_role_arn,
+        request.execution_name,
+        inputs,
+        {"evaluation": output},
+    )
 
 
 def _champion_of(job_description: dict[str, Any]) -> str | None:

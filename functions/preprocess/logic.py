@@ -7,14 +7,11 @@ from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
 from shared.jobs import (
-    CONTAINER_ENTRYPOINT,
     PREPROCESS_OUTPUTS,
     PROCESSING_INPUT,
-    PROCESSING_OUTPUT,
     initial_poll,
-    job_tags,
+    processing_job_request,
     s3_input,
-    s3_output,
     start_or_reuse,
 )
 from shared.models import PreprocessOutput, StepRequest
@@ -35,34 +32,16 @@ def output_uris(settings: JobSettings, execution_name: str) -> dict[str, str]:
 def processing_request(
     name: str, request: StepRequest, settings: JobSettings, outputs: dict[str, str]
 ) -> dict[str, Any]:
-    config = request.config
-    return {
-        "ProcessingJobName": name,
-        "RoleArn": settings.sagemaker_role_arn,
-        "AppSpecification": {
-            "ImageUri": config.image_uri,
-            "ContainerEntrypoint": [*CONTAINER_ENTRYPOINT, STEP],
-        },
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": config.processing.instance_count,
-                "InstanceType": config.processing.instance_type,
-                "VolumeSizeInGB": config.processing.volume_size_gb,
-            }
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
-        "Environment": {
-            "TARGET_COLUMN": config.target_column,
-            "PROBLEM_TYPE": config.problem_type,
-        },
-        "ProcessingInputs": [s3_input("raw", config.raw_data_uri, f"{PROCESSING_INPUT}/raw")],
-        "ProcessingOutputConfig": {
-            "Outputs": [
-                s3_output(out, uri, f"{PROCESSING_OUTPUT}/{out}") for out, uri in outputs.items()
-            ]
-        },
-        "Tags": job_tags(request.execution_name, STEP),
-    }
+    raw = s3_input("raw", request.config.raw_data_uri, f"{PROCESSING_INPUT}/raw")
+    return processing_job_request(
+        name,
+        STEP,
+        request.config,
+        settings.sagemaker_role_arn,
+        request.execution_name,
+        [raw],
+        outputs,
+    )
 
 
 def start_preprocessing(

@@ -52,20 +52,29 @@ def schedule_problems(config: PipelineInput) -> list[str]:
     ]
 
 
-def validate(request: ValidateRequest, settings: ValidateSettings) -> ValidateOutput:
-    merged = deep_merge(defaults(settings), request.payload)
+def resolve(
+    defaults: dict[str, Any], payload: dict[str, Any]
+) -> tuple[PipelineInput | None, list[str]]:
+    """`payload` over `defaults` as a PipelineInput, or None and every problem found.
+
+    The one resolution of the input contract: ValidateInput runs it, and so does the CLI's
+    `sfn-mlops start` before it starts anything."""
     try:
-        config = PipelineInput.model_validate(merged)
+        config = PipelineInput.model_validate(deep_merge(defaults, payload))
     except ValidationError as exc:
-        problems = validation_problems(exc)
-    else:
-        problems = schedule_problems(config)
-        if not problems:
-            return ValidateOutput(
-                config=config,
-                execution_name=request.execution_name,
-                execution_arn=request.execution_arn,
-            )
+        return None, validation_problems(exc)
+    problems = schedule_problems(config)
+    return (None, problems) if problems else (config, [])
+
+
+def validate(request: ValidateRequest, settings: ValidateSettings) -> ValidateOutput:
+    config, problems = resolve(defaults(settings), request.payload)
+    if config is not None:
+        return ValidateOutput(
+            config=config,
+            execution_name=request.execution_name,
+            execution_arn=request.execution_arn,
+        )
     raise InvalidInputError(
         f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
     )

@@ -200,6 +200,20 @@ def test_invalid_payload_lists_every_bad_field_before_starting(tmp_path: Path) -
     assert "Traceback" not in result.output
 
 
+def test_payload_check_is_the_validate_states_own(tmp_path: Path) -> None:
+    # GIVEN a payload whose fields are each valid, but whose polls cannot outlast the job
+    payload = tmp_path / "short-polls.json"
+    payload.write_text(json.dumps({"max_polls": 2, "max_runtime_seconds": 3600}))
+    # WHEN it is started
+    result = CliRunner().invoke(
+        main, ["start", "--input", str(payload), "--endpoint-url", "http://127.0.0.1:9"]
+    )
+    # THEN the cross-field rule ValidateInput applies is applied here too, with its fix
+    assert result.exit_code == 2
+    assert "max_polls" in result.output
+    assert "set max_polls >=" in result.output
+
+
 def test_no_credentials_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     env = {
         "AWS_ACCESS_KEY_ID": None,

@@ -74,7 +74,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         rows.append(
             figure(
                 "1 cold start",
-                f"import {module}",
+                f"{spec.key}: import {module}",
                 value,
                 "import boto3",
                 baseline,

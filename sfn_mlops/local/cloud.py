@@ -65,8 +65,12 @@ class LocalCloud:
         host: str = "127.0.0.1",
         workdir: Path | None = None,
         region: str = DEFAULT_REGION,
+        fast_waits: bool = True,
     ) -> None:
+        """`fast_waits`: Wait states end when a local job or endpoint operation ends instead
+        of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time."""
         self.host = host
+        self.fast_waits = fast_waits
         self.requested_port = port
         self.region = region
         self.account = DEFAULT_ACCOUNT
@@ -491,9 +495,11 @@ class LocalCloud:
                     rule.send_to_targets(event, transform_input=False)
 
     def _install_sfn(self) -> None:
-        from sfn_mlops.local.sfn import install
+        from sfn_mlops.local.sfn import install, install_fast_waits
 
         install(self._patches)
+        if self.fast_waits:
+            install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 
     # --- conveniences for the CLI and tests -----------------------------------------------
     def wait_for(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

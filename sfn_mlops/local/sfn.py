@@ -2,6 +2,12 @@
 
 - StartExecution without a name: AWS generates a UUID; moto names the execution "None"
   (so a second unnamed start fails with ExecutionAlreadyExists).
+- Fast waits (optional, on by default in the local cloud): a Wait state ends as soon as a
+  SageMaker job or endpoint operation of the local cloud ends, or at once when none is under
+  way, instead of sleeping its full seconds. The definition, the history and the
+  transitions are unchanged; only idle wall time is skipped, like a clock that jumps to the
+  next event. Local jobs take seconds where SageMaker's take minutes, so the poll schedule
+  (tuned for AWS) would otherwise dominate a local run.
 - RedriveExecution: moto has no implementation. The local cloud does not redrive; it
   answers with a clear error that says so and points at `sfn-mlops rerun` (a new
   execution with the same input), instead of moto's HTTP 500.
@@ -10,6 +16,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from moto.core.exceptions import ServiceException
@@ -23,6 +30,21 @@ REDRIVE_UNSUPPORTED = (
 
 class UnsupportedOperation(ServiceException):
     code = "UnsupportedOperation"
+
+
+def install_fast_waits(
+    patches: Any, wait_for_change: Callable[[float, Callable[[], bool]], None]
+) -> None:
+    """Wait states return at the next local SageMaker change (see the module docstring)."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+        WaitFunction,
+    )
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            wait_for_change(float(wait_seconds), env.is_running)
+
+    patches.set(WaitFunction, "_wait_interval", _wait_interval)
 
 
 def install(patches: Any) -> None:

@@ -157,6 +157,48 @@ def test_state_machine_catches_the_handlers_error_class(cloud: LocalCloud) -> No
     assert desc["error"] == "ValueError"
 
 
+def test_wait_states_skip_idle_time_but_keep_the_definition(cloud: LocalCloud) -> None:
+    # GIVEN a Wait of an hour with nothing under way in the local cloud
+    definition = {
+        "StartAt": "Hour",
+        "States": {
+            "Hour": {"Type": "Wait", "Seconds": 3600, "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    sfn = cloud.client("stepfunctions")
+    sm = sfn.create_state_machine(name="hour", definition=json.dumps(definition), roleArn=ROLE)
+    # WHEN it runs
+    ex = sfn.start_execution(stateMachineArn=sm["stateMachineArn"], input="{}")["executionArn"]
+    # THEN it ends well within the hour (the poll below gives up after 60 s), and the
+    # history still shows the Wait state entered and exited
+    desc = wait(lambda: (d := sfn.describe_execution(executionArn=ex))["status"] != "RUNNING" and d)
+    assert desc["status"] == "SUCCEEDED"
+    events = [e["type"] for e in sfn.get_execution_history(executionArn=ex)["events"]]
+    assert {"WaitStateEntered", "WaitStateExited"} <= set(events)
+
+
+def test_fast_wait_returns_when_an_operation_under_way_ends(tmp_path: Path) -> None:
+    import threading
+
+    from sfn_mlops.local.sagemaker import LocalSageMaker
+
+    # GIVEN a job-like operation under way that ends when released
+    sagemaker = LocalSageMaker(lambda: None, tmp_path, "us-east-1")
+    release, finished = threading.Event(), threading.Event()
+
+    def operation() -> None:
+        release.wait(30)
+        finished.set()
+
+    sagemaker._start_thread(operation)
+    threading.Timer(0.2, release.set).start()
+    # WHEN a Wait of ten minutes starts
+    sagemaker.wait_for_change(600.0, lambda: True)
+    # THEN it returned because the operation ended (not because its ten minutes passed)
+    assert finished.is_set()
+
+
 # --- SageMaker jobs ------------------------------------------------------------------------
 
 

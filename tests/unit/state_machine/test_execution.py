@@ -81,7 +81,7 @@ def test_first_deployment_creates_the_endpoint(
         return [polling.wait_seconds(a, interval, cap) for a in range(polls)]
 
     assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2)]
-    assert pauses.waits[2:5] == [30, 60, 120]  # training: doubling from 30 s
+    assert pauses.waits[2:5] == [interval, 2 * interval, 4 * interval]  # training: doubling
     assert run.entered()[-3:] == ["SmokeTest", "NotifySuccess", "Succeeded"]
     _assert_notified_success(pipeline, deployed=True)
 

@@ -51,11 +51,12 @@ from typing import Any
 
 import numpy as np
 
-from sfn_container import csvdata
+from sfn_container import binsplit, csvdata
 from sfn_container.errors import ConfigError, ContainerError, ModelError, SchemaError
 from sfn_container.metrics import evaluate as score
 from sfn_container.model import Model, find_model_dir, load_model
 from sfn_container.paths import OptMl
+from sfn_container.xgbimport import import_xgboost
 
 THRESHOLD = 0.5
 
@@ -117,9 +118,10 @@ def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]
     header = csvdata.read_header(files[0])
     if target not in header:
         raise SchemaError(f"{files[0]}: target column {target!r} not in header; columns {header}")
-    x, y = csvdata.read_matrix(files, header, target)
+    x, y = binsplit.read_split(files, header, header, target)
     keep = ~np.isnan(y)
-    x, y = x[keep], y[keep]
+    if not keep.all():
+        x, y = x[keep], y[keep]
     if y.size == 0:
         raise SchemaError(f"the test split has no rows with a target {target!r}")
     if problem_type == "binary_classification" and not np.isin(y, (0, 1)).all():
@@ -151,6 +153,7 @@ def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]
 
 
 def main() -> None:
+    import_xgboost()  # before anything imports it: a job process needs no scikit-learn
     opt_ml = OptMl.from_env()
     report = evaluate(opt_ml)
     out = opt_ml.processing_output("evaluation") / "evaluation.json"

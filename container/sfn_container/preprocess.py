@@ -23,7 +23,9 @@ test split of a refreshed data set contains the old test rows and champion and c
 are compared fairly; identical rows never straddle train and test.
 
 Outputs (under ``$OPT_ML/processing/output``): ``train/train.csv``,
-``validation/validation.csv``, ``test/test.csv`` (the original lines, header kept),
+``validation/validation.csv``, ``test/test.csv`` (the original lines, header kept; next
+to each, a binary copy of its parsed values that ``train`` and ``evaluate`` read instead
+of parsing the CSV again, see :mod:`sfn_container.binsplit`),
 ``profile/profile.json`` (rows per split, per-column count/missing/mean/std/min/max, class
 balance) and ``sample/sample.csv`` (header + a few test rows without the target column).
 The input is streamed in blocks, so memory stays flat whatever the data size.
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from sfn_container import csvdata
+from sfn_container.binsplit import SplitWriter
 from sfn_container.errors import ConfigError, EmptyInputError, SchemaError
 from sfn_container.paths import OptMl
 
@@ -224,20 +227,17 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
     target_idx = header.index(config.target_column)
     features = [c for c in header if c != config.target_column]
     order = sorted(range(len(header)), key=lambda i: header[i])
-    header_line = (",".join(header) + "\n").encode()
 
     out_paths = [output_dir / name / f"{name}.csv" for name in SPLITS]
     for path in out_paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-    handles = [path.open("wb") for path in out_paths]
+    writers = [SplitWriter(path, header, config.target_column) for path in out_paths]
     stats = _ColumnStats(len(header))
     rows = np.zeros(4, dtype=np.int64)
     positives = np.zeros(3, dtype=np.int64)
     sample: list[bytes] = []
     file_rows: dict[str, int] = {}
     try:
-        for handle in handles:
-            handle.write(header_line)
         for path in files:
             file_rows[str(path.relative_to(input_dir))] = 0
             for block in csvdata.iter_blocks(path):
@@ -249,15 +249,18 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
                 rows += np.bincount(split, minlength=4)
                 file_rows[str(path.relative_to(input_dir))] += values.shape[0]
                 kept = split != DROPPED
-                stats.update(values[kept])
+                stats.update(values if kept.all() else values[kept])
                 if config.problem_type == "binary_classification":
                     positives += np.bincount(split[target == 1], minlength=4)[:3]
-                _write_lines(block.data, split, handles)
+                _write_lines(block.data, split, values, writers)
                 if len(sample) < config.sample_rows:
                     sample.extend(_sample_lines(block.data, split, target_idx, config))
-    finally:
-        for handle in handles:
-            handle.close()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
 
     total = int(rows[:3].sum())
     if total == 0:
@@ -303,16 +306,19 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
     return profile
 
 
-def _write_lines(data: bytes, split: np.ndarray, handles: list) -> None:
-    """Copy each line of ``data`` to its split's file, byte-exact (vectorised)."""
+def _write_lines(
+    data: bytes, split: np.ndarray, values: np.ndarray, writers: list[SplitWriter]
+) -> None:
+    """Copy each line of ``data`` to its split's CSV, byte-exact, and its parsed values to
+    the split's binary copy (vectorised)."""
     ends = csvdata.line_ends(data)
     lengths = np.diff(ends, prepend=0)
     byte_split = np.repeat(split, lengths)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    for i, handle in enumerate(handles):
-        chunk = buffer[byte_split == i]
-        if chunk.size:
-            handle.write(chunk.data)
+    for i, writer in enumerate(writers):
+        rows = split == i
+        if rows.any():
+            writer.write(buffer[byte_split == i].data, values[rows])
 
 
 def _sample_lines(

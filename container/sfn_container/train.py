@@ -14,9 +14,14 @@ prints one ``validation-<metric>: <value>`` line per metric, so a SageMaker metr
 definition such as ``{"Name": "validation:auc", "Regex": "validation-auc:\\s*([0-9.eE+-]+)"}``
 parses both (the last value is the final one).
 
-Speed and memory: the CSV is parsed block by block by numpy's C parser into one float32
-matrix (no pandas), which goes straight into a ``QuantileDMatrix`` (the histogram index
-``tree_method=hist`` trains on, without keeping a float copy) and is then freed.
+Speed and memory: when preprocess's binary copy of a split is present and matches its CSV
+(:mod:`sfn_container.binsplit`), its float32 arrays are memory-mapped and no CSV is
+parsed; otherwise the CSV is parsed block by block by numpy's C parser (no pandas). Either
+way the values are the same. The matrices are plain ``DMatrix`` objects: with
+``tree_method=hist`` XGBoost builds its histogram index once inside ``xgb.train``, which at
+1M rows is ~0.4 s faster than building a ``QuantileDMatrix`` up front (at ~1.9x instead of
+~1.2x the CSV's size in peak memory, within the 3x goal). XGBoost is imported without
+scikit-learn (:mod:`sfn_container.xgbimport`).
 
 Output: ``model.ubj`` + ``metadata.json`` (see :mod:`sfn_container.model`).
 """
@@ -33,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from sfn_container import csvdata
+from sfn_container import binsplit, csvdata
 from sfn_container.errors import ConfigError, SchemaError
 from sfn_container.model import save_model
 from sfn_container.paths import OptMl
+from sfn_container.xgbimport import import_xgboost
 
 PROBLEM_TYPES = ("binary_classification", "regression")
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -114,7 +120,7 @@ def _load(channel: Path, target: str, columns: list[str] | None) -> tuple[list[s
     columns = columns or header
     if len(columns) < 2:
         raise SchemaError(f"{files[0]}: no feature columns besides {target!r}")
-    x, y = csvdata.read_matrix(files, columns, target)
+    x, y = binsplit.read_split(files, header, columns, target)
     keep = ~np.isnan(y)
     if not keep.all():  # rows without a label cannot train
         x, y = x[keep], y[keep]
@@ -140,8 +146,7 @@ def train(opt_ml: OptMl, config: TrainConfig) -> dict[str, Any]:
     columns, x, y = _load(opt_ml.channel("train"), config.target_column, None)
     _check_labels(y, config, "train")
     features = [c for c in columns if c != config.target_column]
-    max_bin = int(config.params.get("max_bin", 256))
-    dtrain = xgb.QuantileDMatrix(x, y, feature_names=features, max_bin=max_bin)
+    dtrain = xgb.DMatrix(x, y, feature_names=features)
     train_rows = x.shape[0]
     del x, y
     evals: list[tuple[Any, str]] = []
@@ -149,7 +154,7 @@ def train(opt_ml: OptMl, config: TrainConfig) -> dict[str, Any]:
     if opt_ml.channel("validation").is_dir():
         _, xv, yv = _load(opt_ml.channel("validation"), config.target_column, columns)
         _check_labels(yv, config, "validation")
-        dvalid = xgb.QuantileDMatrix(xv, yv, feature_names=features, ref=dtrain)
+        dvalid = xgb.DMatrix(xv, yv, feature_names=features)
         evals.append((dvalid, "validation"))
         validation_rows = xv.shape[0]
         del xv, yv
@@ -205,6 +210,7 @@ def train(opt_ml: OptMl, config: TrainConfig) -> dict[str, Any]:
 
 
 def main() -> None:
+    import_xgboost()  # before anything imports it: a job process needs no scikit-learn
     opt_ml = OptMl.from_env()
     config = TrainConfig.from_file(opt_ml.hyperparameters)
     if os.environ.get("SM_NUM_CPUS") and "nthread" not in config.params:

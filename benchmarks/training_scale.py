@@ -9,9 +9,16 @@ and the same validation set evaluated each round (the pipeline's default hyperpa
 100 rounds, depth 4, eta 0.2, subsample 0.9, hist), in a fresh process whose data is
 already in memory as a ``DMatrix`` (only the call is timed: the strictest baseline).
 
-Figures per size: train wall ÷ baseline (goal at 1M: ≤ 1.2x), preprocess + train wall ÷
+Figures per size: train wall ÷ baseline (goal at 1M: ≤ 1.2×), preprocess + train wall ÷
 baseline (reported against the same goal), and peak RSS of each step ÷ the CSV's size
-(goal ≤ 3x). Peak RSS comes from ``wait4`` (the child's own ``ru_maxrss``).
+(goal at 1M: ≤ 3×; at 100k the fixed cost of the interpreter and libraries dominates, so
+the rows there are reported without a verdict). Peak RSS comes from ``wait4`` (the
+child's own ``ru_maxrss``).
+
+The train channel is the whole ``train`` output folder of preprocess, moved as SageMaker's
+File mode downloads the whole S3 prefix: the CSV and, next to it, preprocess's binary copy
+of the split (:mod:`sfn_container.binsplit`), which ``train`` reads instead of parsing the
+CSV. Writing that copy is part of the preprocess time.
 
 ``python -m benchmarks.training_scale [--quick]`` prints the rows as JSON.
 """
@@ -128,45 +135,49 @@ def _one_size(rows: int, reps: int) -> list[dict[str, Any]]:
             script.append(result["script_seconds"])
 
     label = f"{rows // 1000}k" if rows < 1_000_000 else f"{rows // 1_000_000}M"
-    goal_wall = "<= 1.2x (goal at 1M)"
+    at_goal_size = rows == 1_000_000  # the goals are stated at 1M rows
+    goal_wall = "≤ 1.2× (at 1M rows)"
     mb = csv_bytes / 1e6
     baseline = summarize(bare)
+    baseline_name = "bare xgboost.train call, DMatrix in memory, same data and params"
     train_s, both_s = summarize(train_wall), summarize(both)
     peak = max(*pre_rss, *train_rss)
     return [
         figure(
-            f"training_wall_{label}",
-            f"train entrypoint ({label} rows x {FEATURES}; 70% train split)",
+            "6 scale",
+            f"train entrypoint ({label} rows × {FEATURES}; 70% train split; reads "
+            "preprocess's binary copy of the split)",
             train_s,
-            "bare xgboost.train call, DMatrix in memory, same data and params",
+            baseline_name,
             baseline,
             "s",
             goal_wall,
-            train_s["median"] <= 1.2 * baseline["median"],
+            train_s["median"] <= 1.2 * baseline["median"] if at_goal_size else None,
             note=f"a bare script (np.loadtxt + DMatrix + train) takes "
             f"{summarize(script)['median']:.2f} s",
         ),
         figure(
-            f"preprocess_train_wall_{label}",
-            f"preprocess + train entrypoints ({label} rows x {FEATURES})",
+            "6 scale",
+            f"preprocess + train entrypoints ({label} rows × {FEATURES})",
             both_s,
-            "bare xgboost.train call, DMatrix in memory, same data and params",
+            baseline_name,
             baseline,
             "s",
             goal_wall,
-            both_s["median"] <= 1.2 * baseline["median"],
+            both_s["median"] <= 1.2 * baseline["median"] if at_goal_size else None,
             note=f"preprocess alone: median {summarize(pre_wall)['median']:.2f} s",
         ),
         figure(
-            f"peak_memory_{label}",
-            f"peak RSS of preprocess / train ({label} rows)",
+            "6 scale",
+            f"peak RSS of preprocess / train ({label} rows × {FEATURES})",
             peak / 1e6,
             f"CSV size ({mb:.0f} MB)",
             mb,
             "MB",
-            "<= 3x CSV size",
-            peak <= 3 * csv_bytes,
-            note=f"preprocess {max(pre_rss) / 1e6:.0f} MB, train {max(train_rss) / 1e6:.0f} MB",
+            "≤ 3× CSV size (at 1M rows)",
+            peak <= 3 * csv_bytes if at_goal_size else None,
+            note=f"preprocess {max(pre_rss) / 1e6:.0f} MB, train {max(train_rss) / 1e6:.0f} MB"
+            + ("" if at_goal_size else "; mostly the fixed cost of Python + numpy + XGBoost"),
         ),
     ]
 

@@ -8,6 +8,7 @@ from shared.adapters._errors import ClientError, code_of, transient_errors
 from shared.errors import ArtifactError
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
@@ -28,17 +29,20 @@ class S3:
     def __init__(self, client: S3Client) -> None:
         self._client = client
 
-    def read_text(self, uri: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
-        """A whole (small) object as UTF-8 text; ArtifactError if missing or too large."""
+    def _open(self, uri: str) -> StreamingBody:
+        """The object's streaming body; ArtifactError if it does not exist."""
         bucket, key = split_uri(uri)
         with transient_errors("GetObject"):
             try:
-                response = self._client.get_object(Bucket=bucket, Key=key)
+                return self._client.get_object(Bucket=bucket, Key=key)["Body"]
             except ClientError as exc:
                 if code_of(exc) in MISSING_CODES:
                     raise ArtifactError(f"{uri} does not exist ({code_of(exc)})") from exc
                 raise
-        body = response["Body"]
+
+    def read_text(self, uri: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+        """A whole (small) object as UTF-8 text; ArtifactError if missing or too large."""
+        body = self._open(uri)
         try:
             data = body.read(max_bytes + 1)
         finally:
@@ -52,15 +56,7 @@ class S3:
 
     def read_lines(self, uri: str, count: int) -> list[str]:
         """The first `count` non-empty lines of an object (streamed: reads no more)."""
-        bucket, key = split_uri(uri)
-        with transient_errors("GetObject"):
-            try:
-                response = self._client.get_object(Bucket=bucket, Key=key)
-            except ClientError as exc:
-                if code_of(exc) in MISSING_CODES:
-                    raise ArtifactError(f"{uri} does not exist ({code_of(exc)})") from exc
-                raise
-        body = response["Body"]
+        body = self._open(uri)
         lines: list[str] = []
         try:
             for raw in body.iter_lines():

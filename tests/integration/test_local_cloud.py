@@ -307,11 +307,9 @@ def test_processing_job_runs_for_real_and_uploads_outputs(
         "FailureReason"
     )
     listing = cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pre/train/")
-    body = (
-        cloud.client("s3")
-        .get_object(Bucket=BUCKET, Key=listing["Contents"][0]["Key"])["Body"]
-        .read()
-    )
+    # the split's CSV (preprocess also writes a binary copy and its manifest beside it)
+    (csv_key,) = [o["Key"] for o in listing["Contents"] if o["Key"].endswith(".csv")]
+    body = cloud.client("s3").get_object(Bucket=BUCKET, Key=csv_key)["Body"].read()
     header = next(csv.reader(io.StringIO(body.decode())))
     assert "target" in header
 

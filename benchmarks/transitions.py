@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks._common import figure
+from shared import resources
 
 BASE_SECONDS = 36
 MULTIPLES = (1, 10, 100)
@@ -61,10 +62,10 @@ PRICES_NOTE = (
     f"{LAMBDA_BILLED_MS} ms billed per invoke assumed; SageMaker compute not included"
 )
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-BUCKET = f"sfn-mlops-{ACCOUNT}-{REGION}"
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sfn-mlops-model:latest"
+ACCOUNT = resources.LOCAL_ACCOUNT
+REGION = resources.LOCAL_REGION
+BUCKET = resources.bucket_name(ACCOUNT, REGION)
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{resources.ECR_REPOSITORY}:latest"
 EXECUTION_DEADLINE_SECONDS = 120.0
 
 
@@ -397,41 +398,21 @@ _ENV = {
 
 
 def _deploy(dispatcher: Any, handlers: dict[str, Any]) -> str:
-    """Functions, topic and the state machine from the committed ASL; returns its ARN."""
+    """The stack's one deploy into moto (sfn_mlops.local.stack.deploy_pipeline), with the
+    clocked handlers registered in-process; returns the state machine's ARN."""
     import boto3
 
-    from shared import resources
+    from sfn_mlops.local.stack import deploy_pipeline
 
-    iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(RoleName="sfn-mlops-bench", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    lam = boto3.client("lambda", region_name=REGION)
-    arns: dict[str, str] = {}
-    for spec in resources.FUNCTIONS:
-        if spec.asl_placeholder is None:
-            continue
-        arns[spec.asl_placeholder] = lam.create_function(
-            FunctionName=spec.function_name,
-            Runtime="python3.12",
-            Role=role,
-            Handler=spec.handler,
-            Code={"ZipFile": _zip()},
-            Timeout=spec.timeout_seconds,
-            MemorySize=spec.memory_mb,
-        )["FunctionArn"]
+    def register(spec: Any, _arn: str, _env: dict[str, str]) -> None:
         dispatcher.register(spec.function_name, _dumped(handlers[spec.key]))
-    topic = boto3.client("sns", region_name=REGION).create_topic(Name=resources.FAILURE_TOPIC)
-    arns[resources.TOPIC_PLACEHOLDER] = topic["TopicArn"]
-    text = resources.ASL_PATH.read_text()
-    for name, value in arns.items():
-        text = text.replace(f"${{{name}}}", value)
-    if "${" in text:
-        raise RuntimeError("unsubstituted placeholder left in the ASL")
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    return str(
-        sfn.create_state_machine(name="sfn-mlops-bench", definition=text, roleArn=role)[
-            "stateMachineArn"
-        ]
+
+    pipeline = deploy_pipeline(
+        lambda service: boto3.client(service, region_name=REGION),
+        on_function=register,
+        only_definition_functions=True,
     )
+    return pipeline.state_machine_arn
 
 
 def _dumped(handler: Any) -> Any:
@@ -439,16 +420,6 @@ def _dumped(handler: Any) -> Any:
         return handler(payload).model_dump(mode="json")
 
     return call
-
-
-def _zip() -> bytes:
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("README.txt", "handlers are dispatched in-process\n")
-    return buf.getvalue()
 
 
 class Simulator:

@@ -31,6 +31,14 @@ SCHEDULE_RULE = f"{PROJECT}-schedule"
 ENDPOINT_VARIANT_NAME = "AllTraffic"
 #: CloudWatch alarms a blue/green endpoint update rolls back on (deploy's ENDPOINT_ALARM_NAMES).
 ENDPOINT_ALARM_NAMES = (f"{PROJECT}-endpoint-5xx", f"{PROJECT}-endpoint-latency")
+#: The metric each of ENDPOINT_ALARM_NAMES watches (AWS/SageMaker namespace), in order.
+ENDPOINT_ALARM_METRICS = ("Invocation5XXErrors", "ModelLatency")
+#: Where the local cloud, the in-process moto tests and the benchmarks live (moto's default
+#: account; any region works, one name keeps them together).
+LOCAL_REGION = "us-east-1"
+#: The functions' runtime (infra/constructs/functions.py RUNTIME; the local cloud's too).
+LAMBDA_RUNTIME = "python3.12"
+LOCAL_ACCOUNT = "123456789012"
 
 
 def bucket_name(account: str, region: str) -> str:
@@ -112,11 +120,10 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
     FunctionSpec(
         "gate",
-        "functions.evaluate.handler.gate_handler",
+        "functions.gate.handler.lambda_handler",
         "Reads the evaluation report and decides: threshold met and champion beaten?",
         "GateFunctionArn",
         env=_BASE_ENV,
-        folder="evaluate",
     ),
     FunctionSpec(
         "register",

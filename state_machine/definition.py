@@ -44,7 +44,8 @@ from shared.resources import (
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 
-#: AWS's recommended retrier for Lambda service errors, plus throttling (AWS-SEMANTICS.md).
+#: AWS's recommended retrier for Lambda service errors, plus throttling (the Lambda docs'
+#: "Handling errors" page; tests/unit/state_machine/test_lambda_seam.py reproduces each).
 LAMBDA_TRANSIENT_ERRORS = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",

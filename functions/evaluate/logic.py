@@ -1,17 +1,12 @@
 """Evaluation: start the Processing job that scores the challenger (this execution's model)
-and the champion (the model behind the endpoint now, if any) on the same test split; then
-the gate, which reads the report and decides."""
+and the champion (the model behind the endpoint now, if any) on the same test split. The
+gate, which reads the report and decides, is functions/gate/."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import ValidationError
-
-from shared.adapters.s3 import S3
 from shared.adapters.sagemaker import SageMaker
-from shared.errors import ArtifactError, validation_problems
 from shared.jobs import (
     EVALUATION_REPORT,
     PROCESSING_INPUT,
@@ -21,13 +16,8 @@ from shared.jobs import (
     start_or_reuse,
 )
 from shared.models import (
-    ApprovalStatus,
     EvaluateOutput,
     EvaluateRequest,
-    EvaluationReport,
-    GateOutput,
-    GateRequest,
-    Objective,
 )
 from shared.naming import artifact_prefix
 from shared.observability import logger
@@ -127,110 +117,3 @@ def start_evaluation(
             job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
         ),
     )
-
-
-# --- gate -----------------------------------------------------------------------------------
-
-
-def read_report(s3: S3, uri: str) -> EvaluationReport:
-    text = s3.read_text(uri)
-    try:
-        return EvaluationReport.model_validate(json.loads(text))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{uri} is not JSON: {exc.msg} at {exc.pos}") from exc
-    except ValidationError as exc:
-        raise ArtifactError(f"{uri}: " + "; ".join(validation_problems(exc))) from exc
-
-
-def _metric(report_uri: str, who: str, metrics: dict[str, float | None], name: str) -> float | None:
-    if name not in metrics:
-        raise ArtifactError(f"{report_uri}: {who}.metrics has no {name!r} (has {sorted(metrics)})")
-    return metrics[name]
-
-
-def decide(
-    report: EvaluationReport,
-    objective: Objective,
-    deploy_mode: str,
-    report_uri: str = "evaluation report",
-) -> GateOutput:
-    """Passed = the challenger meets the threshold AND (no champion OR it beats the champion
-    by at least min_improvement), in the objective's direction. Deploy = passed and auto."""
-    name = objective.name
-    maximize = objective.goal == "maximize"
-    challenger = _metric(report_uri, "challenger", report.challenger.metrics, name)
-    if challenger is None:
-        raise ArtifactError(
-            f"{report_uri}: the challenger's {name} is undefined on the test split "
-            "(e.g. AUC with a single class): fix the data or choose another objective metric"
-        )
-    champion = (
-        _metric(report_uri, "champion", report.champion.metrics, name)
-        if report.champion is not None
-        else None
-    )
-    reasons: list[str] = []
-
-    meets = challenger >= objective.threshold if maximize else challenger <= objective.threshold
-    relation = (">=" if maximize else "<=") if meets else ("<" if maximize else ">")
-    reasons.append(
-        f"{name} {challenger:.6g} {relation} threshold {objective.threshold:.6g}"
-        + ("" if meets else " (threshold not met)")
-    )
-
-    comparable = True
-    if champion is None:
-        beats = True
-        if report.champion is not None:
-            reasons.append(f"champion's {name} is undefined on the test split: nothing to beat")
-        elif report.champion_error:
-            # A champion exists but cannot score this data (e.g. the feature schema changed):
-            # deploying would silently change the endpoint's contract, so a person decides.
-            beats = comparable = False
-            reasons.append(
-                f"champion could not be scored on this test split ({report.champion_error}): "
-                "not comparable, so not deployed automatically (registered for manual approval)"
-            )
-        else:
-            reasons.append("no champion: nothing to beat")
-    else:
-        gain = challenger - champion if maximize else champion - challenger
-        beats = gain >= objective.min_improvement
-        better = "better" if gain >= 0 else "worse"
-        reasons.append(
-            f"challenger {name} {challenger:.6g} vs champion {champion:.6g}: "
-            f"{abs(gain):.6g} {better} (needs >= {objective.min_improvement:.6g} better)"
-            + ("" if beats else " (champion not beaten)")
-        )
-
-    passed = meets and beats
-    deploy = passed and deploy_mode == "auto"
-    approval: ApprovalStatus = (
-        "Approved"
-        if passed
-        else ("PendingManualApproval" if meets and not comparable else "Rejected")
-    )
-    if passed and not deploy:
-        reasons.append(f"deploy_mode is {deploy_mode!r}: not deploying")
-    outcome = {"Approved": "approved", "Rejected": "rejected"}.get(approval, "awaits approval")
-    reasons.append("deploying the challenger" if deploy else outcome)
-    return GateOutput(
-        passed=passed,
-        deploy=deploy,
-        approval_status=approval,
-        reasons=reasons,
-        metric=name,
-        challenger=challenger,
-        champion=champion,
-    )
-
-
-def gate(request: GateRequest, s3: S3) -> GateOutput:
-    report_uri = request.evaluate.report_uri
-    report = read_report(s3, report_uri)
-    if report.problem_type != request.config.problem_type:
-        raise ArtifactError(
-            f"{report_uri}: problem_type {report.problem_type!r} differs from the "
-            f"execution's {request.config.problem_type!r}"
-        )
-    return decide(report, request.config.objective, request.config.deploy_mode, report_uri)

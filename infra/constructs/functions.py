@@ -27,6 +27,7 @@ from infra.constructs.sagemaker import SageMakerResources, sagemaker_arn
 from shared import resources
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
+assert RUNTIME.name == resources.LAMBDA_RUNTIME, "shared/resources.py LAMBDA_RUNTIME drifted"
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 
 

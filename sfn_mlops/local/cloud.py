@@ -3,8 +3,12 @@ workers reach it), moto's ASL interpreter running the state machine, and the hoo
 make what moto only records actually run (Lambda handlers, SageMaker jobs and endpoints,
 EventBridge deliveries, RedriveExecution).
 
-All hooks are installed when the cloud starts and removed when it stops, so nothing leaks
-into code that uses moto in-process (unit tests).
+This module is the lifecycle only (start/stop, environment, clients, installing each fake);
+each fake owns its patches: Lambda in lambdas.py (the seam) and lambda_runtime.py (warm
+workers), Step Functions in sfn.py, EventBridge/S3/ECR events in events.py, SageMaker in
+sagemaker/ (see its __init__ for which file does what). All hooks are installed when the
+cloud starts and removed when it stops, so nothing leaks into code that uses moto
+in-process (unit tests); every process the fakes started is stopped with it (procs.py).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local import procs
-from sfn_mlops.local.events import S3_REASONS, EventRouter, ecr_push_event, s3_object_created_event
+from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
 from sfn_mlops.local.sagemaker import LocalSageMaker
+from shared import resources
 
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = resources.LOCAL_REGION
+DEFAULT_ACCOUNT = resources.LOCAL_ACCOUNT
 
 
 class PortInUseError(RuntimeError):
@@ -227,7 +232,7 @@ class LocalCloud:
     def register_function(self, config: FunctionConfig) -> None:
         """Run `config.handler` for Invoke of this function (it must exist in moto too)."""
         self.lambdas.register(config)
-        self.dispatcher.register(config.name, self._serve(config.name))
+        self.dispatcher.register(config.name, self.lambdas.handler(config.name))
 
     def _invoke_target(self, arn: str, event: dict[str, Any]) -> tuple[Any, str | None]:
         """An EventBridge rule's Lambda target (asynchronous invoke, through the seam)."""
@@ -255,244 +260,23 @@ class LocalCloud:
         self.dispatcher = LambdaDispatcher()
         self._exit.enter_context(self.dispatcher.install())
 
-    def _serve(self, function_name: str) -> Callable[[Any], Any]:
-        from sfn_mlops.local.lambdas import LambdaResult, LambdaServiceError
-
-        runtime = self.lambdas
-
-        def handler(payload: Any) -> LambdaResult:
-            fault = runtime.take_service_error(function_name)
-            if fault:
-                raise LambdaServiceError(fault, f"injected Lambda service error {fault}", 500)
-            inv = runtime.invoke(function_name, payload)
-            return LambdaResult(inv.payload, inv.function_error)
-
-        return handler
-
     def _install_sagemaker(self) -> None:
-        from moto.core.exceptions import ServiceException
-        from moto.sagemaker.exceptions import ValidationError
-        from moto.sagemaker.responses import SageMakerResponse
-        from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+        from sfn_mlops.local.sagemaker import api
 
-        local = self.sagemaker
-        orig_processing = SageMakerResponse.create_processing_job
-        orig_training = SageMakerResponse.create_training_job
-        orig_create_endpoint = SageMakerResponse.create_endpoint
-        orig_delete_endpoint = SageMakerResponse.delete_endpoint
-        orig_stop_processing = SageMakerResponse.stop_processing_job
-
-        def create_processing_job(resp: Any) -> Any:
-            name = resp._get_param("ProcessingJobName")
-            local._new_job("processing", name)
-            result = orig_processing(resp)
-            local.start_processing_job(
-                resp.sagemaker_backend.processing_jobs[name], dict(resp.params)
-            )
-            return result
-
-        def create_training_job(resp: Any) -> Any:
-            name = resp._get_param("TrainingJobName")
-            local._new_job("training", name)
-            result = orig_training(resp)
-            local.start_training_job(resp.sagemaker_backend.training_jobs[name], dict(resp.params))
-            return result
-
-        def stop_processing_job(resp: Any) -> Any:
-            name = resp._get_param("ProcessingJobName")
-            fake = resp.sagemaker_backend.processing_jobs.get(name)
-            if fake is None or not local.stop_job(name):
-                return orig_stop_processing(resp)
-            from moto.core.responses import EmptyResult
-
-            if fake.processing_job_status == "InProgress":
-                fake.processing_job_status = "Stopping"
-            return EmptyResult()
-
-        def stop_training_job(resp: Any) -> Any:
-            from moto.core.responses import EmptyResult
-
-            name = resp._get_param("TrainingJobName")
-            fake = resp.sagemaker_backend.training_jobs.get(name)
-            if fake is None:
-                raise ValidationError(message=f"Requested resource not found: training job {name}")
-            if fake.training_job_status == "InProgress":
-                fake.training_job_status = "Stopping"
-                fake.secondary_status = "Stopping"
-            local.stop_job(name)
-            return EmptyResult()
-
-        def create_endpoint(resp: Any) -> Any:
-            name = resp._get_param("EndpointName")
-            backend = resp.sagemaker_backend
-            if name in backend.endpoints:
-                raise ValidationError(
-                    message="Cannot create already existing endpoint "
-                    f'"{backend.endpoints[name].arn}".'
-                )
-            result = orig_create_endpoint(resp)
-            local.create_endpoint(backend.endpoints[name], backend)
-            return result
-
-        def update_endpoint(resp: Any) -> Any:
-            from moto.core.responses import ActionResult
-
-            name = resp._get_param("EndpointName")
-            config_name = resp._get_param("EndpointConfigName")
-            backend = resp.sagemaker_backend
-            fake = backend.endpoints.get(name)
-            if fake is None:
-                raise ValidationError(message=f'Could not find endpoint "{name}".')
-            if config_name not in backend.endpoint_configs:
-                raise ValidationError(
-                    message=f'Could not find endpoint configuration "{config_name}".'
-                )
-            if fake.endpoint_status != "InService":
-                raise ValidationError(
-                    message=f'Cannot update in-progress endpoint "{fake.arn}".'
-                    if fake.endpoint_status in ("Creating", "Updating")
-                    else f'Cannot update endpoint "{fake.arn}" in status {fake.endpoint_status}.'
-                )
-            local.update_endpoint(fake, backend, config_name)
-            return ActionResult({"EndpointArn": fake.arn})
-
-        def delete_endpoint(resp: Any) -> Any:
-            local.delete_endpoint(resp._get_param("EndpointName"))
-            return orig_delete_endpoint(resp)
-
-        class ModelError(ServiceException):
-            code = "ModelError"
-
-        def invoke_endpoint(resp: Any) -> Any:
-            name = resp.path.strip("/").split("/")[1]
-            fake = None
-            from moto.sagemaker.models import sagemaker_backends
-
-            fake = sagemaker_backends[resp.current_account][resp.region].endpoints.get(name)
-            if fake is None:
-                raise ValidationError(
-                    message=f"Endpoint {name} of account {resp.current_account} not found."
-                )
-            headers = {
-                k: v
-                for k, v in (
-                    ("Content-Type", resp.headers.get("Content-Type")),
-                    ("Accept", resp.headers.get("Accept")),
-                )
-                if v
-            }
-            body = resp.body if isinstance(resp.body, bytes) else (resp.body or "").encode()
-            try:
-                status, out_headers, out = local.invoke(name, body, headers)
-            except LookupError as exc:
-                raise ValidationError(
-                    message=f"Endpoint {name} of account {resp.current_account} is not InService."
-                ) from exc
-            if status >= 400:
-                err = ModelError(
-                    f"Received {'client' if status < 500 else 'server'} error ({status}) "
-                    "from primary "
-                    f'with message "{out.decode(errors="replace")[:500]}". See CloudWatch logs.'
-                )
-                err.OriginalStatusCode = status  # type: ignore[attr-defined]
-                err.OriginalMessage = out.decode(errors="replace")[:500]  # type: ignore[attr-defined]
-                raise err
-            ctype = next(
-                (v for k, v in out_headers.items() if k.lower() == "content-type"), "text/csv"
-            )
-            return (
-                200,
-                {"Content-Type": ctype, "x-Amzn-Invoked-Production-Variant": "AllTraffic"},
-                out,
-            )
-
-        self._patches.set(SageMakerResponse, "create_processing_job", create_processing_job)
-        self._patches.set(SageMakerResponse, "create_training_job", create_training_job)
-        self._patches.set(SageMakerResponse, "stop_processing_job", stop_processing_job)
-        self._patches.set(SageMakerResponse, "stop_training_job", stop_training_job)
-        self._patches.set(SageMakerResponse, "create_endpoint", create_endpoint)
-        self._patches.set(SageMakerResponse, "update_endpoint", update_endpoint)
-        self._patches.set(SageMakerResponse, "delete_endpoint", delete_endpoint)
-        self._patches.set(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+        api.install(self._patches, self.sagemaker)
 
     def _install_events(self) -> None:
-        import moto.s3.notifications as s3n
-        from moto.ecr.models import ECRBackend
-        from moto.events.models import Rule
+        from sfn_mlops.local import events
 
-        router = self.events
-        orig_send = Rule.send_to_targets
-        orig_put_image = ECRBackend.put_image
-        orig_s3_emit = s3n._send_event_bridge_message
-
-        def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
-            if not rule.event_pattern.matches_event(event):
-                return
-            lambda_targets = [t for t in rule.targets if ":lambda:" in t["Arn"]]
-            for target in lambda_targets:
-                router.deliver(rule.name, target["Arn"], event)
-            others = [t for t in rule.targets if t not in lambda_targets]
-            if others:
-                import copy
-
-                shadow = copy.copy(rule)
-                shadow.targets = others
-                orig_send(shadow, event, transform_input)
-
-        def put_image(
-            backend: Any,
-            repository_name: str,
-            image_manifest: str,
-            image_tag: str,
-            *a: Any,
-            **kw: Any,
-        ) -> Any:
-            image = orig_put_image(backend, repository_name, image_manifest, image_tag, *a, **kw)
-            event = ecr_push_event(
-                backend.account_id,
-                backend.region_name,
-                repository_name,
-                image.get_image_digest(),
-                image_tag,
-            )
-            self.route_event(event)
-            return image
-
-        def send_event_bridge_message(
-            account_id: str, bucket: Any, event_name: str, key: Any
-        ) -> None:
-            kind = event_name.split(":")
-            if len(kind) == 3 and kind[1] == "ObjectCreated":
-                event = s3_object_created_event(
-                    account_id,
-                    bucket.region_name,
-                    bucket.name,
-                    key.name,
-                    int(key.size),
-                    key.etag,
-                    str(key.version_id) if getattr(bucket, "is_versioned", False) else None,
-                    S3_REASONS.get(kind[2], kind[2]),
-                    router.next_sequencer(),
-                )
-                self.route_event(event, account_id, bucket.region_name)
-            else:
-                orig_s3_emit(account_id, bucket, event_name, key)
-
-        self._patches.set(Rule, "send_to_targets", send_to_targets)
-        self._patches.set(ECRBackend, "put_image", put_image)
-        self._patches.set(s3n, "_send_event_bridge_message", send_event_bridge_message)
+        events.install(self._patches, self.events)
 
     def route_event(
         self, event: dict[str, Any], account: str | None = None, region: str | None = None
     ) -> None:
         """Deliver an event (as given: same id, same shape) to every matching rule."""
-        from moto.events.models import events_backends
+        from sfn_mlops.local.events import route_event
 
-        backend = events_backends[account or self.account][region or self.region]
-        for bus in list(backend.event_buses.values()):
-            for rule in list(bus.rules.values()):
-                if rule.state == "ENABLED":
-                    rule.send_to_targets(event, transform_input=False)
+        route_event(event, account or self.account, region or self.region)
 
     def _install_sfn(self) -> None:
         from sfn_mlops.local.sfn import install, install_fast_waits

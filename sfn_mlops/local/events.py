@@ -159,3 +159,74 @@ class EventRouter:
             if left <= 0 or not d.done.wait(left):
                 return False
         return True
+
+
+def route_event(event: dict[str, Any], account: str, region: str) -> None:
+    """Deliver an event (as given: same id, same shape) to every matching enabled rule."""
+    from moto.events.models import events_backends
+
+    backend = events_backends[account][region]
+    for bus in list(backend.event_buses.values()):
+        for rule in list(bus.rules.values()):
+            if rule.state == "ENABLED":
+                rule.send_to_targets(event, transform_input=False)
+
+
+def install(patches: Any, router: EventRouter) -> None:
+    """Patch moto (undone with `patches`): rules deliver to Lambda targets through `router`;
+    ECR PutImage and S3 object creation emit AWS-shaped events (see the module docstring)."""
+    import moto.s3.notifications as s3n
+    from moto.ecr.models import ECRBackend
+    from moto.events.models import Rule
+
+    orig_send = Rule.send_to_targets
+    orig_put_image = ECRBackend.put_image
+    orig_s3_emit = s3n._send_event_bridge_message
+
+    def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+        if not rule.event_pattern.matches_event(event):
+            return
+        lambda_targets = [t for t in rule.targets if ":lambda:" in t["Arn"]]
+        for target in lambda_targets:
+            router.deliver(rule.name, target["Arn"], event)
+        others = [t for t in rule.targets if t not in lambda_targets]
+        if others:
+            shadow = copy.copy(rule)
+            shadow.targets = others
+            orig_send(shadow, event, transform_input)
+
+    def put_image(
+        backend: Any, repository_name: str, image_manifest: str, image_tag: str, *a: Any, **kw: Any
+    ) -> Any:
+        image = orig_put_image(backend, repository_name, image_manifest, image_tag, *a, **kw)
+        event = ecr_push_event(
+            backend.account_id,
+            backend.region_name,
+            repository_name,
+            image.get_image_digest(),
+            image_tag,
+        )
+        route_event(event, backend.account_id, backend.region_name)
+        return image
+
+    def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        kind = event_name.split(":")
+        if len(kind) == 3 and kind[1] == "ObjectCreated":
+            event = s3_object_created_event(
+                account_id,
+                bucket.region_name,
+                bucket.name,
+                key.name,
+                int(key.size),
+                key.etag,
+                str(key.version_id) if getattr(bucket, "is_versioned", False) else None,
+                S3_REASONS.get(kind[2], kind[2]),
+                router.next_sequencer(),
+            )
+            route_event(event, account_id, bucket.region_name)
+        else:
+            orig_s3_emit(account_id, bucket, event_name, key)
+
+    patches.set(Rule, "send_to_targets", send_to_targets)
+    patches.set(ECRBackend, "put_image", put_image)
+    patches.set(s3n, "_send_event_bridge_message", send_event_bridge_message)

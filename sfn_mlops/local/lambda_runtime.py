@@ -205,6 +205,20 @@ class LambdaRuntime:
         with self._lock:
             self._idle.setdefault(function_name, []).append(worker)
 
+    def handler(self, function_name: str) -> Any:
+        """What the Lambda seam (lambdas.LambdaDispatcher) calls for an Invoke of the
+        function: an injected service error, or the real handler in a warm worker."""
+        from sfn_mlops.local.lambdas import LambdaResult, LambdaServiceError
+
+        def handle(payload: Any) -> LambdaResult:
+            fault = self.take_service_error(function_name)
+            if fault:
+                raise LambdaServiceError(fault, f"injected Lambda service error {fault}", 500)
+            inv = self.invoke(function_name, payload)
+            return LambdaResult(inv.payload, inv.function_error)
+
+        return handle
+
     def invoke(self, function_name: str, event: Any) -> Invocation:
         config = self._configs.get(function_name)
         if config is None:

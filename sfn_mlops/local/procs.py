@@ -6,6 +6,7 @@ killed when the local cloud stops, when the interpreter exits (atexit) or on SIG
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import os
 import signal
@@ -18,6 +19,8 @@ from typing import IO, Any
 
 _lock = threading.Lock()
 _children: dict[int, subprocess.Popen[Any]] = {}
+#: Every child started (pid = its process group), newest last: what tests check is gone.
+_started: collections.deque[int] = collections.deque(maxlen=10_000)
 
 
 def spawn(
@@ -41,6 +44,7 @@ def spawn(
     )
     with _lock:
         _children[proc.pid] = proc
+        _started.append(proc.pid)
     return proc
 
 
@@ -78,6 +82,25 @@ def kill_all() -> None:
         procs = list(_children.values())
     for proc in procs:
         kill(proc, grace_seconds=1.0)
+
+
+def started() -> list[int]:
+    """The pids (= process group ids) of the children started so far."""
+    with _lock:
+        return list(_started)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group `pgid` (zombies excepted)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields after "(comm)": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def live_count() -> int:

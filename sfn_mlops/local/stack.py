@@ -12,6 +12,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ LOCAL_OVERRIDES: dict[str, Any] = {
     "max_runtime_seconds": 300,
     "hyperparameters": {"num_round": 30},
 }
-ENDPOINT_ALARM = f"{resources.PROJECT}-endpoint-errors"
 
 
 @dataclass
@@ -61,16 +61,20 @@ def local_defaults(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def render_definition(
-    function_arns: dict[str, str], topic_arn: str, path: Path = resources.ASL_PATH
+    function_arns: dict[str, str],
+    topic_arn: str,
+    path: Path = resources.ASL_PATH,
+    text: str | None = None,
 ) -> str:
-    """The rendered ASL with every ${...} placeholder substituted (an unknown one is an error)."""
+    """The rendered ASL (or `text`) with every ${...} placeholder substituted (an unknown
+    one is an error)."""
     values = {
         spec.asl_placeholder: function_arns[spec.key]
         for spec in resources.FUNCTIONS
-        if spec.asl_placeholder
+        if spec.asl_placeholder and spec.key in function_arns
     }
     values[resources.TOPIC_PLACEHOLDER] = topic_arn
-    text = path.read_text()
+    text = path.read_text() if text is None else text
     missing = sorted({m for m in re.findall(r"\$\{(\w+)\}", text) if m not in values})
     if missing:
         raise KeyError(f"{path}: no value for placeholders {missing}")
@@ -85,8 +89,8 @@ def _code_zip() -> bytes:
     return buf.getvalue()
 
 
-def _role(cloud: LocalCloud, name: str, service: str) -> str:
-    iam = cloud.client("iam")
+def _role(client: Callable[[str], Any], name: str, service: str) -> str:
+    iam = client("iam")
     doc = {
         "Version": "2012-10-17",
         "Statement": [
@@ -99,6 +103,69 @@ def _role(cloud: LocalCloud, name: str, service: str) -> str:
         )
     except iam.exceptions.EntityAlreadyExistsException:
         return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+
+
+@dataclass
+class Pipeline:
+    """What deploy_pipeline created: function ARNs by FunctionSpec.key, topic, state machine."""
+
+    function_arns: dict[str, str]
+    topic_arn: str
+    state_machine_arn: str
+    role_arns: dict[str, str]
+
+
+def deploy_pipeline(
+    client: Callable[[str], Any],
+    *,
+    environment: Callable[[resources.FunctionSpec], dict[str, str]] | None = None,
+    on_function: Callable[[resources.FunctionSpec, str, dict[str, str]], None] | None = None,
+    definition: str | None = None,
+    only_definition_functions: bool = False,
+) -> Pipeline:
+    """The one "deploy the pipeline into moto" (the local cloud's stack, the state machine
+    tests, the benchmarks): roles, one function per FunctionSpec (runtime, handler, timeout,
+    memory from shared/resources.py), the failure topic, and the state machine named
+    STATE_MACHINE_NAME from the rendered ASL (`definition`: another ASL text with the same
+    placeholders) with every placeholder substituted.
+
+    `client(service)` makes a boto3 client; `environment(spec)` gives a function's variables;
+    `on_function(spec, arn, env)` is called for each function created (to register its
+    handler); `only_definition_functions` skips functions the definition does not call.
+    """
+    roles = {
+        kind: _role(client, f"{resources.PROJECT}-{kind}", f"{kind}.amazonaws.com")
+        for kind in ("lambda", "sagemaker", "states")
+    }
+    lam = client("lambda")
+    arns: dict[str, str] = {}
+    zipped = _code_zip()
+    for spec in resources.FUNCTIONS:
+        if only_definition_functions and not spec.asl_placeholder:
+            continue
+        env = environment(spec) if environment else {}
+        fn = lam.create_function(
+            FunctionName=spec.function_name,
+            Runtime=resources.LAMBDA_RUNTIME,
+            Role=roles["lambda"],
+            Handler=spec.handler,
+            Code={"ZipFile": zipped},
+            Description=spec.description[:256],
+            Timeout=spec.timeout_seconds,
+            MemorySize=spec.memory_mb,
+            Environment={"Variables": env},
+        )
+        arns[spec.key] = fn["FunctionArn"]
+        if on_function is not None:
+            on_function(spec, fn["FunctionArn"], env)
+    topic_arn = client("sns").create_topic(Name=resources.FAILURE_TOPIC)["TopicArn"]
+    created = client("stepfunctions").create_state_machine(
+        name=resources.STATE_MACHINE_NAME,
+        definition=render_definition(arns, topic_arn, text=definition),
+        roleArn=roles["states"],
+        type="STANDARD",
+    )
+    return Pipeline(arns, topic_arn, str(created["stateMachineArn"]), roles)
 
 
 def deploy(
@@ -114,21 +181,20 @@ def deploy(
 
     ecr = cloud.client("ecr")
     repo = ecr.create_repository(repositoryName=resources.ECR_REPOSITORY)["repository"]
-    topic_arn = cloud.client("sns").create_topic(Name=resources.FAILURE_TOPIC)["TopicArn"]
-    cloud.client("cloudwatch").put_metric_alarm(
-        AlarmName=ENDPOINT_ALARM,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-
-    lambda_role = _role(cloud, f"{resources.PROJECT}-lambda", "lambda.amazonaws.com")
-    sagemaker_role = _role(cloud, f"{resources.PROJECT}-sagemaker", "sagemaker.amazonaws.com")
-    states_role = _role(cloud, f"{resources.PROJECT}-states", "states.amazonaws.com")
+    cloudwatch = cloud.client("cloudwatch")
+    for alarm, metric in zip(
+        resources.ENDPOINT_ALARM_NAMES, resources.ENDPOINT_ALARM_METRICS, strict=True
+    ):
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm,
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
     state_machine_arn = (
         f"arn:aws:states:{region}:{account}:stateMachine:{resources.STATE_MACHINE_NAME}"
     )
@@ -136,58 +202,43 @@ def deploy(
     values = {
         "ARTIFACT_BUCKET": bucket,
         "ARTIFACTS_PREFIX": resources.ARTIFACTS_PREFIX,
-        "SAGEMAKER_ROLE_ARN": sagemaker_role,
+        "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{account}:role/{resources.PROJECT}-sagemaker",
         "STATE_MACHINE_ARN": state_machine_arn,
         "ECR_REPOSITORY": resources.ECR_REPOSITORY,
         "DATA_PREFIX": resources.DATA_PREFIX,
         "PIPELINE_DEFAULTS": json.dumps(defaults, separators=(",", ":"), sort_keys=True),
         "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
-        "ENDPOINT_ALARM_NAMES": ENDPOINT_ALARM,
+        "ENDPOINT_ALARM_NAMES": ",".join(resources.ENDPOINT_ALARM_NAMES),
     }
-    lam = cloud.client("lambda")
-    arns: dict[str, str] = {}
-    zipped = _code_zip()
-    for spec in resources.FUNCTIONS:
-        env = resources.function_environment(spec, values)
-        fn = lam.create_function(
-            FunctionName=spec.function_name,
-            Runtime="python3.12",
-            Role=lambda_role,
-            Handler=spec.handler,
-            Code={"ZipFile": zipped},
-            Description=spec.description[:256],
-            Timeout=spec.timeout_seconds,
-            MemorySize=spec.memory_mb,
-            Environment={"Variables": env},
-        )
-        arns[spec.key] = fn["FunctionArn"]
+
+    def register(spec: resources.FunctionSpec, arn: str, env: dict[str, str]) -> None:
         cloud.register_function(
             FunctionConfig(
                 name=spec.function_name,
-                arn=fn["FunctionArn"],
+                arn=arn,
                 handler=spec.handler,
                 environment=env,
                 timeout_seconds=spec.timeout_seconds,
                 memory_mb=spec.memory_mb,
             )
         )
-    sfn = cloud.client("stepfunctions")
-    created = sfn.create_state_machine(
-        name=resources.STATE_MACHINE_NAME,
-        definition=render_definition(arns, topic_arn),
-        roleArn=states_role,
-        type="STANDARD",
+
+    pipeline = deploy_pipeline(
+        cloud.client,
+        environment=lambda spec: resources.function_environment(spec, values),
+        on_function=register,
     )
-    assert created["stateMachineArn"] == state_machine_arn, created["stateMachineArn"]
+    assert pipeline.state_machine_arn == state_machine_arn, pipeline.state_machine_arn
+    assert pipeline.role_arns["sagemaker"] == values["SAGEMAKER_ROLE_ARN"], pipeline.role_arns
     stack = Stack(
         region=region,
         account=account,
         bucket=bucket,
         repository=resources.ECR_REPOSITORY,
         repository_uri=repo["repositoryUri"],
-        topic_arn=topic_arn,
+        topic_arn=pipeline.topic_arn,
         state_machine_arn=state_machine_arn,
-        function_arns=arns,
+        function_arns=pipeline.function_arns,
         defaults=defaults,
     )
     if triggers:

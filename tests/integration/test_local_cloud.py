@@ -1,4 +1,5 @@
-"""The local cloud's fixes of moto's gaps (AWS-SEMANTICS.md), one test each, against real
+"""The local cloud's fixes of moto's gaps (README "The local cloud: what is real, what differs
+from AWS"), one test each, against real
 processes on loopback: Lambda handlers in worker processes, SageMaker jobs and endpoints
 running the container's entrypoints, AWS-shaped EventBridge events, process cleanup."""
 
@@ -551,24 +552,35 @@ def test_s3_upload_emits_one_aws_shaped_object_created_event(
 def test_no_process_outlives_the_local_cloud(
     tmp_path: Path, trained: dict[str, Any], cloud: LocalCloud
 ) -> None:
-    """A second cloud with a live endpoint and a warm Lambda: after stop, all of it is gone."""
+    """A second cloud with a warm Lambda and an endpoint replaced twice (blue/green), stopped
+    while the second update is under way: every process it started is gone, groups too."""
     good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
     model_bytes = (
         cloud.client("s3").get_object(Bucket=BUCKET, Key=good.split("/", 3)[3])["Body"].read()
     )
     cloud.stop()  # this module's cloud ends here (the fixture's stop is then a no-op)
+    before = set(procs.started())
     with LocalCloud(workdir=tmp_path) as other:
+        sm = other.client("sagemaker")
         other.client("iam").create_role(RoleName="gaps", AssumeRolePolicyDocument="{}")
         other.client("s3").create_bucket(Bucket=BUCKET)
         other.client("s3").put_object(Bucket=BUCKET, Key="m/model.tar.gz", Body=model_bytes)
         _function(other, "echo", "fixture_handlers.echo")
         _invoke(other, "echo", {})
-        _model(other, "m", f"s3://{BUCKET}/m/model.tar.gz")
-        other.client("sagemaker").create_endpoint(EndpointName="ep2", EndpointConfigName="m-config")
+        for name in ("m", "m2", "m3"):
+            _model(other, name, f"s3://{BUCKET}/m/model.tar.gz")
+        sm.create_endpoint(EndpointName="ep2", EndpointConfigName="m-config")
         assert _endpoint_settled(other, "ep2")["EndpointStatus"] == "InService"
-        children = [other.sagemaker.servers["ep2"].proc.pid]
+        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m2-config")
+        assert _endpoint_settled(other, "ep2")["EndpointConfigName"] == "m2-config"
+        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m3-config")
+        # stop while green is starting: its server must go too
+        wait(lambda: len(set(procs.started()) - before) >= 4)
         assert procs.live_count() >= 2
+    children = sorted(set(procs.started()) - before)
+    assert len(children) >= 4  # the worker, blue, green, and the update under way
     assert procs.live_count() == 0
+    wait(lambda: not any(procs.group_alive(pgid) for pgid in children), timeout=10)
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

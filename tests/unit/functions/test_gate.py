@@ -1,4 +1,4 @@
-"""gate (evaluate.gate_handler): the evaluation report -> passed / deploy, with reasons."""
+"""gate (functions/gate): the evaluation report -> passed / deploy, with reasons."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fn_support import BUCKET, EXECUTION, config, make_bucket, state
 
-from functions.evaluate.handler import gate_handler
-from functions.evaluate.logic import decide
+from functions.gate.handler import lambda_handler as gate_handler
+from functions.gate.logic import decide
 from shared import aws
 from shared.errors import ArtifactError
 from shared.models import EvaluationReport, GateOutput, Objective

@@ -10,8 +10,8 @@ from typing import Any
 from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket
 
 from functions.deploy.handler import lambda_handler as deploy
-from functions.evaluate.handler import gate_handler as gate
 from functions.evaluate.handler import lambda_handler as evaluate
+from functions.gate.handler import lambda_handler as gate
 from functions.poll.handler import lambda_handler as poll
 from functions.preprocess.handler import lambda_handler as preprocess
 from functions.register.handler import lambda_handler as register

@@ -22,10 +22,17 @@ from pydantic import ValidationError
 
 from sfn_mlops.local.lambdas import LambdaDispatcher, LambdaServiceError
 from shared import errors, models, polling
-from shared.resources import FUNCTIONS_BY_KEY, pipeline_defaults
+from shared.resources import (
+    ECR_REPOSITORY,
+    FUNCTIONS_BY_KEY,
+    LOCAL_ACCOUNT,
+    LOCAL_REGION,
+    bucket_name,
+    pipeline_defaults,
+)
 
-BUCKET = "sfn-mlops-123456789012-us-east-1"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sfn-mlops-model:latest"
+BUCKET = bucket_name(LOCAL_ACCOUNT, LOCAL_REGION)
+IMAGE = f"{LOCAL_ACCOUNT}.dkr.ecr.{LOCAL_REGION}.amazonaws.com/{ECR_REPOSITORY}:latest"
 
 
 def function_name(key: str) -> str:
@@ -220,8 +227,8 @@ class FakePipeline:
 
 # --- the harness: moto (ASL interpreter on), the rendered definition, the fakes ---------------
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+ACCOUNT = LOCAL_ACCOUNT
+REGION = LOCAL_REGION
 EXECUTION_DEADLINE_SECONDS = 60.0
 
 
@@ -257,40 +264,19 @@ class PipelineHarness:
     def __init__(self, fake: FakePipeline, dispatcher: LambdaDispatcher) -> None:
         import boto3
 
-        from state_machine.definition import definition, placeholders
+        from sfn_mlops.local.stack import deploy_pipeline
+        from state_machine.definition import definition
 
         self.fake = fake
         self.dispatcher = dispatcher
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
-        iam = boto3.client("iam", region_name=REGION)
-        role = iam.create_role(RoleName="sfn-mlops-test", AssumeRolePolicyDocument="{}")
-        role_arn = role["Role"]["Arn"]
-        lam = boto3.client("lambda", region_name=REGION)
-        arns: dict[str, str] = {}
-        for spec in FUNCTIONS_BY_KEY.values():
-            if spec.asl_placeholder is None:
-                continue
-            created = lam.create_function(
-                FunctionName=spec.function_name,
-                Runtime="python3.11",
-                Role=role_arn,
-                Handler=spec.handler,
-                Code={"ZipFile": _empty_zip()},
-                Timeout=spec.timeout_seconds,
-            )
-            arns[spec.asl_placeholder] = created["FunctionArn"]
-        sns = boto3.client("sns", region_name=REGION)
-        self.topic_arn = sns.create_topic(Name="sfn-mlops-notifications")["TopicArn"]
-        arns["NotificationTopicArn"] = self.topic_arn
-        asl = definition()
-        missing = set(placeholders(asl)) - set(arns)
-        assert not missing, f"no value for placeholders {missing}"
-        text = json.dumps(asl)
-        for name, value in arns.items():
-            text = text.replace(f"${{{name}}}", value)
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name="sfn-mlops-pipeline", definition=text, roleArn=role_arn
-        )["stateMachineArn"]
+        pipeline = deploy_pipeline(
+            lambda service: boto3.client(service, region_name=REGION),
+            definition=json.dumps(definition()),  # the definition as built, not the file
+            only_definition_functions=True,
+        )
+        self.topic_arn = pipeline.topic_arn
+        self.state_machine_arn = pipeline.state_machine_arn
 
     def run(self, payload: dict[str, Any], name: str = "run-1") -> Execution:
         import time
@@ -325,16 +311,6 @@ class PipelineHarness:
             Published(subject, json.loads(message))
             for _, message, subject, *_ in (topic.sent_notifications)
         ]
-
-
-def _empty_zip() -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", "def lambda_handler(event, context):\n    return event\n")
-    return buffer.getvalue()
 
 
 @dataclass

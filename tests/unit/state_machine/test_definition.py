@@ -44,7 +44,7 @@ CONTRACT = {
 
 
 def test_the_workflow_has_every_state_the_design_names() -> None:
-    # Given the rendered definition / Then the states of ARCHITECTURE.md are all there
+    # Given the rendered definition / Then the states of the README's "The workflow" are all there
     loops = {
         f"{verb}{job}"
         for job in ("Preprocessing", "Training", "Evaluation", "Endpoint")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -80,3 +82,71 @@ def test_the_build_refuses_lambda_code_that_imports_the_local_cloud(
     # When the assets are built, Then the build fails naming the file and the module
     with pytest.raises(build_lambda.BuildError, match=r"gate/handler\.py: moto"):
         build_lambda.build(out, source_root=source)
+
+
+def test_compiled_wheels_match_the_lambda_runtime(lambda_build: build_lambda.BuildResult) -> None:
+    # Given the compiled extension of pydantic-core in the layer
+    site = lambda_build.root / "layer" / "python"
+    (extension,) = (site / "pydantic_core").glob("_pydantic_core*.so")
+    # Then it is CPython 3.12 for the architecture the functions run on
+    cpu = {"arm64": "aarch64", "x86_64": "x86_64"}[build_lambda.ARCHITECTURE]
+    assert f"cpython-{build_lambda.PYTHON_VERSION.replace('.', '')}-{cpu}" in extension.name
+
+
+def test_layer_pins_what_the_tests_ran_against(lambda_build: build_lambda.BuildResult) -> None:
+    from importlib import metadata
+
+    site = lambda_build.root / "layer" / "python"
+    for pin in lambda_build.requirements:
+        name, version = pin.split("==")
+        assert metadata.version(name) == version
+        assert (site / f"{name.replace('-', '_')}-{version}.dist-info").is_dir()
+    # shared/ ships in the layer, pruned of bytecode
+    assert (site / "shared" / "resources.py").is_file()
+    assert not list(site.rglob("__pycache__"))
+
+
+@pytest.mark.parametrize("spec", resources.FUNCTIONS, ids=lambda s: s.key)
+def test_each_function_asset_holds_only_its_code_and_its_handler(
+    lambda_build: build_lambda.BuildResult, spec: resources.FunctionSpec
+) -> None:
+    # Given the function's code asset
+    root = lambda_build.root / "functions" / spec.key
+    # Then it holds the functions package and only this function's folder
+    assert sorted(p.name for p in (root / "functions").iterdir()) == sorted(
+        ["__init__.py", spec.code_folder]
+    )
+    # ... and the handler named in the spec exists there
+    module, function = spec.handler.rsplit(".", 1)
+    source = root.joinpath(*module.split(".")).with_suffix(".py")
+    defined = {n.name for n in ast.parse(source.read_text()).body if hasattr(n, "name")}
+    assert function in defined, f"{spec.handler} not defined in {source}"
+
+
+def test_a_missing_function_folder_fails_the_build_clearly(tmp_path: Path) -> None:
+    # Given a source tree without the functions/ package
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "pyproject.toml").write_text((resources.REPO_ROOT / "pyproject.toml").read_text())
+    # When the build runs, Then it names what is missing
+    with pytest.raises(
+        build_lambda.BuildError, match=r"missing Lambda sources: .*functions/__init__\.py"
+    ):
+        build_lambda.build(tmp_path / "out", source_root=tmp_path)
+
+
+def test_layer_requirements_come_from_the_base_dependencies(tmp_path: Path) -> None:
+    # Given a pyproject whose base dependencies include boto3
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["boto3>=1.35", "pydantic>=2.7,<3"]\n'
+    )
+    # Then the layer pins pydantic (as installed) and leaves boto3 to the runtime
+    from importlib import metadata
+
+    untraced = tuple(dataclasses.replace(f, tracing=False) for f in resources.FUNCTIONS)
+    pins = build_lambda.layer_requirements(pyproject, untraced)
+    assert pins == (f"pydantic=={metadata.version('pydantic')}",)
+    # ... and a tracing function without the X-Ray SDK among them is refused
+    tracer = dataclasses.replace(resources.FUNCTIONS[0], tracing=True)
+    with pytest.raises(build_lambda.BuildError, match="add aws-xray-sdk"):
+        build_lambda.layer_requirements(pyproject, (tracer,))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 ProblemType = Literal["binary_classification", "regression"]
 JobType = Literal["processing", "training", "endpoint"]
+PollSchedule = Literal["predictive", "adaptive"]
 
 CLASSIFICATION_METRICS = ("auc", "accuracy", "f1", "precision", "recall", "logloss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -70,6 +71,18 @@ class PipelineInput(Strict):
     poll_interval_seconds: int = Field(ge=1, le=3600)
     max_poll_interval_seconds: int = Field(ge=1, le=3600)
     max_polls: int = Field(ge=1, le=200)
+    poll_schedule: PollSchedule = Field(
+        description="predictive: waits from the step's last duration and the job's progress "
+        "(shared/schedule.py); adaptive: poll_interval_seconds doubling to the max"
+    )
+    end_poll_interval_seconds: int = Field(
+        ge=1, le=3600, description="predictive: the wait between polls after the predicted end"
+    )
+    prediction_margin: float = Field(
+        ge=0,
+        lt=1,
+        description="predictive: the first look comes at last duration x (1 - margin)",
+    )
     deploy_mode: Literal["auto", "never"]
     endpoint_name: SageMakerName
     model_package_group: SageMakerName
@@ -97,6 +110,8 @@ class PipelineInput(Strict):
             )
         if self.max_poll_interval_seconds < self.poll_interval_seconds:
             raise ValueError("max_poll_interval_seconds must be >= poll_interval_seconds")
+        if self.max_poll_interval_seconds < self.end_poll_interval_seconds:
+            raise ValueError("max_poll_interval_seconds must be >= end_poll_interval_seconds")
         return self
 
 
@@ -133,11 +148,19 @@ class StepRequest(Strict):
 
 
 class PollState(Strict):
-    """Carried between Wait and Poll: the Choice branches on `status`."""
+    """Carried between Wait and Poll: the Choice branches on `status`.
+
+    `elapsed_seconds`: the sum of the waits so far, this one included (the time of the next
+    poll since the start); `expected_seconds`: the step's duration as history predicts it,
+    looked up once at the start and carried, not re-read per poll; `reason`: why this wait.
+    """
 
     status: Literal["InProgress", "Completed"]
     attempt: int = Field(ge=0)
     wait_seconds: int = Field(ge=1)
+    elapsed_seconds: int = Field(default=0, ge=0)
+    expected_seconds: int | None = Field(default=None, ge=1)
+    reason: str = ""
 
 
 class PreprocessOutput(Strict):
@@ -176,6 +199,12 @@ class PollRequest(Strict):
     poll_interval_seconds: int = Field(ge=1)
     max_poll_interval_seconds: int = Field(ge=1)
     max_polls: int = Field(ge=1)
+    # the predictive schedule (shared/schedule.py); the defaults are the adaptive schedule
+    poll_schedule: PollSchedule = "adaptive"
+    end_poll_interval_seconds: int = Field(default=30, ge=1)
+    prediction_margin: float = Field(default=0.35, ge=0, lt=1)
+    elapsed_seconds: int = Field(default=0, ge=0)  # from the previous PollState
+    expected_seconds: int | None = Field(default=None, ge=1)  # ditto
     expected_config_name: str | None = None  # endpoint polls: the config the update must land on
     execution_name: str | None = None  # optional: the logs' correlation id
 

@@ -223,6 +223,11 @@ def poll_payload(result_key: str, *, endpoint: bool = False) -> dict[str, str]:
         "poll_interval_seconds.$": "$.config.poll_interval_seconds",
         "max_poll_interval_seconds.$": "$.config.max_poll_interval_seconds",
         "max_polls.$": "$.config.max_polls",
+        "poll_schedule.$": "$.config.poll_schedule",
+        "end_poll_interval_seconds.$": "$.config.end_poll_interval_seconds",
+        "prediction_margin.$": "$.config.prediction_margin",
+        "elapsed_seconds.$": f"$.{result_key}.poll.elapsed_seconds",
+        "expected_seconds.$": f"$.{result_key}.poll.expected_seconds",
         "execution_name.$": "$.execution_name",
     }
     if endpoint:
@@ -246,7 +251,7 @@ def poll_loop(
     wait = Wait(
         f"WaitFor{label}",
         seconds_path=f"$.{result_key}.poll.wait_seconds",
-        comment="min(max_poll_interval, poll_interval * 2**attempt)",
+        comment="the poll's wait_seconds: predicted from history/progress, else adaptive",
     )
     poll = lambda_step(
         f"Poll{label}",

@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from shared.adapters.sagemaker import SageMaker
 from shared.errors import EndpointFailedError, InvalidInputError, TransientServiceError
-from shared.jobs import initial_poll
 from shared.models import DeployOutput, DeployRequest
 from shared.naming import resource_name
 from shared.observability import logger
 from shared.resources import ENDPOINT_VARIANT_NAME
+from shared.schedule import endpoint_history, first_poll
 from shared.settings import DeploySettings
 
 BAKING_SECONDS = 300  # alarms watched on the new fleet before the old one is terminated
@@ -97,6 +97,7 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
         logger.info("endpoint config created", extra={"endpoint_config": config_name})
 
     action: Literal["create", "update", "none"]
+    history: tuple[str, float] | None = None  # a first create has none: the adaptive schedule
     if endpoint is None:
         sagemaker.create_endpoint(
             endpoint_name,
@@ -116,6 +117,9 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
                 f"endpoint {endpoint_name} is {status} (another update); retry later"
             )
         else:
+            # the last update's duration predicts this one's (read before it changes)
+            if config.poll_schedule == "predictive":
+                history = endpoint_history(sagemaker, endpoint)
             sagemaker.update_endpoint(
                 endpoint_name, config_name, deployment_config(settings.endpoint_alarm_names)
             )
@@ -127,9 +131,5 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
         model_name=model_name,
         action=action,
         job_name=endpoint_name,
-        poll=initial_poll(
-            "Completed" if status == "Completed" else "InProgress",
-            config.poll_interval_seconds,
-            config.max_poll_interval_seconds,
-        ),
+        poll=first_poll("Completed" if status == "Completed" else "InProgress", config, history),
     )

@@ -10,7 +10,6 @@ from shared.adapters.sagemaker import SageMaker
 from shared.jobs import (
     EVALUATION_REPORT,
     PROCESSING_INPUT,
-    initial_poll,
     processing_job_request,
     s3_input,
     start_or_reuse,
@@ -21,6 +20,7 @@ from shared.models import (
 )
 from shared.naming import artifact_prefix
 from shared.observability import logger
+from shared.schedule import job_first_poll
 from shared.settings import JobSettings
 
 STEP = "evaluate"
@@ -113,7 +113,5 @@ def start_evaluation(
         reused=job.reused,
         report_uri=f"{output}/{EVALUATION_REPORT}",
         champion_model_uri=champion_uri,
-        poll=initial_poll(
-            job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
-        ),
+        poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
     )

@@ -1,6 +1,8 @@
 """One poll of a processing job, training job or endpoint.
 
-InProgress -> PollState(InProgress, attempt+1, wait = min(max, interval * 2**(attempt+1)));
+InProgress -> PollState(InProgress, attempt+1, wait and the reason for it from shared/schedule.py:
+the job's own progress (training), the step's duration last time (carried in the poll state
+from the start state's one lookup), else the adaptive min(max, interval * 2**(attempt+1)));
 Completed (endpoint: InService on the expected config) -> PollState(Completed);
 Failed -> JobFailedError(FailureReason); Stopped -> JobStoppedError; still running after
 `max_polls` polls -> PollLimitExceededError. Endpoint: Failed, or InService on another config
@@ -17,18 +19,21 @@ from shared.errors import (
     PollLimitExceededError,
 )
 from shared.models import PollRequest, PollState
-from shared.polling import wait_seconds
+from shared.schedule import Progress, plan, secondary_status, settings_of, training_progress
 
 ENDPOINT_IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
 
-def _job_done(request: PollRequest, sagemaker: SageMaker) -> bool:
+def _job_done(
+    request: PollRequest, sagemaker: SageMaker
+) -> tuple[bool, Progress | None, str | None]:
+    """(done, the job's reported progress, SageMaker's SecondaryStatus) from one Describe."""
     kind: JobKind = "processing" if request.job_type == "processing" else "training"
     job = sagemaker.describe_job(kind, request.job_name)
     if job is None:
         raise JobFailedError(f"{kind} job {request.job_name} does not exist")
     if job.status == "Completed":
-        return True
+        return True, None, None
     if job.status == "Failed":
         raise JobFailedError(
             f"{kind} job {request.job_name} failed: {job.failure_reason or 'no FailureReason'}"
@@ -37,7 +42,9 @@ def _job_done(request: PollRequest, sagemaker: SageMaker) -> bool:
         raise JobStoppedError(
             f"{kind} job {request.job_name} stopped: {job.failure_reason or 'stopped'}"
         )
-    return False  # InProgress, Stopping
+    if kind == "processing":
+        return False, None, None  # InProgress, Stopping
+    return False, training_progress(job.description), secondary_status(job.description)
 
 
 def _endpoint_done(request: PollRequest, sagemaker: SageMaker) -> bool:
@@ -62,23 +69,39 @@ def _endpoint_done(request: PollRequest, sagemaker: SageMaker) -> bool:
 
 
 def poll(request: PollRequest, sagemaker: SageMaker) -> PollState:
-    done = (
-        _endpoint_done(request, sagemaker)
-        if request.job_type == "endpoint"
-        else _job_done(request, sagemaker)
-    )
+    if request.job_type == "endpoint":
+        done, progress, detail = _endpoint_done(request, sagemaker), None, None
+    else:
+        done, progress, detail = _job_done(request, sagemaker)
     attempt = request.attempt + 1
+    elapsed = request.elapsed_seconds
     if done:
-        return PollState(status="Completed", attempt=attempt, wait_seconds=1)
+        return PollState(
+            status="Completed",
+            attempt=attempt,
+            wait_seconds=1,
+            elapsed_seconds=elapsed,
+            expected_seconds=request.expected_seconds,
+            reason=f"Completed at poll {attempt}, about {elapsed} s after the start",
+        )
     if attempt >= request.max_polls:
         raise PollLimitExceededError(
             f"{request.job_type} {request.job_name} still in progress after {attempt} polls "
             f"(max_polls={request.max_polls})"
         )
+    chosen = plan(
+        settings_of(request),
+        attempt=attempt,
+        elapsed=elapsed,
+        expected=request.expected_seconds,
+        progress=progress,
+        status_detail=detail,
+    )
     return PollState(
         status="InProgress",
         attempt=attempt,
-        wait_seconds=wait_seconds(
-            attempt, request.poll_interval_seconds, request.max_poll_interval_seconds
-        ),
+        wait_seconds=chosen.wait,
+        elapsed_seconds=elapsed + chosen.wait,
+        expected_seconds=request.expected_seconds,
+        reason=chosen.reason,
     )

@@ -9,13 +9,13 @@ from shared.adapters.sagemaker import SageMaker
 from shared.jobs import (
     PREPROCESS_OUTPUTS,
     PROCESSING_INPUT,
-    initial_poll,
     processing_job_request,
     s3_input,
     start_or_reuse,
 )
 from shared.models import PreprocessOutput, StepRequest
 from shared.naming import artifact_prefix
+from shared.schedule import job_first_poll
 from shared.settings import JobSettings
 
 STEP = "preprocess"
@@ -64,7 +64,5 @@ def start_preprocessing(
         test_uri=outputs["test"],
         profile_uri=outputs["profile"],
         sample_uri=outputs["sample"],
-        poll=initial_poll(
-            job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
-        ),
+        poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
     )

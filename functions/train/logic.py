@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
-from shared.jobs import MODEL_ARCHIVE, initial_poll, job_tags, start_or_reuse
+from shared.jobs import MODEL_ARCHIVE, job_tags, start_or_reuse
 from shared.models import PipelineInput, TrainOutput, TrainRequest
 from shared.naming import artifact_prefix
+from shared.schedule import PROGRESS_METRIC, job_first_poll
 from shared.settings import JobSettings
 
 STEP = "train"
@@ -37,6 +38,9 @@ def metric_definitions(config: PipelineInput) -> list[dict[str, str]]:
         {"Name": f"{channel}:{name}", "Regex": rf"{channel}-{name}:\s*{_NUMBER}"}
         for channel in ("train", "validation")
         for name in names
+    ] + [
+        # the round index of each "[12]\t..." line: the poll's progress (shared/schedule.py)
+        {"Name": PROGRESS_METRIC, "Regex": r"^\[([0-9]+)\]\s"}
     ]
 
 
@@ -110,7 +114,5 @@ def start_training(
         job_name=job.name,
         reused=job.reused,
         model_artifact_uri=model_artifact_uri(output, job.name),
-        poll=initial_poll(
-            job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
-        ),
+        poll=job_first_poll(sagemaker, "training", STEP, job.status, config),
     )

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from shared.errors import InvalidInputError, validation_problems
 from shared.models import PipelineInput, ValidateOutput, ValidateRequest
 from shared.polling import polls_needed, schedule_seconds
+from shared.schedule import settings_of, worst_case_seconds
 from shared.settings import ValidateSettings
 
 
@@ -36,6 +37,8 @@ def defaults(settings: ValidateSettings) -> dict[str, Any]:
 
 def schedule_problems(config: PipelineInput) -> list[str]:
     """The poll loop must be able to wait out a job that runs for max_runtime_seconds."""
+    if config.poll_schedule == "predictive":
+        return _predictive_problems(config)
     covered = schedule_seconds(
         config.max_polls, config.poll_interval_seconds, config.max_poll_interval_seconds
     )
@@ -49,6 +52,26 @@ def schedule_problems(config: PipelineInput) -> list[str]:
         f"doubling to {config.max_poll_interval_seconds}s) cover only {covered}s of "
         f"max_runtime_seconds={config.max_runtime_seconds}; set max_polls >= {needed}, "
         "or raise max_poll_interval_seconds"
+    ]
+
+
+def _predictive_problems(config: PipelineInput) -> list[str]:
+    """However wrong a prediction, max_polls must still outlast max_runtime_seconds."""
+    settings = settings_of(config)
+    if worst_case_seconds(config.max_polls, settings) >= config.max_runtime_seconds:
+        return []
+    needed = next(
+        (n for n in range(config.max_polls, 10_001)
+         if worst_case_seconds(n, settings) >= config.max_runtime_seconds),
+        10_000,
+    )  # fmt: skip
+    covered = worst_case_seconds(config.max_polls, settings)
+    return [
+        f"max_polls: {config.max_polls} polls of the predictive schedule cover only "
+        f"{covered:.0f}s of max_runtime_seconds={config.max_runtime_seconds} when the prediction "
+        f"is wrong (end_poll_interval_seconds={config.end_poll_interval_seconds}, then half "
+        f"the overrun up to max_poll_interval_seconds={config.max_poll_interval_seconds}); "
+        f"set max_polls >= {needed}, or raise end_poll_interval_seconds"
     ]
 
 

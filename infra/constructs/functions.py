@@ -75,13 +75,21 @@ _LIST_ONLY = (
 )
 
 
+_LIST_JOBS = (
+    "sagemaker:List*Jobs has no resource-level permissions (IAM requires '*'); the function "
+    "lists the step's last completed job once, to predict its duration (shared/schedule.py)"
+)
+
+
 def _job_grants(g: GrantScope, kind: str, create: str, describe: str) -> list[Grant]:
+    listing = "ListProcessingJobs" if kind == "processing-job" else "ListTrainingJobs"
     return [
         Grant(
             [f"sagemaker:{create}", f"sagemaker:{describe}", "sagemaker:AddTags"],
             [g.sm(kind)],
             _PER_EXECUTION,
         ),
+        Grant([f"sagemaker:{listing}"], ["*"], _LIST_JOBS),
         _pass_role(g),
     ]
 

@@ -72,6 +72,28 @@ class SageMaker:
                 raise
         return True
 
+    def recent_completed_jobs(
+        self, kind: JobKind, name_contains: str, max_results: int = 10
+    ) -> list[dict[str, Any]]:
+        """The newest Completed jobs whose name contains `name_contains` (one List call):
+        summaries with CreationTime and TrainingEndTime / ProcessingEndTime."""
+        with transient_errors(f"List{kind.title()}Jobs"):
+            args: dict[str, Any] = {
+                "NameContains": name_contains,
+                "StatusEquals": "Completed",
+                "SortBy": "CreationTime",
+                "SortOrder": "Descending",
+                "MaxResults": max_results,
+            }
+            if kind == "processing":
+                return [
+                    dict(s)
+                    for s in self._client.list_processing_jobs(**args)["ProcessingJobSummaries"]
+                ]
+            return [
+                dict(s) for s in self._client.list_training_jobs(**args)["TrainingJobSummaries"]
+            ]
+
     # --- models, endpoint configs, endpoints ------------------------------------------------
 
     def describe_endpoint(self, name: str) -> dict[str, Any] | None:

@@ -3,11 +3,12 @@ UpdateEndpoint with alarm auto-rollback after (moto for create, Stubber for upda
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fn_support import BUCKET, EXECUTION, IMAGE, ROLE, state
-from sm_stubs import endpoint, not_found, stubbed
+from sm_stubs import NOW, endpoint, not_found, stubbed
 
 from functions.deploy.handler import lambda_handler
 from functions.deploy.logic import deploy
@@ -109,9 +110,25 @@ def _update_stub(current: dict[str, Any]) -> tuple[Any, Any]:
     return client, stub
 
 
+def _serving_config(stub: Any, name: str, seconds_before: int) -> None:
+    """The serving config, created `seconds_before` the endpoint last became InService (its
+    last update's duration: the prediction of the next one's)."""
+    stub.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": name,
+            "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{name}",
+            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "m"}],
+            "CreationTime": NOW - timedelta(seconds=seconds_before),
+        },
+        {"EndpointConfigName": name},
+    )
+
+
 def test_existing_endpoint_is_updated_blue_green_with_rollback_alarms() -> None:
-    # GIVEN the endpoint serves an older config
+    # GIVEN the endpoint serves an older config, whose update took 400 s
     client, stub = _update_stub(endpoint(ENDPOINT, "InService", "old-config"))
+    _serving_config(stub, "old-config", 400)
     stub.add_response(
         "update_endpoint",
         {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"},
@@ -148,11 +165,15 @@ def test_existing_endpoint_is_updated_blue_green_with_rollback_alarms() -> None:
     assert out.action == "update"
     assert out.endpoint_config_name == CONFIG
     assert out.poll.status == "InProgress"
+    # ... and the poll's first look is predicted from the last update (400 s x 0.65)
+    assert (out.poll.expected_seconds, out.poll.wait_seconds) == (400, 260)
+    assert "endpoint config old-config" in out.poll.reason
 
 
 def test_no_alarms_means_no_auto_rollback_block(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENDPOINT_ALARM_NAMES", "")
     client, stub = _update_stub(endpoint(ENDPOINT, "InService", "old-config"))
+    _serving_config(stub, "old-config", 400)
     stub.add_response(
         "update_endpoint",
         {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"},

@@ -178,6 +178,7 @@ def test_redrive_after_failed_job_starts_next_attempt(context: Any, ended: str) 
     stub.add_response("describe_training_job", training_job(first, ended, "AlgorithmError"))
     not_found(stub, "describe_training_job")
     stub.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, None)
+    stub.add_response("list_training_jobs", {"TrainingJobSummaries": []})  # the history
     # WHEN StartTraining runs again (a redrive)
     with stub:
         out = start_training(_train_request(context), load_settings(JobSettings), SageMaker(client))
@@ -196,6 +197,8 @@ def test_resource_in_use_reuses_the_running_job(context: Any, status: str) -> No
     not_found(stub, "describe_training_job")
     stub.add_client_error("create_training_job", "ResourceInUse", "exists", 400)
     stub.add_response("describe_training_job", training_job(name, status))
+    if status == "InProgress":  # only a job to poll looks up the step's history
+        stub.add_response("list_training_jobs", {"TrainingJobSummaries": []})
     # WHEN StartTraining runs
     with stub:
         out = start_training(_train_request(context), load_settings(JobSettings), SageMaker(client))
@@ -302,6 +305,7 @@ def test_reused_evaluation_keeps_the_champion_it_was_given(context: Any) -> None
         "S3Uri": champion_a, "LocalPath": "/opt/ml/processing/input/champion",
         "S3DataType": "S3Prefix", "S3InputMode": "File"}}]  # fmt: skip
     stub.add_response("describe_processing_job", processing_job(name, "InProgress", inputs=inputs))
+    stub.add_response("list_processing_jobs", {"ProcessingJobSummaries": []})
     pre = _train_request(context).preprocess.model_dump()
     train = {
         "job_name": "t",

@@ -74,8 +74,10 @@ def test_inconsistent_objective_is_reported(context: Any) -> None:
 
 
 def test_poll_schedule_must_cover_max_runtime(context: Any) -> None:
-    # GIVEN polls that cannot wait out a job's max runtime (1+2+4 s for a 600 s job)
+    # GIVEN adaptive polls that cannot wait out a job's max runtime (1+2+4 s for a 600 s job)
     payload = {
+        "poll_schedule": "adaptive",
+        "end_poll_interval_seconds": 1,
         "max_runtime_seconds": 600,
         "poll_interval_seconds": 1,
         "max_poll_interval_seconds": 4,

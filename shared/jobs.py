@@ -16,10 +16,9 @@ from typing import Any
 
 from shared.adapters.sagemaker import JobKind, JobStatus, SageMaker
 from shared.errors import JobFailedError, TransientServiceError
-from shared.models import PipelineInput, PollState
+from shared.models import PipelineInput
 from shared.naming import resource_name
 from shared.observability import logger
-from shared.polling import wait_seconds
 
 MAX_ATTEMPTS = 10
 REUSABLE = frozenset({"InProgress", "Completed"})
@@ -72,15 +71,6 @@ def start_or_reuse(
     raise JobFailedError(
         f"{step}: {MAX_ATTEMPTS} attempts of this execution's {kind} job failed or were stopped; "
         "start a new execution"
-    )
-
-
-def initial_poll(status: str, interval: int, max_interval: int) -> PollState:
-    """The `poll` a start state returns: a job already Completed needs only a short wait."""
-    if status == "Completed":
-        return PollState(status="Completed", attempt=0, wait_seconds=1)
-    return PollState(
-        status="InProgress", attempt=0, wait_seconds=wait_seconds(0, interval, max_interval)
     )
 
 

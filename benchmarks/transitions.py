@@ -201,40 +201,35 @@ class ClockedSageMakerClient:
             "CreationTime": self.at(job.created),
         }
 
-    def _completed(self, marker: str, name_contains: str) -> list[tuple[str, SimJob]]:
-        found = [
-            (name, job)
-            for name, job in self.jobs.items()
-            if marker in name and name_contains in name and self.now >= job.end
-        ]
-        return sorted(found, key=lambda item: item[1].created, reverse=True)
+    def _summaries(self, kind: str, name_contains: str, limit: int) -> dict[str, Any]:
+        """List<kind>Jobs(StatusEquals=Completed, newest first): names and times."""
+        training = kind == "Training"
+        found = sorted(
+            (
+                (name, job)
+                for name, job in self.jobs.items()
+                if ("-train-" in name) == training and name_contains in name and self.now >= job.end
+            ),
+            key=lambda item: item[1].created,
+            reverse=True,
+        )
+        return {
+            f"{kind}JobSummaries": [
+                {
+                    f"{kind}JobName": name,
+                    f"{kind}JobStatus": "Completed",
+                    "CreationTime": self.at(job.created),
+                    f"{kind}EndTime": self.at(job.end),
+                }
+                for name, job in found[:limit]
+            ]
+        }
 
     def list_training_jobs(self, NameContains: str, MaxResults: int, **_: Any) -> dict[str, Any]:  # noqa: N803
-        return {
-            "TrainingJobSummaries": [
-                {
-                    "TrainingJobName": name,
-                    "TrainingJobStatus": "Completed",
-                    "CreationTime": self.at(job.created),
-                    "TrainingEndTime": self.at(job.end),
-                }
-                for name, job in self._completed("-train-", NameContains)[:MaxResults]
-            ]
-        }
+        return self._summaries("Training", NameContains, MaxResults)
 
     def list_processing_jobs(self, NameContains: str, MaxResults: int, **_: Any) -> dict[str, Any]:  # noqa: N803
-        return {
-            "ProcessingJobSummaries": [
-                {
-                    "ProcessingJobName": name,
-                    "ProcessingJobStatus": "Completed",
-                    "CreationTime": self.at(job.created),
-                    "ProcessingEndTime": self.at(job.end),
-                }
-                for name, job in self._completed("", NameContains)[:MaxResults]
-                if "-train-" not in name
-            ]
-        }
+        return self._summaries("Processing", NameContains, MaxResults)
 
     def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
         if EndpointName not in self.endpoints:

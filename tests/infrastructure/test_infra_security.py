@@ -17,6 +17,8 @@ RESOURCE_STAR_ALLOWED = {
     "ecr:GetAuthorizationToken": "docker login to ECR (SageMaker pull, CodeBuild push)",
     "cloudwatch:PutMetricData": "SageMaker job metrics (namespace-conditioned)",
     "sagemaker:ListModelPackages": "register: versions of the configured group",
+    "sagemaker:ListTrainingJobs": "train: the step's last completed job (poll schedule)",
+    "sagemaker:ListProcessingJobs": "preprocess/evaluate: the step's last completed job",
     "logs:CreateLogDelivery": "Step Functions logging",
     "logs:GetLogDelivery": "Step Functions logging",
     "logs:UpdateLogDelivery": "Step Functions logging",

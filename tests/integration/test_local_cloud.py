@@ -23,6 +23,7 @@ from sfn_mlops.local import procs
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.lambda_runtime import FunctionConfig
 from sfn_mlops.local.stack import image_manifest
+from shared.schedule import PROGRESS_METRIC
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +251,13 @@ def _processing(
     }
 
 
+# the training Lambda's own metric definitions (log regexes), progress:round among them
+TRAINING_METRICS = [
+    {"Name": f"validation:{m}", "Regex": rf"validation-{m}:\s*([-+]?[0-9]*\.?[0-9]+)"}
+    for m in ("auc", "logloss")
+] + [{"Name": PROGRESS_METRIC, "Regex": r"^\[([0-9]+)\]\s"}]
+
+
 def _training(name: str, hyperparameters: dict[str, str], runtime: int = 120) -> dict[str, Any]:
     channels = {c: f"s3://{BUCKET}/pre/{c}/" for c in ("train", "validation")}
     return {
@@ -258,6 +266,7 @@ def _training(name: str, hyperparameters: dict[str, str], runtime: int = 120) ->
         "AlgorithmSpecification": {
             "TrainingImage": "local/sfn-mlops:latest",
             "TrainingInputMode": "File",
+            "MetricDefinitions": TRAINING_METRICS,
         },
         "HyperParameters": {
             "target_column": "target",
@@ -357,6 +366,13 @@ def test_training_job_runs_and_uploads_model_tar_gz(
     assert final["TrainingJobStatus"] == "Completed", final.get("FailureReason")
     uri = final["ModelArtifacts"]["S3ModelArtifacts"]
     assert uri == f"s3://{BUCKET}/models/gaps-train/output/model.tar.gz"
+    # SageMaker's metric definitions applied to the container's log, as on AWS: the last
+    # boosting round (0-based, of num_round=10) and the validation metric, timestamped
+    metrics = {m["MetricName"]: m for m in final["FinalMetricDataList"]}
+    assert metrics[PROGRESS_METRIC]["Value"] == 9
+    assert 0 <= metrics["validation:auc"]["Value"] <= 1
+    assert metrics[PROGRESS_METRIC]["Timestamp"] >= final["TrainingStartTime"]
+    assert final["AlgorithmSpecification"]["MetricDefinitions"] == TRAINING_METRICS
     head = cloud.client("s3").head_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])
     assert head["ContentLength"] > 100
 

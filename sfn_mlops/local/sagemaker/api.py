@@ -6,6 +6,7 @@ here the way SageMaker answers them.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from shared import resources
@@ -35,9 +36,10 @@ def install(patches: Any, local: Any) -> None:
         def create(resp: Any) -> Any:
             name = resp._get_param(param)
             jobs.new_job(kind, name)
+            params = copy.deepcopy(dict(resp.params))  # moto edits the request in place
             result = orig(resp)
             recorded = getattr(resp.sagemaker_backend, f"{kind}_jobs")[name]
-            start(recorded, dict(resp.params))
+            start(recorded, params)
             return result
 
         return create

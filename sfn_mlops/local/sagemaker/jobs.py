@@ -9,12 +9,15 @@ name is ResourceInUse.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,37 @@ from sfn_mlops.local.sagemaker.common import ENTRYPOINTS, Workspace, now, split_
 #: published (kind = "processing" | "training"; request = the Create*Job parameters).
 #: Tests use it to inject faults at a precise moment.
 JobHook = Callable[[str, str, str, dict[str, Any]], None]
+METRIC_SCAN_SECONDS = 1.0  # how often a running training job's log is scanned for metrics
+
+
+@dataclass
+class MetricScanner:
+    """SageMaker's metric definitions: each regex is searched in every new line of the
+    algorithm's log; the latest match of each is the job's FinalMetricDataList entry (name,
+    value, timestamp), visible in DescribeTrainingJob while the job runs."""
+
+    log: Path
+    definitions: list[tuple[str, re.Pattern[str]]]
+    offset: int = 0
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def scan(self, fake: Any) -> None:
+        if not self.definitions or not self.log.is_file():
+            return
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            for name, regex in self.definitions:
+                match = regex.search(line)
+                if match:
+                    with contextlib.suppress(ValueError, IndexError):
+                        value = float(match.group(1))
+                        self.latest[name] = {"MetricName": name, "Value": value, "Timestamp": now()}
+        if self.latest:
+            fake.final_metric_data_list = list(self.latest.values())
 
 
 @dataclass
@@ -70,11 +104,32 @@ class JobRunner:
             self.jobs[name] = job
             return job
 
-    def _run(self, job: Job, argv: list[str], env: dict[str, str], max_runtime: int) -> int:
-        """Run the entrypoint to completion (or kill it); return its exit code."""
+    def _run(
+        self,
+        job: Job,
+        argv: list[str],
+        env: dict[str, str],
+        max_runtime: int,
+        on_tick: Callable[[], None] | None = None,
+    ) -> int:
+        """Run the entrypoint to completion (or kill it); return its exit code. `on_tick` is
+        called every METRIC_SCAN_SECONDS while it runs, and once at its end."""
         job.proc = self.ws.spawn(job.kind, argv, env, job.workdir)
+        deadline = time.monotonic() + max_runtime
         try:
-            return int(job.proc.wait(timeout=max_runtime))
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                try:
+                    code = int(job.proc.wait(timeout=min(left, METRIC_SCAN_SECONDS)))
+                except subprocess.TimeoutExpired:
+                    if on_tick is not None:
+                        on_tick()
+                    if left <= METRIC_SCAN_SECONDS:
+                        raise
+                    continue
+                if on_tick is not None:
+                    on_tick()
+                return code
         except subprocess.TimeoutExpired:
             if job.stop_reason is None:
                 job.stop_reason = "max-runtime"
@@ -167,6 +222,9 @@ class JobRunner:
     def start_training_job(self, fake: Any, params: dict[str, Any]) -> None:
         job = self.jobs[params["TrainingJobName"]]
         fake.environment = params.get("Environment") or {}
+        # moto overwrites AlgorithmSpecification.MetricDefinitions with a canned one; AWS
+        # keeps (and describes) the requested definitions, which the metrics come from
+        fake.algorithm_specification = params.get("AlgorithmSpecification") or {}
         fake.training_job_status = "InProgress"
         fake.secondary_status = "Starting"
         fake.training_start_time = now()
@@ -233,7 +291,17 @@ class JobRunner:
                 fake, "Training", "Training image download completed. Training in progress."
             )
             argv = [sys.executable, "-m", "sfn_container", "train"]
-            code = self._run(job, argv, env, _max_runtime(params))
+            algorithm = params.get("AlgorithmSpecification") or {}
+            scanner = MetricScanner(
+                job.workdir / f"{job.kind}.log",
+                [
+                    (str(d["Name"]), re.compile(str(d["Regex"])))
+                    for d in algorithm.get("MetricDefinitions") or []
+                ],
+            )
+            code = self._run(
+                job, argv, env, _max_runtime(params), on_tick=lambda: scanner.scan(fake)
+            )
             if job.stop_reason is not None:
                 status = "Stopped"
                 secondary = "MaxRuntimeExceeded" if job.stop_reason == "max-runtime" else "Stopped"

@@ -111,7 +111,10 @@ class PipelineInput(Strict):
         if self.max_poll_interval_seconds < self.poll_interval_seconds:
             raise ValueError("max_poll_interval_seconds must be >= poll_interval_seconds")
         if self.max_poll_interval_seconds < self.end_poll_interval_seconds:
-            raise ValueError("max_poll_interval_seconds must be >= end_poll_interval_seconds")
+            raise ValueError(
+                "max_poll_interval_seconds must be >= end_poll_interval_seconds (lower "
+                "end_poll_interval_seconds too)"
+            )
         return self
 
 

@@ -25,6 +25,7 @@ from shared import resources
 LOCAL_OVERRIDES: dict[str, Any] = {
     "poll_interval_seconds": 1,
     "max_poll_interval_seconds": 2,
+    "end_poll_interval_seconds": 1,  # the predictive schedule's waits stay within the 2 s
     "max_polls": 200,  # with 2 s polls: covers max_runtime_seconds (the validator checks)
     "max_runtime_seconds": 300,
     "hyperparameters": {"num_round": 30},

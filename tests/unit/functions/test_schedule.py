@@ -254,3 +254,8 @@ def test_validate_checks_max_polls_against_the_worst_case_of_the_prediction() ->
     (problem,) = schedule_problems(config(max_polls=5, max_runtime_seconds=7200))
     assert problem.startswith("max_polls: 5 polls of the predictive schedule cover only")
     assert "set max_polls >= " in problem
+
+
+def test_an_end_interval_above_the_max_wait_is_refused_naming_both_fields() -> None:
+    with pytest.raises(ValueError, match="max_poll_interval_seconds must be >= end_poll"):
+        config(max_poll_interval_seconds=10, end_poll_interval_seconds=30)

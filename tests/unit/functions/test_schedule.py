@@ -258,4 +258,4 @@ def test_validate_checks_max_polls_against_the_worst_case_of_the_prediction() ->
 
 def test_an_end_interval_above_the_max_wait_is_refused_naming_both_fields() -> None:
     with pytest.raises(ValueError, match="max_poll_interval_seconds must be >= end_poll"):
-        config(max_poll_interval_seconds=10, end_poll_interval_seconds=30)
+        config(max_poll_interval_seconds=60, end_poll_interval_seconds=90)

@@ -10,6 +10,7 @@ duplicate got there first) the job is described and judged the same way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,7 @@ def processing_job_request(
         "Environment": {
             "TARGET_COLUMN": config.target_column,
             "PROBLEM_TYPE": config.problem_type,
+            "IGNORE_COLUMNS": json.dumps(config.ignore_columns),
         },
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {

@@ -59,8 +59,13 @@ class PipelineInput(Strict):
     image_uri: str = Field(
         min_length=1, description="ECR image (tag or @digest) with the model code"
     )
-    raw_data_uri: S3Uri = Field(description="S3 prefix whose CSV files are the raw data set")
-    target_column: str = Field(min_length=1)
+    raw_data_uri: S3Uri = Field(
+        description="S3 prefix whose CSV, .csv.gz and Parquet files are the raw data set"
+    )
+    target_column: str = Field(min_length=1, description="the column to predict")
+    ignore_columns: list[str] = Field(
+        default_factory=list, description="columns of the data not to train on (e.g. an id)"
+    )
     problem_type: ProblemType
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
     objective: Objective
@@ -107,6 +112,10 @@ class PipelineInput(Strict):
             raise ValueError(
                 f"objective.name {self.objective.name!r} does not fit problem_type "
                 f"{self.problem_type!r}; use one of {list(metrics)}"
+            )
+        if self.target_column in self.ignore_columns:
+            raise ValueError(
+                f"ignore_columns lists the target column {self.target_column!r}; remove it"
             )
         if self.max_poll_interval_seconds < self.poll_interval_seconds:
             raise ValueError("max_poll_interval_seconds must be >= poll_interval_seconds")

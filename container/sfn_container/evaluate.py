@@ -1,7 +1,9 @@
 """Evaluate (SageMaker Processing job): score the challenger and, when given, the champion
 on the same test split; write ``evaluation.json``.
 
-Inputs (under ``$OPT_ML/processing/input``): ``test/*.csv`` (the preprocess test split),
+Inputs (under ``$OPT_ML/processing/input``): ``test/`` (the preprocess test split, Parquet;
+CSV and gzip CSV are read too), each model encoding it with its own feature schema and
+category mapping (:mod:`sfn_container.tabular`),
 ``challenger/model.tar.gz`` and optionally ``champion/model.tar.gz`` (as SageMaker
 downloads them; an already extracted model directory works too; an absent or empty
 ``champion`` directory means there is no champion). Environment: ``TARGET_COLUMN`` and
@@ -50,8 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from sfn_container import binsplit, csvdata
+from sfn_container import tabular
 from sfn_container.errors import ConfigError, ContainerError, ModelError, SchemaError
 from sfn_container.metrics import evaluate as score
 from sfn_container.model import Model, find_model_dir, load_model
@@ -66,28 +69,19 @@ def _model_summary(model: Model) -> dict[str, Any]:
     return {k: model.metadata.get(k) for k in keys}
 
 
-def _columns_for(model: Model, columns: list[str], role: str) -> list[int]:
-    missing = [c for c in model.feature_names if c not in columns]
-    if missing:
-        raise SchemaError(f"the test split lacks the {role}'s features {missing}")
-    return [columns.index(c) for c in model.feature_names]
-
-
 def _score(
     model: Model,
-    x: np.ndarray,
-    columns: list[str],
+    table: Any,
     y: np.ndarray,
     role: str,
     problem_type: str,
     resamples: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    idx = _columns_for(model, columns, role)
-    features = x if idx == list(range(x.shape[1])) else np.ascontiguousarray(x[:, idx])
     if model.problem_type != problem_type:
         raise ModelError(
             f"the {role} is a {model.problem_type} model; this evaluation is {problem_type}"
         )
+    features = model.schema.matrix(table, f"the test split (for the {role})")
     result = score(problem_type, y, model.predict(features), resamples=resamples)
     plot = result.pop("plot")
     result["model"] = _model_summary(model)
@@ -114,19 +108,19 @@ def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]
     problem_type = env.get("PROBLEM_TYPE") or challenger.problem_type
     target = env.get("TARGET_COLUMN") or challenger.metadata.get("target_column", "target")
 
-    files = csvdata.csv_files(opt_ml.processing_input("test"))
-    header = csvdata.read_header(files[0])
-    if target not in header:
-        raise SchemaError(f"{files[0]}: target column {target!r} not in header; columns {header}")
-    x, y = binsplit.read_split(files, header, header, target)
+    table = tabular.read_dir(opt_ml.processing_input("test"))
+    if target not in table.column_names:
+        raise SchemaError(
+            f"test split: target column {target!r} not in the data; columns {table.column_names}"
+        )
+    y = tabular.to_float(table.column(target), np.float32)
     keep = ~np.isnan(y)
     if not keep.all():
-        x, y = x[keep], y[keep]
+        table, y = table.filter(pa.array(keep)), y[keep]
     if y.size == 0:
         raise SchemaError(f"the test split has no rows with a target {target!r}")
     if problem_type == "binary_classification" and not np.isin(y, (0, 1)).all():
         raise SchemaError(f"target {target!r} must be 0 or 1 for binary_classification")
-    columns = [c for c in header if c != target]
 
     report: dict[str, Any] = {
         "problem_type": problem_type,
@@ -137,13 +131,13 @@ def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]
     if problem_type == "binary_classification":
         report["threshold"] = THRESHOLD
     report["challenger"], challenger_plot = _score(
-        challenger, x, columns, y, "challenger", problem_type, resamples
+        challenger, table, y, "challenger", problem_type, resamples
     )
     report["champion"], report["champion_error"], champion_plot = None, None, None
     if champion is not None:
         try:
             report["champion"], champion_plot = _score(
-                champion, x, columns, y, "champion", problem_type, resamples
+                champion, table, y, "champion", problem_type, resamples
             )
         except ContainerError as exc:  # a champion of another schema cannot be compared
             report["champion_error"] = str(exc)

@@ -2,7 +2,9 @@
 read back.
 
 * ``model.ubj``      the XGBoost booster (XGBoost's own binary JSON format, version-stable)
-* ``metadata.json``  ``feature_names`` (the order the model expects), ``problem_type``,
+* ``metadata.json``  ``feature_names`` (the order the model expects), ``feature_types``
+  (``q`` numeric, ``c`` categorical) and ``categories`` (per categorical feature, its
+  training values: a value's code is its index; unseen values are missing), ``problem_type``,
   ``target_column``, ``objective``, the hyperparameters used, the validation metrics.
 
 SageMaker tars the directory into ``model.tar.gz``; :func:`find_model_dir` accepts either
@@ -16,11 +18,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sfn_container.errors import ModelError
+
+if TYPE_CHECKING:
+    from sfn_container.tabular import FeatureSchema
 
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "metadata.json"
@@ -37,6 +42,17 @@ class Model:
         return list(self.metadata["feature_names"])
 
     @property
+    def schema(self) -> FeatureSchema:
+        from sfn_container.tabular import FeatureSchema  # pyarrow: not needed to serve
+
+        return FeatureSchema.from_metadata(self.metadata)
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """Per categorical feature, its category list (empty: an all-numeric model)."""
+        return dict(self.metadata.get("categories") or {})
+
+    @property
     def num_features(self) -> int:
         return len(self.metadata["feature_names"])
 
@@ -48,7 +64,15 @@ class Model:
         """Probability of class 1 (classification) or the value (regression), float32."""
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ModelError(f"expected {self.num_features} features, got shape {tuple(x.shape)}")
-        return np.asarray(self.booster.inplace_predict(x, validate_features=False))
+        if not self.categories:
+            return np.asarray(self.booster.inplace_predict(x, validate_features=False))
+        import xgboost as xgb
+
+        types = self.metadata.get("feature_types") or ["q"] * self.num_features
+        matrix = xgb.DMatrix(
+            x, feature_names=self.feature_names, feature_types=types, enable_categorical=True
+        )
+        return np.asarray(self.booster.predict(matrix))
 
 
 def save_model(booster: Any, model_dir: Path, metadata: dict[str, Any]) -> None:

@@ -85,6 +85,7 @@ class App:
     def __init__(self, model: Model, workers: int = 1) -> None:
         self.model = model
         self.features = model.feature_names
+        self.categories = model.categories
         self.params = json.dumps(
             {
                 "MaxConcurrentTransforms": workers,
@@ -112,7 +113,7 @@ class App:
         try:
             accept = headers.get(b"accept")
             kind = codec.response_type(accept.decode("latin-1") if accept else None, content_type)
-            rows = codec.decode(body, content_type, self.features)
+            rows = codec.decode(body, content_type, self.features, self.categories)
             out = codec.encode(self.model.predict(rows), kind)
         except codec.RequestError as exc:
             return _error(exc.status, exc.message)

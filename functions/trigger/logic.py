@@ -4,7 +4,8 @@
   {image_uri: <registry>/<repo>@<digest>, tags: {image_tag, image_digest}}; one execution per
   image digest.
 - S3 "Object Created" under DATA_PREFIX in the artifact bucket ->
-  {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>}};
+  {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>}}
+  (characters a model package's metadata refuses replaced by `_`, cut to 256);
   one execution per object version. The image is the default one (filled in by validate).
 - Other repositories, prefixes, buckets, FAILURE or DELETE: ignored, with a log line.
 - A malformed event: InvalidEventError naming the field.
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.adapters.stepfunctions import StepFunctions
+from shared.constraints import safe_metadata_value
 from shared.errors import InvalidEventError, validation_problems
 from shared.models import TriggerOutput
 from shared.naming import execution_name_for_image, execution_name_for_object
@@ -136,7 +138,9 @@ def _from_s3(
     name = execution_name_for_object(bucket, key, version)
     payload = {
         "raw_data_uri": f"s3://{bucket}/{settings.data_prefix}",
-        "tags": {"data_version": f"{key}@{version}"},
+        # A derived value must satisfy what it becomes (a CustomerMetadataProperties value:
+        # letters, digits, spaces, _.:/=+-@, 1-256 characters), whatever the key holds.
+        "tags": {"data_version": safe_metadata_value(f"{key}@{version}")},
     }
     return name, payload
 

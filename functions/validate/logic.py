@@ -1,6 +1,9 @@
 """ValidateInput: the execution payload deep-merged over the pipeline defaults, validated as
-PipelineInput. On bad input, one InvalidInputError whose message lists every bad field as
-`path: problem` (with the fix), so nothing else runs and the execution's cause says it all."""
+PipelineInput, then checked against what can be checked cheaply before any job
+(functions/validate/checks.py: hyperparameter ranges, instance types, tags, the time
+budget; functions/validate/data.py: the data prefix and the first file's header). On bad
+input, one InvalidInputError whose message lists every bad field as `path: problem` (with
+the fix), so nothing else runs and the execution's cause says it all."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from functions.validate.checks import config_problems
+from functions.validate.data import data_problems
+from shared.adapters.s3 import S3
 from shared.errors import InvalidInputError, validation_problems
 from shared.models import PipelineInput, ValidateOutput, ValidateRequest
 from shared.polling import polls_needed, schedule_seconds
@@ -86,13 +92,15 @@ def resolve(
         config = PipelineInput.model_validate(deep_merge(defaults, payload))
     except ValidationError as exc:
         return None, validation_problems(exc)
-    problems = schedule_problems(config)
+    problems = schedule_problems(config) + config_problems(config)
     return (None, problems) if problems else (config, [])
 
 
-def validate(request: ValidateRequest, settings: ValidateSettings) -> ValidateOutput:
+def validate(request: ValidateRequest, settings: ValidateSettings, s3: S3) -> ValidateOutput:
     config, problems = resolve(defaults(settings), request.payload)
     if config is not None:
+        problems = data_problems(config, s3)
+    if config is not None and not problems:
         return ValidateOutput(
             config=config,
             execution_name=request.execution_name,

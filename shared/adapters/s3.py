@@ -89,3 +89,35 @@ class S3:
             token = page.get("NextContinuationToken")
             if not token:
                 return None
+
+    def list_keys(self, uri: str, max_keys: int = 1000) -> list[str]:
+        """Up to `max_keys` object keys under a prefix, in key order (folder markers
+        skipped); ArtifactError naming the bucket if it does not exist."""
+        bucket, prefix = split_uri(uri)
+        with transient_errors("ListObjectsV2"):
+            try:
+                page = self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys)
+            except ClientError as exc:
+                if code_of(exc) == "NoSuchBucket":
+                    raise ArtifactError(f"bucket {bucket!r} does not exist") from exc
+                raise
+        keys = [item.get("Key", "") for item in page.get("Contents", [])]
+        return [key for key in keys if key and not key.endswith("/")]
+
+    def read_range(self, uri: str, byte_range: str) -> bytes:
+        """A ranged GET (`bytes=0-65535`, `bytes=-8`): the bytes, fewer if the object is
+        shorter; ArtifactError if it does not exist."""
+        bucket, key = split_uri(uri)
+        with transient_errors("GetObject"):
+            try:
+                body = self._client.get_object(Bucket=bucket, Key=key, Range=byte_range)["Body"]
+            except ClientError as exc:
+                if code_of(exc) in MISSING_CODES:
+                    raise ArtifactError(f"{uri} does not exist ({code_of(exc)})") from exc
+                if code_of(exc) == "InvalidRange":  # an empty object
+                    return b""
+                raise
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()

@@ -9,8 +9,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from container_helpers import failure, run_entrypoint, stage_raw, stage_training
+from sfn_container import tabular
 from sfn_container.model import load_model, write_archive
 
 FAST = {"num_round": "15", "max_depth": "3", "eta": "0.3"}
@@ -42,6 +45,13 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return _pipeline(tmp_path_factory.mktemp("reg"), "diabetes", "regression")
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def _tuples(table: pa.Table) -> list[tuple]:
+    return list(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
 def _rows(path: Path) -> list[list[str]]:
     with path.open(newline="") as fh:
         return list(csv.reader(fh))
@@ -54,15 +64,19 @@ def test_preprocess_writes_splits_profile_and_sample(classification: dict) -> No
     root: Path = classification["root"]
     assert classification["preprocess"].returncode == 0, classification["preprocess"].stderr
     out = root / "processing" / "output"
-    raw = _rows(root / "processing" / "input" / "raw" / "breast_cancer.csv")
-    splits = {name: _rows(out / name / f"{name}.csv") for name in ("train", "validation", "test")}
-    # every split keeps the header; together they hold each raw row exactly once
-    assert all(rows[0] == raw[0] for rows in splits.values())
-    assert sorted(r for rows in splits.values() for r in rows[1:]) == sorted(raw[1:])
-    assert all(len(rows) > 1 for rows in splits.values())
+    raw_path = root / "processing" / "input" / "raw" / "breast_cancer.csv"
+    raw = _rows(raw_path)
+    raw_table = tabular.read_table(raw_path)
+    splits = {name: pq.read_table(out / name / f"{name}.parquet") for name in SPLITS}
+    # every split has the raw columns; together they hold each raw row exactly once
+    assert all(table.column_names == raw[0] for table in splits.values())
+    combined = pa.concat_tables(splits.values())
+    assert sorted(_tuples(combined)) == sorted(_tuples(raw_table))
+    assert all(table.num_rows > 0 for table in splits.values())
     profile = json.loads((out / "profile" / "profile.json").read_text())
     assert profile["rows"]["total"] == 569
-    assert {k: profile["rows"][k] for k in splits} == {k: len(v) - 1 for k, v in splits.items()}
+    assert {k: profile["rows"][k] for k in splits} == {k: t.num_rows for k, t in splits.items()}
+    assert profile["warnings"] == []
     column = np.array([float(r[0]) for r in raw[1:]])
     stats = profile["columns"][raw[0][0]]
     assert stats["count"] == 569
@@ -75,16 +89,16 @@ def test_preprocess_writes_splits_profile_and_sample(classification: dict) -> No
     assert all(len(r) == 30 for r in sample[1:])
 
 
-def test_preprocess_bad_schema_names_the_bad_column(opt_ml: Path) -> None:
+def test_preprocess_text_target_names_the_column_and_values(opt_ml: Path) -> None:
     raw = opt_ml / "processing" / "input" / "raw"
     raw.mkdir(parents=True)
-    (raw / "data.csv").write_text("a,color,b,target\n1,red,2,0\n3,blue,4,1\n")
+    (raw / "data.csv").write_text("a,color,b,target\n1,red,2,no\n3,blue,4,yes\n")
     result = run_entrypoint("preprocess", opt_ml, {"TARGET_COLUMN": "target"})
     assert result.returncode == 1
     reason = failure(opt_ml)
-    assert reason.startswith("SchemaError")
-    assert "'color'" in reason
-    assert "'a'" not in reason
+    assert reason.startswith("SchemaError: raw/data.csv: target column 'target' must hold numbers")
+    assert "'no'" in reason
+    assert "'yes'" in reason
 
 
 def test_preprocess_missing_target_column(opt_ml: Path) -> None:
@@ -109,7 +123,7 @@ def test_preprocess_no_files(opt_ml: Path) -> None:
     (opt_ml / "processing" / "input" / "raw").mkdir(parents=True)
     result = run_entrypoint("preprocess", opt_ml)
     assert result.returncode == 1
-    assert "no .csv files" in failure(opt_ml)
+    assert "no data files (.csv, .csv.gz, .parquet, .pq) under raw/" in failure(opt_ml)
 
 
 # --- train ----------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from sfn_container import codec, csvdata
-from sfn_container.errors import SchemaError
+from sfn_container import codec, tabular
+from sfn_container.errors import EmptyInputError, SchemaError
 from sfn_container.metrics import evaluate
 from sfn_container.preprocess import PreprocessConfig, preprocess
 from sklearn import metrics as skm
@@ -20,8 +22,10 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _lines(path: Path) -> set[str]:
-    return set(path.read_text().splitlines()[1:])
+def _lines(path: Path) -> set[tuple]:
+    """The rows of a split (Parquet) as a set of value tuples."""
+    table = pq.read_table(path.with_suffix(".parquet"))
+    return set(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
 
 
 def test_split_is_stable_when_rows_are_appended(tmp_path: Path) -> None:
@@ -68,34 +72,75 @@ def test_missing_values_kept_as_missing_and_missing_target_dropped(tmp_path: Pat
     everything = set()
     for split in ("train", "validation", "test"):
         everything |= _lines(tmp_path / "out" / split / f"{split}.csv")
-    assert ",1," not in everything
-    assert "0,,0" in everything  # lines are copied as they were
+    assert all(row[2] is not None for row in everything)  # no row without a target
+    assert (0.0, None, 0.0) in everything  # a missing value stays missing
 
 
-def test_parse_block_missing_values_and_crlf() -> None:
-    block = csvdata.Block(csvdata.normalise(b",1,2\r\n3,,\r\n\r\n4,5,6\r\n"), 2)
-    values = csvdata.parse_block(block, ["a", "b", "c"], "t.csv")
-    assert values.shape == (3, 3)
-    assert np.isnan(values[0, 0])
-    assert np.isnan(values[1, 1])
-    assert np.isnan(values[1, 2])
-    assert values[2].tolist() == [4, 5, 6]
+def test_formats_read_alike_with_quoted_header_and_missing_values(tmp_path: Path) -> None:
+    # Given the same rows as CSV (a quoted header with a comma, CRLF, an empty field),
+    # as gzip CSV and as Parquet
+    text = 'id,"size, cm",color,target\r\n1,2.5,"red, dark",1\r\n2,,blue,0\r\n3,1.0,,1\r\n'
+    _write(tmp_path / "csv" / "a.csv", text)
+    gz = tmp_path / "gz" / "a.csv.gz"
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "pq").mkdir()
+    pq.write_table(tabular.read_table(tmp_path / "csv" / "a.csv"), tmp_path / "pq" / "a.parquet")
+    # When each is read
+    tables = [tabular.read_dir(tmp_path / name) for name in ("csv", "gz", "pq")]
+    # Then four columns, the text column categorical, the empty fields missing
+    for table in tables:
+        assert table.column_names == ["id", "size, cm", "color", "target"]
+        schema = tabular.learn_schema(table, ["size, cm", "color"])
+        assert schema.types == ["q", "c"]
+        assert schema.categories == {"color": ["blue", "red, dark"]}
+        x = schema.matrix(table)
+        np.testing.assert_array_equal(x, np.array([[2.5, 1], [np.nan, 0], [1, np.nan]], "f4"))
 
 
-def test_parse_block_names_bad_columns_and_rows() -> None:
-    block = csvdata.Block(b"1,a,2\n3,4\n5,b,x\n", 2)
-    with pytest.raises(SchemaError) as raised:
-        csvdata.parse_block(block, ["num", "word", "other"], "t.csv")
-    message = str(raised.value)
-    assert "'word' (line 2: 'a')" in message
-    assert "'other' (line 4: 'x')" in message
-    assert "line 3 has 2" in message
-    assert "'num'" not in message
+def test_text_after_the_first_block_makes_the_column_categorical(tmp_path: Path) -> None:
+    # Given a column that holds numbers for many rows, then text (past pyarrow's first block)
+    rows = "".join(f"{i},{i % 2}\n" for i in range(400_000)) + "abc,1\n"
+    path = _write(tmp_path / "a.csv", "code,target\n" + rows)
+    # When read, then the column is text throughout
+    table = tabular.read_table(path)
+    assert tabular.is_text(table.schema.field("code").type)
+    assert table.column("code")[0].as_py() == "0"
 
 
-def test_read_header_rejects_duplicates(tmp_path: Path) -> None:
+def test_header_errors(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="duplicate"):
-        csvdata.read_header(_write(tmp_path / "a.csv", "a,b,a\n1,2,3\n"))
+        tabular.read_table(_write(tmp_path / "a.csv", "a,b,a\n1,2,3\n"))
+    with pytest.raises(EmptyInputError, match="no header row"):
+        tabular.read_table(_write(tmp_path / "b.csv", ""))
+
+
+def test_binary_target_error_names_file_column_and_values(tmp_path: Path) -> None:
+    _write(tmp_path / "in" / "good.csv", "x,target\n1,0\n2,1\n")
+    _write(tmp_path / "in" / "sub" / "bad.csv", "x,target\n1,0\n2,2\n3,-1\n")
+    with pytest.raises(SchemaError) as raised:
+        preprocess(tmp_path / "in", tmp_path / "out", PreprocessConfig())
+    message = str(raised.value)
+    assert "target column 'target' must hold 0 or 1" in message
+    assert "in/sub/bad.csv: found [-1.0, 2.0]" in message
+    assert "good.csv" not in message
+    assert str(tmp_path) not in message  # no job-local path prefixes
+
+
+def test_header_only_file_is_a_warning_and_ignore_columns_are_dropped(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{'ab'[i % 2]},{i % 3},{i % 2}\n" for i in range(200))
+    _write(tmp_path / "in" / "a.csv", "id,kind,x,target\n" + rows)
+    _write(tmp_path / "in" / "b.csv", "id,kind,x,target\n")
+    profile = preprocess(
+        tmp_path / "in", tmp_path / "out", PreprocessConfig(ignore_columns=("id",))
+    )
+    assert profile["warnings"] == ["in/b.csv has a header and no data rows (ignored)"]
+    assert profile["feature_names"] == ["kind", "x"]
+    assert profile["columns"]["kind"]["type"] == "categorical"
+    train = pq.read_table(tmp_path / "out" / "train" / "train.parquet")
+    assert train.column_names == ["kind", "x", "target"]
+    sample = (tmp_path / "out" / "sample" / "sample.csv").read_text().splitlines()
+    assert sample[0] == '"kind","x"'
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -158,11 +203,13 @@ def test_decode_accepts_csv_and_json(body: bytes, kind: str, expected: list) -> 
     ("body", "kind", "status", "fragment"),
     [
         (b"1,2", codec.CSV, 400, "row 1 has 2 values; the model expects 3"),
-        (b"1,2,3\n1,x,3", codec.CSV, 400, "row 2, column 2: 'x' is not a number"),
+        (b"1,2,3\n1,x,3", codec.CSV, 400, "row 2, column 'b': 'x' is not a number"),
         (b"", codec.CSV, 400, "no rows"),
         (b"{not json", codec.JSON, 400, "not valid JSON"),
         (b'{"instances": [[1, 2, 3], [1, 2]]}', codec.JSON, 400, "row 2 has 2 values"),
-        (b'{"instances": [[1, "x", 3]]}', codec.JSON, 400, "row 1, column 2"),
+        (b'{"instances": [[1, "x", 3]]}', codec.JSON, 400, "row 1, column 'b'"),
+        (b'{"instances": [{"a": 1, "z": 2}]}', codec.JSON, 400, "unknown columns ['z']"),
+        (b"a,z,c\n1,2,3", codec.CSV, 400, "row 1, column 'a': 'a' is not a number"),
         (b'{"rows": 1}', codec.JSON, 400, "instances"),
         (b"1,2,3", "text/plain", 415, "unsupported content type"),
     ],
@@ -198,3 +245,26 @@ def test_encode_round_trips_float32() -> None:
     csv_values = [float(v) for v in codec.encode(predictions, codec.CSV).decode().split()]
     assert np.array(csv_values, dtype=np.float32).tolist() == predictions.tolist()
     assert codec.encode(predictions[:1], codec.JSON) == b'{"predictions": [0.10000000149011612]}'
+
+
+CATEGORIES = {"b": ["blue", "red, dark"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b'1,"red, dark",3\n4,blue,\n7,green,9\n', codec.CSV),
+        (b'c,b,a\n3,"red, dark",1\n,blue,4\n9,green,7\n', codec.CSV),  # header, any order
+        (
+            b'{"instances": [{"a": 1, "b": "red, dark", "c": 3}, {"a": 4, "b": "blue"},'
+            b' {"c": 9, "a": 7, "b": "green"}]}',
+            codec.JSON,
+        ),
+        (b'[[1, "red, dark", 3], [4, "blue", null], [7, "green", 9]]', codec.JSON),
+    ],
+)
+def test_decode_raw_categorical_values(body: bytes, kind: str) -> None:
+    # Given a model with one categorical feature; an unseen category ("green") is missing
+    x = codec.decode(body, kind, FEATURES, CATEGORIES)
+    expected = [[1, 1, 3], [4, 0, np.nan], [7, np.nan, 9]]
+    np.testing.assert_array_equal(x, np.array(expected, dtype=np.float32))

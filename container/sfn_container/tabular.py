@@ -1,0 +1,275 @@
+"""Reading the pipeline's tables: CSV (RFC 4180), gzip-compressed CSV and Parquet, with
+numeric and categorical (text) columns, on pyarrow.
+
+Why pyarrow (not pandas, not hand-written): one library reads all three formats (pandas
+reads Parquet only through pyarrow anyway, so pandas would add ~70 MB on top of it); its
+CSV reader is multi-threaded, RFC 4180 (quoted fields, quoted header names, embedded
+commas, doubled quotes) and converts columns in C; Parquet splits need no parsing at all.
+The image grows by pyarrow's ~170 MB installed (no pandas). XGBoost gets plain numpy
+arrays: categorical columns are integer codes with ``feature_types="c"`` (XGBoost's native
+categorical support, ``enable_categorical``), so no DataFrame library is needed there.
+
+Conventions:
+
+* a header row is required (CSV); column names are unique and non-empty;
+* a missing value is an empty field (or ``NA``/``NaN``/``null``, pyarrow's defaults); it
+  stays missing (NaN), which XGBoost treats as missing;
+* a column whose values are not all numbers (in any file) is categorical: its values are
+  text; booleans (``true``/``false``) are numeric 0/1.
+
+Files are named in messages relative to their input directory (``raw/data/a.csv``), not
+by the job's absolute path, so a failure reason reads the same on SageMaker and locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from sfn_container.errors import EmptyInputError, SchemaError
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+NUMERIC = "q"  # XGBoost's feature_types: quantitative
+CATEGORICAL = "c"
+_MAX_REPORTED = 5
+
+
+def display_name(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root``'s parent (``raw/a.csv``), else its name."""
+    if root is not None:
+        try:
+            return str(path.relative_to(root.parent))
+        except ValueError:
+            pass
+    return path.name
+
+
+def is_data_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.endswith(SUFFIXES)
+
+
+def data_files(directory: Path) -> list[Path]:
+    """Every CSV, ``.csv.gz`` and Parquet file under ``directory`` (recursively, as S3
+    prefixes download), sorted."""
+    if not directory.is_dir():
+        raise EmptyInputError(f"input directory {directory.name} does not exist")
+    files = sorted(p for p in directory.rglob("*") if is_data_file(p))
+    if not files:
+        raise EmptyInputError(f"no data files ({', '.join(SUFFIXES)}) under {directory.name}/")
+    return files
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(PARQUET_SUFFIXES)
+
+
+def _check_names(names: Sequence[str], source: str) -> None:
+    if not names or any(not str(n).strip() for n in names):
+        raise SchemaError(f"{source}: header row has empty column names: {list(names)}")
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        raise SchemaError(f"{source}: duplicate column names in header: {duplicates}")
+
+
+_CONVERT = pacsv.ConvertOptions(strings_can_be_null=True)
+
+
+def _read_csv(path: Path, source: str) -> pa.Table:
+    """A CSV (gzip-compressed when its name ends ``.gz``) as a table; a column pyarrow typed
+    as numbers from the first block but that holds text further down is read as text."""
+    read = pacsv.ReadOptions(block_size=16 << 20)
+    try:
+        return pacsv.read_csv(path, read_options=read, convert_options=_CONVERT)
+    except pa.ArrowInvalid as exc:
+        first_error = exc
+    # Slow path (rare): every column as text, then numbers where every value is one.
+    try:
+        names = pacsv.open_csv(path, read_options=read).schema.names
+        as_text = pacsv.ConvertOptions(
+            strings_can_be_null=True, column_types=dict.fromkeys(names, pa.string())
+        )
+        table = pacsv.read_csv(path, read_options=read, convert_options=as_text)
+    except pa.ArrowInvalid as exc:
+        raise SchemaError(f"{source}: not a readable CSV: {exc}") from first_error
+    columns = []
+    for name in table.column_names:
+        column = table.column(name)
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            column = pc.cast(column, pa.float64())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def read_table(path: Path, root: Path | None = None) -> pa.Table:
+    """One data file as a table (header checked)."""
+    source = display_name(path, root)
+    if _is_parquet(path):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SchemaError(f"{source}: not a readable Parquet file: {exc}") from exc
+    else:
+        if path.stat().st_size == 0:
+            raise EmptyInputError(f"{source} is empty (no header row)")
+        table = _read_csv(path, source)
+    _check_names(table.column_names, source)
+    return table
+
+
+def read_schema_names(path: Path, root: Path | None = None) -> list[str]:
+    """The column names of a file without reading its rows."""
+    source = display_name(path, root)
+    if _is_parquet(path):
+        names = list(pq.read_schema(path).names)
+    else:
+        if path.stat().st_size == 0:
+            raise EmptyInputError(f"{source} is empty (no header row)")
+        names = list(pacsv.open_csv(path).schema.names)
+    _check_names(names, source)
+    return names
+
+
+def is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def is_numeric(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_decimal(kind)
+    )
+
+
+def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    if is_text(column.type):
+        return pc.cast(column, pa.string()) if column.type != pa.string() else column
+    if pa.types.is_floating(column.type):  # 3.0 -> "3", so "3" in one file equals 3 in another
+        ints = pc.cast(column, pa.int64(), safe=False)
+        whole = pc.equal(pc.cast(ints, column.type), column)
+        column = pc.if_else(whole, pc.cast(ints, pa.string()), pc.cast(column, pa.string()))
+        return column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+    return pc.cast(column, pa.string())
+
+
+def to_float(column: pa.ChunkedArray, dtype: Any = np.float64) -> np.ndarray:
+    """A numeric column as a numpy array, NaN for a missing value."""
+    if not pa.types.is_floating(column.type):
+        column = pc.cast(column, pa.float64())
+    out = np.asarray(column.to_numpy(zero_copy_only=False))
+    if out.dtype != dtype:
+        out = out.astype(dtype)
+    return out
+
+
+def categories_of(column: pa.ChunkedArray) -> list[str]:
+    """The distinct non-missing values of a text column, sorted (the category mapping)."""
+    values = pc.unique(as_text(column)).drop_null()
+    return sorted(values.to_pylist())
+
+
+def codes(
+    column: pa.ChunkedArray, categories: Sequence[str], dtype: Any = np.float32
+) -> np.ndarray:
+    """A text column as category codes (index in ``categories``); missing and unseen
+    values are NaN (XGBoost's missing value)."""
+    index = pc.index_in(as_text(column), value_set=pa.array(list(categories), pa.string()))
+    return to_float(index, dtype)
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What a model expects: the features in order, their XGBoost types, and for each
+    categorical feature the category list (a value's code is its index)."""
+
+    names: list[str]
+    types: list[str]
+    categories: dict[str, list[str]]
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> FeatureSchema:
+        names = list(metadata["feature_names"])
+        types = list(metadata.get("feature_types") or [NUMERIC] * len(names))
+        return cls(
+            names, types, {k: list(v) for k, v in (metadata.get("categories") or {}).items()}
+        )
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            "feature_names": self.names,
+            "feature_types": self.types,
+            "categories": self.categories,
+        }
+
+    @property
+    def has_categorical(self) -> bool:
+        return CATEGORICAL in self.types
+
+    def matrix(self, table: pa.Table, source: str = "the data") -> np.ndarray:
+        """The table's features as a C-contiguous float32 matrix in this schema's order."""
+        missing = [n for n in self.names if n not in table.column_names]
+        if missing:
+            raise SchemaError(f"{source} lacks the features {missing}")
+        out = np.empty((table.num_rows, len(self.names)), dtype=np.float32)
+        for j, (name, kind) in enumerate(zip(self.names, self.types, strict=True)):
+            column = table.column(name)
+            if kind == CATEGORICAL:
+                out[:, j] = codes(column, self.categories[name])
+            elif is_numeric(column.type):
+                out[:, j] = to_float(column, np.float32)
+            else:
+                raise SchemaError(
+                    f"{source}: column {name!r} holds text, but the model was trained on "
+                    "numbers there"
+                )
+        return out
+
+
+def learn_schema(table: pa.Table, features: Sequence[str]) -> FeatureSchema:
+    """The schema of ``features`` from a (training) table: text columns are categorical,
+    with their sorted distinct values as categories."""
+    types: list[str] = []
+    categories: dict[str, list[str]] = {}
+    for name in features:
+        column = table.column(name)
+        if is_numeric(column.type):
+            types.append(NUMERIC)
+        else:
+            types.append(CATEGORICAL)
+            categories[name] = categories_of(column)
+    return FeatureSchema(list(features), types, categories)
+
+
+def read_dir(directory: Path) -> pa.Table:
+    """Every data file under ``directory`` (a split written by preprocess, or raw files
+    with the same columns) as one table."""
+    files = data_files(directory)
+    tables = [read_table(path, directory) for path in files]
+    if len(tables) == 1:
+        return tables[0]
+    first = tables[0].column_names
+    for path, table in zip(files[1:], tables[1:], strict=True):
+        if sorted(table.column_names) != sorted(first):
+            raise SchemaError(
+                f"{display_name(path, directory)}: columns differ from "
+                f"{display_name(files[0], directory)}"
+            )
+    return pa.concat_tables([t.select(first) for t in tables], promote_options="permissive")

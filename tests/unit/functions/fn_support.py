@@ -119,3 +119,9 @@ def state(**results: Any) -> dict[str, Any]:
 
 def make_bucket() -> None:
     aws.s3().create_bucket(Bucket=BUCKET)
+
+
+def upload_data(body: bytes = b"a,b,target\n1,2,0\n", key: str = "data/data.csv") -> str:
+    """A raw data object under the default data prefix (ValidateInput reads its header)."""
+    aws.s3().put_object(Bucket=BUCKET, Key=key, Body=body)
+    return f"s3://{BUCKET}/{key}"

@@ -75,14 +75,20 @@ def test_processing_jobs_get_target_and_problem_type_as_environment(context: Any
     config = state()["config"] | {
         "problem_type": "regression",
         "target_column": "price",
+        "ignore_columns": ["id", "size, cm"],
         "objective": {"name": "rmse", "goal": "minimize", "threshold": 5, "min_improvement": 0},
     }
     request = StepRequest.model_validate(state(config=config))
     settings = load_settings(JobSettings)
     # WHEN the processing request is built
     built = processing_request("job", request, settings, output_uris(settings, EXECUTION))
-    # THEN the container reads the target and problem type from its environment
-    assert built["Environment"] == {"TARGET_COLUMN": "price", "PROBLEM_TYPE": "regression"}
+    # THEN the container reads the target, problem type and ignored columns (a JSON list:
+    # names may hold commas) from its environment
+    assert built["Environment"] == {
+        "TARGET_COLUMN": "price",
+        "PROBLEM_TYPE": "regression",
+        "IGNORE_COLUMNS": '["id", "size, cm"]',
+    }
     assert built["AppSpecification"]["ContainerEntrypoint"] == [
         "python3", "-m", "sfn_container", "preprocess"
     ]  # fmt: skip

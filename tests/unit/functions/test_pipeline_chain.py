@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket, upload_data
 
 from functions.deploy.handler import lambda_handler as deploy
 from functions.evaluate.handler import lambda_handler as evaluate
@@ -39,6 +39,7 @@ def poll_request(step: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
 def test_handlers_compose_from_payload_to_endpoint(moto: None, context: Any) -> None:
     # GIVEN a manual start with a partial payload
     make_bucket()
+    upload_data()
     payload = {"hyperparameters": {"eta": 0.1}, "tags": {"git_sha": "abc123"}}
     # WHEN each state's Lambda runs on the state the definition would hand it
     state = validate(

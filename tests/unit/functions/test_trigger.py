@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from fn_support import ACCOUNT, ENV, REGION, REPOSITORY, event
+from fn_support import ACCOUNT, BUCKET, ENV, REGION, REPOSITORY, event, upload_data
 
 from functions.trigger.handler import lambda_handler
 from shared import aws
@@ -105,15 +105,19 @@ def test_s3_unversioned_object_uses_etag(state_machine: str, context: Any) -> No
 def test_trigger_payload_passes_validation_with_defaults(state_machine: str, context: Any) -> None:
     # GIVEN the payloads the trigger starts executions with
     from functions.validate.logic import validate
+    from shared.adapters.s3 import S3
     from shared.models import ValidateRequest
     from shared.settings import ValidateSettings, load_settings
 
+    aws.s3().create_bucket(Bucket=BUCKET)
+    upload_data()
     for name in ("ecr_push_success", "s3_object_created"):
         payload = lambda_handler(event(name), context)["payload"]
         # WHEN validate resolves them over the defaults
         out = validate(
             ValidateRequest(payload=payload, execution_name="x", execution_arn="arn"),
             load_settings(ValidateSettings),
+            S3(aws.s3()),
         )
         # THEN they are complete PipelineInputs
         assert isinstance(out.config, PipelineInput)
@@ -197,3 +201,26 @@ def test_unsupported_source_is_rejected(state_machine: str, context: Any) -> Non
     raw["source"] = "aws.codecommit"
     with pytest.raises(InvalidEventError, match="unsupported event"):
         lambda_handler(raw, context)
+
+
+def test_data_version_of_any_key_satisfies_the_metadata_constraints(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN an ordinary upload whose name holds spaces, parentheses, a comma, #, & and %
+    from functions.validate.checks import tag_problems
+
+    raw = event("s3_object_created")
+    key = "data/batch (3), v2 #1 & 50%.csv"
+    raw["detail"]["object"]["key"] = key
+    # WHEN the trigger starts the run
+    out = TriggerOutput.model_validate(lambda_handler(raw, context))
+    # THEN the execution starts and its data_version is a valid CustomerMetadataProperties
+    # value (the characters AWS refuses replaced), still recognisably the key and version
+    assert out.action == "started"
+    version = raw["detail"]["object"]["version-id"]
+    assert out.payload["tags"]["data_version"] == f"data/batch _3__ v2 _1 _ 50_.csv@{version}"
+    assert tag_problems(out.payload["tags"]) == []
+    # and a key that long is cut to the 256 characters AWS allows
+    raw["detail"]["object"]["key"] = "data/" + "x" * 400 + ".csv"
+    long = TriggerOutput.model_validate(lambda_handler(raw, context))
+    assert len(long.payload["tags"]["data_version"]) == 256

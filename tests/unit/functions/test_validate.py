@@ -5,13 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, IMAGE, make_bucket, upload_data
 
 from functions.validate.handler import lambda_handler
 from functions.validate.logic import deep_merge
+from shared import aws
 from shared.errors import ConfigurationError, InvalidInputError
 from shared.models import ValidateOutput
 from shared.resources import pipeline_defaults
+
+
+@pytest.fixture(autouse=True)
+def data(moto: None) -> str:
+    """moto S3 with the artifact bucket and one raw data object under data/."""
+    make_bucket()
+    return upload_data(b'id,"size, cm",color,target\n1,2.5,red,0\n')
 
 
 def request(payload: Any) -> dict[str, Any]:
@@ -113,3 +121,129 @@ def test_deep_merge_replaces_non_mappings_and_keeps_inputs() -> None:
     override = {"a": {"b": 3}, "d": [2]}
     assert deep_merge(base, override) == {"a": {"b": 3, "c": 2}, "d": [2]}
     assert base == {"a": {"b": 1, "c": 2}, "d": [1]}
+
+
+def problems_of(payload: dict[str, Any], context: Any) -> str:
+    with pytest.raises(InvalidInputError) as raised:
+        lambda_handler(request(payload), context)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (
+            {"hyperparameters": {"num_round": -5}},
+            "hyperparameters.num_round: -5 is out of range; XGBoost needs an integer in "
+            "[1, 100000]",
+        ),
+        (
+            {"hyperparameters": {"max_depth": 1e9}},
+            "hyperparameters.max_depth: 1000000000.0 is out of range; XGBoost needs an integer "
+            "in [1, 64]",
+        ),
+        (
+            {"hyperparameters": {"eta": 0}},
+            "hyperparameters.eta: 0 is out of range; XGBoost needs a number in (0, 1]",
+        ),
+        (
+            {"hyperparameters": {"subsample": "1.5"}},
+            "hyperparameters.subsample: '1.5' is out of range; XGBoost needs a number in (0, 1]",
+        ),
+        (
+            {"hyperparameters": {"tree_method": "gpu"}},
+            "hyperparameters.tree_method: 'gpu' is not one of ['auto', 'exact', 'approx', 'hist']",
+        ),
+        (
+            {"training": {"instance_type": "ml.doesnotexist.huge"}},
+            "training.instance_type: 'ml.doesnotexist.huge' is not a SageMaker "
+            "TrainingInstanceType",
+        ),
+        (
+            {"endpoint": {"instance_type": "ml.m5.huge"}},
+            "endpoint.instance_type: 'ml.m5.huge' is not a SageMaker "
+            "ProductionVariantInstanceType (per the SageMaker API's valid values); use one such "
+            "as ml.m5.",
+        ),
+        (
+            {"tags": {"note": 'say "hi"\n\x00'}},
+            "tags.note: holds '\\x00', '\\n', '\"', not allowed by CustomerMetadataValue's pattern",
+        ),
+        (
+            {"tags": {"empty": ""}},
+            "tags.empty: is 0 characters; CustomerMetadataValue needs at least 1",
+        ),
+        (
+            {"tags": {"long": "x" * 257}},
+            "tags.long: is 257 characters; CustomerMetadataValue allows at most 256",
+        ),
+        (
+            {"max_runtime_seconds": 432000, "max_polls": 200, "poll_interval_seconds": 600},
+            "max_runtime_seconds: 3 jobs (preprocess, train, evaluate) of up to 432000s each "
+            "need 1296000s, more than the execution timeout of 21600s; set max_runtime_seconds "
+            "<= 7200",
+        ),
+        (
+            {"raw_data_uri": "s3://no-such-bucket-here/data/"},
+            "raw_data_uri: bucket 'no-such-bucket-here' does not exist (bucket "
+            "'no-such-bucket-here', prefix 'data/'); create it or fix raw_data_uri",
+        ),
+        (
+            {"raw_data_uri": f"s3://{BUCKET}/nothing/"},
+            f"raw_data_uri: no objects under s3://{BUCKET}/nothing/ (bucket '{BUCKET}', prefix "
+            "'nothing/'); upload the data there",
+        ),
+        (
+            {"target_column": "label"},
+            f"target_column: 'label' is not a column of s3://{BUCKET}/data/data.csv; its columns "
+            "are ['id', 'size, cm', 'color', 'target']; set target_column to one of them",
+        ),
+        (
+            {"ignore_columns": ["id", "customer"]},
+            f"ignore_columns: ['customer'] are not columns of s3://{BUCKET}/data/data.csv",
+        ),
+        (
+            {"ignore_columns": ["target"]},
+            "ignore_columns lists the target column 'target'; remove it",
+        ),
+    ],
+)
+def test_values_that_can_never_work_are_refused_before_any_job(
+    payload: dict[str, Any], expected: str, context: Any
+) -> None:
+    # GIVEN a payload with one value that would fail only after jobs were created
+    # WHEN validate runs / THEN the one error names the field, its limit and the fix
+    assert expected in problems_of(payload, context)
+
+
+def test_header_of_gzip_csv_and_parquet_is_read(context: Any) -> None:
+    # GIVEN the first data object is gzip CSV, then (another run) Parquet
+    import gzip
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    aws.s3().delete_object(Bucket=BUCKET, Key="data/data.csv")
+    upload_data(gzip.compress(b'x,"y, z",label\n' + b"1,2,0\n" * 50_000), "data/a.csv.gz")
+    # WHEN / THEN its header is what validate checks the target against
+    assert "its columns are ['x', 'y, z', 'label']" in problems_of({}, context)
+    aws.s3().delete_object(Bucket=BUCKET, Key="data/a.csv.gz")
+    buffer = io.BytesIO()
+    table = pa.table({"p": [1.0] * 1000, "kind": ["a"] * 1000, "target": [0] * 1000})
+    pq.write_table(table, buffer)
+    upload_data(buffer.getvalue(), "data/a.parquet")
+    out = ValidateOutput.model_validate(
+        lambda_handler(request({"ignore_columns": ["kind"]}), context)
+    )
+    assert out.config.ignore_columns == ["kind"]
+    assert "its columns are ['p', 'kind', 'target']" in problems_of(
+        {"target_column": "label"}, context
+    )
+
+
+def test_objects_that_are_not_data_files_are_named(context: Any) -> None:
+    upload_data(b"hello", "other/readme.txt")
+    message = problems_of({"raw_data_uri": f"s3://{BUCKET}/other/"}, context)
+    assert "no data files under" in message
+    assert "name them *.csv, *.csv.gz or *.parquet" in message

@@ -214,7 +214,7 @@ def _print_execution(target: Target, arn: str) -> str:
     if desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
         where = failure(events)
         if where:
-            click.echo(f"  failed at {where[0]}: {where[1]}: {pretty_cause(where[2], 1000)}")
+            click.echo(f"  failed at {where[0]}: {where[1]}: {pretty_cause(where[2], None)}")
         else:
             click.echo(f"  error: {desc.get('error')}  cause: {desc.get('cause')}")
     if desc.get("output"):
@@ -233,13 +233,21 @@ def _print_execution(target: Target, arn: str) -> str:
 def _wait(target: Target, arn: str, timeout: float) -> int:
     from sfn_mlops.progress import follow, make_view
 
+    from sfn_mlops.history import failure, pretty_cause
+
     view = make_view()
     view.start(f"execution {arn.rsplit(':', 1)[-1]}")
     try:
-        desc, _ = call(follow, target.client("stepfunctions"), arn, view, timeout)
+        desc, events = call(follow, target.client("stepfunctions"), arn, view, timeout)
     finally:
         view.stop()
     click.echo(f"{desc['name']}: {desc['status']}")
+    if desc["status"] != "SUCCEEDED":  # the whole cause: the live view shortens it
+        where = failure(events)
+        if where:
+            click.echo(f"  failed at {where[0]}: {where[1]}: {pretty_cause(where[2], None)}")
+        elif desc.get("cause") or desc.get("error"):
+            click.echo(f"  error: {desc.get('error')}  cause: {desc.get('cause')}")
     return 0 if desc["status"] == "SUCCEEDED" else 1
 
 
@@ -266,9 +274,13 @@ def _wait(target: Target, arn: str, timeout: float) -> int:
 @_user_errors
 def start(input_path: Path, name: str | None, wait: bool, timeout: float, **aws: Any) -> None:
     """Start an execution with a JSON payload; it is validated first (every bad field listed)."""
-    from sfn_mlops.payload import load, problems
+    from sfn_mlops.payload import load, problems, size_problem
 
     payload = load(input_path)
+    body = json.dumps(payload)
+    too_large = size_problem(body)
+    if too_large:
+        raise UserError(too_large)
     bad = problems(payload)
     if bad:
         raise UserError("the payload is invalid:\n  " + "\n  ".join(bad))
@@ -279,7 +291,7 @@ def start(input_path: Path, name: str | None, wait: bool, timeout: float, **aws:
         target.client("stepfunctions").start_execution,
         stateMachineArn=sm,
         name=name,
-        input=json.dumps(payload),
+        input=body,
     )
     click.echo(out["executionArn"])
     if wait:

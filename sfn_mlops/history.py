@@ -108,11 +108,12 @@ def failure(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
     return None
 
 
-def pretty_cause(cause: str, limit: int = 600) -> str:
-    """A Lambda error cause is JSON ({errorMessage, errorType, stackTrace}): keep the message."""
+def pretty_cause(cause: str, limit: int | None = 600) -> str:
+    """A Lambda error cause is JSON ({errorMessage, errorType, stackTrace}): keep the message
+    (whole when `limit` is None)."""
     data = _json(cause)
     if isinstance(data, dict) and "errorMessage" in data:
         text = str(data["errorMessage"])
     else:
         text = str(cause)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

@@ -17,6 +17,23 @@ _FILLED_BY_PIPELINE = {
 }
 
 
+#: Step Functions' limit on an execution's input (and on any state's data): 256 KiB of UTF-8.
+#: A larger input fails StartExecution or the first state (States.DataLimitExceeded).
+MAX_INPUT_BYTES = 256 * 1024
+
+
+def size_problem(body: str) -> str | None:
+    """Why the serialised payload is too large for StartExecution, or None."""
+    size = len(body.encode("utf-8"))
+    if size <= MAX_INPUT_BYTES:
+        return None
+    return (
+        f"the payload is {size} bytes; Step Functions accepts at most {MAX_INPUT_BYTES} bytes "
+        "(256 KiB) of execution input. Put large data in S3 and pass its URI (raw_data_uri), "
+        "or drop what the run does not need"
+    )
+
+
 def problems(payload: Any, defaults: dict[str, Any] | None = None) -> list[str]:
     """Every problem with `payload` as 'field: problem; fix' lines; empty when it is valid.
 

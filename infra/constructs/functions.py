@@ -68,6 +68,10 @@ _PER_EXECUTION = (
     "(shared/naming.py) and the endpoint name comes from the payload, so only the resource "
     "type can be fixed in the ARN"
 )
+_RAW_DATA = (
+    "the payload's raw_data_uri may name any prefix of the data bucket; validate reads only "
+    "the first data object's header"
+)
 _RUN_OBJECTS = "run outputs are written under runs/<execution>/<step>/, one prefix per execution"
 _LIST_ONLY = (
     "sagemaker:ListModelPackages has no resource-level permissions (IAM requires '*'); the "
@@ -136,7 +140,12 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
     # StartExecution only: a duplicate event's ExecutionAlreadyExists is the answer itself.
     "trigger": lambda g: [Grant(["states:StartExecution"], [g.state_machine_arn])],
     # Pure validation over the defaults in its environment: no AWS access at all.
-    "validate": lambda g: [],
+    # The data checks before any job: list the raw data prefix, ranged GET of its first
+    # object's header (CSV) or footer (Parquet). raw_data_uri may name any prefix of the bucket.
+    "validate": lambda g: [
+        Grant(["s3:ListBucket"], [g.bucket.bucket_arn]),
+        Grant(["s3:GetObject"], [g.bucket.arn_for_objects("*")], _RAW_DATA),
+    ],
     "preprocess": lambda g: _job_grants(
         g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"
     ),

@@ -214,6 +214,21 @@ def test_payload_check_is_the_validate_states_own(tmp_path: Path) -> None:
     assert "set max_polls >=" in result.output
 
 
+def test_payload_over_256_kib_is_refused_before_starting(tmp_path: Path) -> None:
+    # GIVEN a 300 KiB payload (a big free-form tag), otherwise valid
+    payload = tmp_path / "big.json"
+    payload.write_text(json.dumps({"tags": {"note": "x" * 300 * 1024}}))
+    # WHEN it is started (an endpoint nobody listens on: nothing may be called)
+    result = CliRunner().invoke(
+        main, ["start", "--input", str(payload), "--endpoint-url", "http://127.0.0.1:9"]
+    )
+    # THEN the CLI names the size and Step Functions' limit instead of a DataLimitExceeded
+    assert result.exit_code == 2
+    assert "the payload is 307222 bytes" in result.output
+    assert "at most 262144 bytes (256 KiB) of execution input" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_no_credentials_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     env = {
         "AWS_ACCESS_KEY_ID": None,

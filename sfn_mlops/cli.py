@@ -231,9 +231,8 @@ def _print_execution(target: Target, arn: str) -> str:
 
 
 def _wait(target: Target, arn: str, timeout: float) -> int:
-    from sfn_mlops.progress import follow, make_view
-
     from sfn_mlops.history import failure, pretty_cause
+    from sfn_mlops.progress import follow, make_view
 
     view = make_view()
     view.start(f"execution {arn.rsplit(':', 1)[-1]}")

@@ -268,7 +268,7 @@ class InvokeRequest(Strict):
     """Inference: rows inline (CSV text or a list of rows) or sample rows from S3."""
 
     endpoint_name: SageMakerName
-    rows: list[list[float]] | None = None
+    rows: list[list[float | str | None]] | None = None  # raw values; None: missing
     csv: str | None = None
     sample_uri: S3Uri | None = None
     max_rows: int = Field(default=5, ge=1, le=1000)

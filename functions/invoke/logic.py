@@ -1,9 +1,13 @@
 """Inference: rows (inline CSV text, a list of rows, or sample rows read from S3) sent to the
-endpoint as text/csv; predictions read back as JSON."""
+endpoint as text/csv; predictions read back as JSON. Values are raw: numbers, or a
+categorical column's values as in the training data (the model encodes them)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from shared.adapters.runtime import SageMakerRuntime
@@ -16,35 +20,60 @@ CONTENT_TYPE = "text/csv"
 ACCEPT = "application/json"
 
 
-def _is_numeric_row(line: str) -> bool:
+def _is_numeric_row(row: list[str]) -> bool:
     try:
-        [float(cell) for cell in line.split(",") if cell.strip()]
+        [float(cell) for cell in row if cell.strip()]
     except ValueError:
         return False
     return True
 
 
-def csv_rows(text: str, max_rows: int | None = None) -> list[str]:
-    """Non-empty CSV lines; a header (a first row that is not all numbers) is dropped."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines and not _is_numeric_row(lines[0]):
-        lines = lines[1:]
-    bad = [i for i, line in enumerate(lines) if not _is_numeric_row(line)]
-    if bad:
-        raise InvalidInputError(f"csv: rows {bad[:10]} are not all numbers")
-    return lines[:max_rows] if max_rows else lines
+def _records(text: str) -> list[list[str]]:
+    """Non-empty CSV records (stdlib csv: RFC 4180 quoting, so a value may hold a comma)."""
+    try:
+        reader = csv.reader(io.StringIO(text), strict=True)
+        return [r for r in reader if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise InvalidInputError(f"csv: not valid CSV: {exc}") from exc
 
 
-def sample_rows(s3: S3, uri: str, max_rows: int) -> list[str]:
-    """Up to `max_rows` feature rows of a CSV object, or of the first CSV under a prefix."""
+def to_csv(records: list[list[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows(["" if v is None else v for v in row] for row in records)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What is sent: the CSV body, and how many predictions it must give back."""
+
+    body: str
+    count: int
+    may_have_header: bool = False  # inline CSV: the server skips a row of feature names
+
+
+def csv_rows(text: str) -> Rows:
+    """Inline CSV, sent as given: raw values (numbers or categories), with or without a
+    header row of feature names (the model server recognises one)."""
+    records = _records(text)
+    header = bool(records) and not _is_numeric_row(records[0])
+    return Rows(to_csv(records), len(records), may_have_header=header)
+
+
+def sample_rows(s3: S3, uri: str, max_rows: int) -> Rows:
+    """The header and up to `max_rows` rows of a CSV object, or of the first CSV under a
+    prefix (preprocess's sample: feature columns only, with its header)."""
     target = uri
     if not uri.endswith(".csv"):
         found = s3.first_object(uri.rstrip("/") + "/", suffix=".csv")
         if found is None:
             raise InvalidInputError(f"sample_uri: no .csv object under {uri}")
         target = found
-    lines = s3.read_lines(target, max_rows + 1)  # + a header
-    return csv_rows("\n".join(lines), max_rows)
+    records = _records("\n".join(s3.read_lines(target, max_rows + 1)))
+    if len(records) < 2:
+        raise InvalidInputError(f"sample_uri: {target} has no rows below its header")
+    return Rows(to_csv(records[: max_rows + 1]), min(max_rows, len(records) - 1))
 
 
 def parse_predictions(body: bytes, endpoint_name: str) -> list[float]:
@@ -74,7 +103,7 @@ def invoke(
     request: InvokeRequest, settings: InvokeSettings, runtime: SageMakerRuntime, s3: S3
 ) -> InvokeOutput:
     if request.rows is not None:
-        rows = [",".join(repr(float(v)) for v in row) for row in request.rows]
+        rows = Rows(to_csv(request.rows), len(request.rows))
     elif request.csv is not None:
         rows = csv_rows(request.csv)
     else:
@@ -86,15 +115,15 @@ def invoke(
                 f"(got {bucket})"
             )
         rows = sample_rows(s3, request.sample_uri, request.max_rows)
-    if not rows:
+    if not rows.count:
         raise InvalidInputError("no rows to send")
-    body = "\n".join(rows) + "\n"
-    answer = runtime.invoke(request.endpoint_name, body, CONTENT_TYPE, ACCEPT)
+    answer = runtime.invoke(request.endpoint_name, rows.body, CONTENT_TYPE, ACCEPT)
     predictions = parse_predictions(answer, request.endpoint_name)
-    if len(predictions) != len(rows):
+    expected = {rows.count, rows.count - 1} if rows.may_have_header else {rows.count}
+    if len(predictions) not in expected:
         raise InferenceError(
-            f"{request.endpoint_name}: {len(predictions)} predictions for {len(rows)} rows"
+            f"{request.endpoint_name}: {len(predictions)} predictions for {rows.count} rows"
         )
     return InvokeOutput(
-        endpoint_name=request.endpoint_name, row_count=len(rows), predictions=predictions
+        endpoint_name=request.endpoint_name, row_count=len(predictions), predictions=predictions
     )

@@ -62,11 +62,19 @@ def test_rows_are_sent_as_csv_and_predictions_returned() -> None:
     assert out == InvokeOutput(endpoint_name=ENDPOINT, row_count=2, predictions=[0.1, 0.9])
 
 
-def test_csv_header_is_dropped() -> None:
-    client, stub = runtime_answering(b"1,2\n3,4\n", [0.2, 0.8])
+def test_csv_is_sent_with_its_header_for_the_server_to_map() -> None:
+    client, stub = runtime_answering(b"a,b\n1,2\n3,4\n", [0.2, 0.8])
     with stub:
         out = run({"endpoint_name": ENDPOINT, "csv": "a,b\n1,2\n3,4\n"}, client)
-    assert out.predictions == [0.2, 0.8]
+    assert (out.row_count, out.predictions) == (2, [0.2, 0.8])
+
+
+def test_raw_categorical_rows_are_quoted_csv() -> None:
+    # GIVEN rows with a categorical value holding a comma, and a missing value
+    client, stub = runtime_answering(b'"red, dark",1.5\nblue,\n', [0.3, 0.4])
+    with stub:
+        out = run({"endpoint_name": ENDPOINT, "rows": [["red, dark", 1.5], ["blue", None]]}, client)
+    assert out.row_count == 2
 
 
 def test_sample_uri_reads_at_most_max_rows_feature_rows(moto: None) -> None:
@@ -74,12 +82,12 @@ def test_sample_uri_reads_at_most_max_rows_feature_rows(moto: None) -> None:
     make_bucket()
     rows = "\n".join(f"{i},{i + 0.5}" for i in range(5))
     aws.s3().put_object(Bucket=BUCKET, Key=SAMPLE_KEY, Body=f"f1,f2\n{rows}\n".encode())
-    client, stub = runtime_answering(b"0,0.5\n1,1.5\n2,2.5\n", [1, 0, 1])
+    client, stub = runtime_answering(b"f1,f2\n0,0.5\n1,1.5\n2,2.5\n", [1, 0, 1])
     # WHEN the smoke test invokes with the sample prefix and max_rows 3
     uri = f"s3://{BUCKET}/runs/exec/preprocess/sample"
     with stub:
         out = run({"endpoint_name": ENDPOINT, "sample_uri": uri, "max_rows": 3}, client)
-    # THEN three rows were sent (header dropped) and three predictions came back
+    # THEN three rows were sent (with the header) and three predictions came back
     assert (out.row_count, out.predictions) == (3, [1.0, 0.0, 1.0])
 
 
@@ -121,9 +129,9 @@ def test_unreadable_predictions(answer: bytes) -> None:
         parse_predictions(answer, ENDPOINT)
 
 
-def test_non_numeric_csv_rows_are_invalid_input() -> None:
-    with pytest.raises(InvalidInputError, match=r"rows \[1\]"):
-        csv_rows("a,b\n1,2\nx,y\n")
+def test_malformed_csv_is_invalid_input() -> None:
+    with pytest.raises(InvalidInputError, match="csv: not valid CSV"):
+        csv_rows('a,b\n"1,2\n\x00')
 
 
 def test_handler_rejects_two_sources(context: Any) -> None:

@@ -41,9 +41,12 @@ the target column, RFC 4180 quoted: what the smoke test sends to the endpoint).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import zlib
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +121,25 @@ class PreprocessConfig:
 
 @dataclass
 class Inputs:
-    """All raw files as one table (columns in the first file's order, ignored ones dropped)."""
+    """The raw files: their columns (first file's order, ignored ones dropped) and which of
+    those are text (categorical) in any file."""
 
-    table: pa.Table
-    files: dict[str, int]  # display name -> rows
-    file_of_row: np.ndarray  # index into `files` of each row (for messages)
-    warnings: list[str]
+    root: Path
+    files: list[Path]
+    header: list[str]
+    text: set[str]
+
+    def source(self, path: Path) -> str:
+        return tabular.display_name(path, self.root)
+
+
+class _NewTextColumnsError(Exception):
+    """A column held text past the first block of a file: the read starts again with it as
+    text (rare; only then is any work repeated)."""
+
+    def __init__(self, columns: set[str]) -> None:
+        super().__init__(sorted(columns))
+        self.columns = columns
 
 
 def _check_columns(names: list[str], config: PreprocessConfig, source: str) -> None:
@@ -138,84 +154,72 @@ def _check_columns(names: list[str], config: PreprocessConfig, source: str) -> N
         raise SchemaError(f"{source}: no feature columns besides {config.target_column!r}")
 
 
-def read_inputs(input_dir: Path, config: PreprocessConfig) -> Inputs:
-    """Read every data file; the same columns in each (any order); a column that is text in
-    any file is text in all (a file where it happens to hold only numbers is converted)."""
+def scan_inputs(input_dir: Path, config: PreprocessConfig) -> Inputs:
+    """Every data file's columns (the same in each, any order) and their types as far as
+    the schema (Parquet) or the first block (CSV) tells."""
     files = tabular.data_files(input_dir)
-    tables: list[pa.Table] = []
-    names: dict[str, int] = {}
-    warnings: list[str] = []
     header: list[str] | None = None
+    text: set[str] = set()
     first = ""
     for path in files:
         source = tabular.display_name(path, input_dir)
-        table = tabular.read_table(path, input_dir)
+        schema = tabular.read_schema(path, input_dir)
         if header is None:
-            header, first = table.column_names, source
+            header, first = schema.names, source
             _check_columns(header, config, source)
-        elif sorted(table.column_names) != sorted(header):
-            missing = [c for c in header if c not in table.column_names]
-            extra = [c for c in table.column_names if c not in header]
+        elif sorted(schema.names) != sorted(header):
+            missing = [c for c in header if c not in schema.names]
+            extra = [c for c in schema.names if c not in header]
             raise SchemaError(
                 f"{source}: columns differ from {first}: missing {missing}, extra {extra}"
             )
-        if table.num_rows == 0:
-            warnings.append(f"{source} has a header and no data rows (ignored)")
-        names[source] = table.num_rows
-        kept = [c for c in header if c not in config.ignore_columns]
-        tables.append(table.select(kept))
+        text |= {f.name for f in schema if not tabular.is_numeric(f.type)}
     assert header is not None
-    text = {
-        name
-        for t in tables
-        for name, kind in zip(t.column_names, t.schema.types, strict=True)
-        if not tabular.is_numeric(kind)
+    kept = [c for c in header if c not in config.ignore_columns]
+    return Inputs(input_dir, files, kept, text & set(kept))
+
+
+def iter_batches(inputs: Inputs) -> Iterator[tuple[Path, pa.RecordBatch]]:
+    """Each file's rows in batches, columns in `inputs.header` order: text columns as
+    strings, the others float64. Raises _NewTextColumnsError when a CSV column turns out
+    to hold text after its first block."""
+    for path in inputs.files:
+        try:
+            for batch in tabular.iter_batches(path, inputs.text, inputs.root):
+                yield path, _normalise(batch, inputs)
+        except pa.ArrowInvalid as exc:
+            found = tabular.text_columns(path, inputs.root) - inputs.text
+            found &= set(inputs.header)
+            if not found:
+                raise SchemaError(f"{inputs.source(path)}: not a readable CSV: {exc}") from exc
+            raise _NewTextColumnsError(found) from exc
+
+
+def _normalise(batch: pa.RecordBatch, inputs: Inputs) -> pa.RecordBatch:
+    surprise = {
+        f.name
+        for f in batch.schema
+        if f.name in inputs.header and f.name not in inputs.text and not tabular.is_numeric(f.type)
     }
-    if config.target_column in text:
-        example = next(
-            t for t in tables if not tabular.is_numeric(t.schema.field(config.target_column).type)
-        )
-        values = pc.unique(example.column(config.target_column)).drop_null().to_pylist()[:5]
-        raise SchemaError(
-            f"{_file_with_text(tables, names, config.target_column)}: target column "
-            f"{config.target_column!r} must hold numbers; found {values}"
-        )
-    unified = [_unify(t, text) for t in tables]
-    table = (
-        unified[0] if len(unified) == 1 else pa.concat_tables(unified, promote_options="permissive")
-    )
-    counts = list(names.values())
-    file_of_row = np.repeat(np.arange(len(counts)), counts)
-    return Inputs(
-        table.combine_chunks() if len(unified) > 1 else table, names, file_of_row, warnings
-    )
-
-
-def _file_with_text(tables: list[pa.Table], files: dict[str, int], column: str) -> str:
-    for table, name in zip(tables, files, strict=True):
-        if not tabular.is_numeric(table.schema.field(column).type):
-            return name
-    return "?"
-
-
-def _unify(table: pa.Table, text: set[str]) -> pa.Table:
+    if surprise:  # text seen in a later part of the file than the scan read
+        raise _NewTextColumnsError(surprise)
     columns = []
-    for name in table.column_names:
-        column = table.column(name)
-        if name in text:
+    for name in inputs.header:
+        column = batch.column(name)
+        if name in inputs.text:
             column = tabular.as_text(column)
-        elif not pa.types.is_floating(column.type):
+        elif not pa.types.is_float64(column.type):
             column = pc.cast(column, pa.float64())
         columns.append(column)
-    return pa.table(columns, names=table.column_names)
+    return pa.RecordBatch.from_arrays(columns, names=inputs.header)
 
 
 # --- whole-data checks --------------------------------------------------------------------
 
 
-def check_target(target: np.ndarray, inputs: Inputs, config: PreprocessConfig) -> None:
-    """What only all the data can show: a binary target holding other values than 0/1, or
-    an infinite regression target. Names the file, the column and the values found."""
+def check_target(target: np.ndarray, source: str, config: PreprocessConfig) -> None:
+    """What needs the data itself: a binary target holding other values than 0/1, or an
+    infinite regression target. Names the file, the column and the values found."""
     present = ~np.isnan(target)
     if config.problem_type == "binary_classification":
         bad = present & (target != 0) & (target != 1)
@@ -223,18 +227,11 @@ def check_target(target: np.ndarray, inputs: Inputs, config: PreprocessConfig) -
     else:
         bad = present & ~np.isfinite(target)
         detail = "has infinite values"
-    if not bad.any():
-        return
-    names = list(inputs.files)
-    problems = []
-    for index in np.unique(inputs.file_of_row[bad])[:_MAX_FILES]:
-        in_file = bad & (inputs.file_of_row == index)
-        values = np.unique(target[in_file])[:5].tolist()
-        problems.append(f"{names[index]}: found {values}")
-    raise SchemaError(f"target column {config.target_column!r} {detail}; " + "; ".join(problems))
-
-
-_MAX_FILES = 5
+    if bad.any():
+        values = np.unique(target[bad])[:5].tolist()
+        raise SchemaError(
+            f"target column {config.target_column!r} {detail}; {source}: found {values}"
+        )
 
 
 # --- splitting ----------------------------------------------------------------------------
@@ -250,11 +247,13 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _column_bits(column: pa.ChunkedArray) -> np.ndarray:
+def _column_bits(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64 bits per value: a number's float64 bits (-0.0 as 0.0, every NaN/missing as one
     canonical NaN); a text value's hash of its UTF-8 bytes (missing: the canonical NaN)."""
     if tabular.is_text(column.type):
-        encoded = pc.dictionary_encode(column).combine_chunks()
+        encoded = pc.dictionary_encode(column)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
         words = encoded.dictionary.to_pylist()
         table = np.array(
             [(zlib.crc32(w.encode()) << 32) | zlib.adler32(w.encode()) for w in words]
@@ -270,10 +269,10 @@ def _column_bits(column: pa.ChunkedArray) -> np.ndarray:
     return bits
 
 
-def row_hash(table: pa.Table, seed: int) -> np.ndarray:
+def row_hash(table: pa.Table | pa.RecordBatch, seed: int) -> np.ndarray:
     """A 64-bit hash of each row's values, columns in name order."""
     h = _mix(np.full(table.num_rows, np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
-    for name in sorted(table.column_names):
+    for name in sorted(table.schema.names):
         h = _mix(h ^ _column_bits(table.column(name)))
     return h
 
@@ -289,65 +288,177 @@ def assign_splits(hashes: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 # --- statistics ---------------------------------------------------------------------------
 
 
-def profile_columns(table: pa.Table) -> dict[str, dict[str, Any]]:
-    """Per column: count, missing, and mean/std/min/max (numbers) or distinct values and
-    the most frequent ones (text)."""
+@dataclass
+class NumericStats:
+    """count/mean/M2 merged batch by batch (Chan et al.), plus min/max/missing."""
 
-    def num(value: Any) -> float | None:
-        return None if value is None or not np.isfinite(value) else float(value)
+    count: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    missing: int = 0
 
-    out: dict[str, dict[str, Any]] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        missing = column.null_count
-        if tabular.is_text(column.type):
-            counts = pc.value_counts(column.drop_null())
-            top = sorted(
-                ((str(v["values"]), int(v["counts"])) for v in counts.to_pylist()),
-                key=lambda item: (-item[1], item[0]),
-            )
-            out[name] = {
-                "type": "categorical",
-                "count": len(column) - missing,
-                "missing": missing,
-                "distinct": len(counts),
-                "top": dict(top[:10]),
-            }
-            continue
-        values = tabular.to_float(column)
+    def update(self, values: np.ndarray) -> None:
         nan = np.isnan(values)
-        count = int(values.size - nan.sum())
-        present = values[~nan] if count < values.size else values
-        out[name] = {
+        if nan.any():
+            self.missing += int(nan.sum())
+            values = values[~nan]
+        n = float(values.size)
+        if not n:
+            return
+        mean = float(values.mean())
+        centered = values - mean
+        m2 = float(np.square(centered, out=centered).sum())  # no BLAS: threads contend
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+
+    def describe(self) -> dict[str, Any]:
+        def num(value: float) -> float | None:
+            return float(value) if math.isfinite(value) else None
+
+        count = int(self.count)
+        return {
             "type": "numeric",
             "count": count,
-            "missing": int(values.size - count),
-            "mean": num(present.mean()) if count else None,
-            "std": num(present.std(ddof=1)) if count > 1 else None,
-            "min": num(present.min()) if count else None,
-            "max": num(present.max()) if count else None,
+            "missing": self.missing,
+            "mean": num(self.mean) if count else None,
+            "std": num(math.sqrt(self.m2 / (count - 1))) if count > 1 else None,
+            "min": num(self.minimum),
+            "max": num(self.maximum),
         }
-    return out
+
+
+@dataclass
+class TextStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    missing: int = 0
+
+    def update(self, column: pa.Array) -> None:
+        self.missing += column.null_count
+        for item in pc.value_counts(column.drop_null()).to_pylist():
+            self.counts[str(item["values"])] += int(item["counts"])
+
+    def describe(self) -> dict[str, Any]:
+        top = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:10]
+        return {
+            "type": "categorical",
+            "count": sum(self.counts.values()),
+            "missing": self.missing,
+            "distinct": len(self.counts),
+            "top": dict(top),
+        }
+
+
+def column_stats(inputs: Inputs) -> dict[str, NumericStats | TextStats]:
+    return {c: TextStats() if c in inputs.text else NumericStats() for c in inputs.header}
+
+
+def update_stats(stats: dict[str, NumericStats | TextStats], batch: pa.RecordBatch) -> None:
+    for name, stat in stats.items():
+        column = batch.column(name)
+        if isinstance(stat, TextStats):
+            stat.update(column)
+        else:
+            stat.update(tabular.to_float(column))
 
 
 # --- the step -----------------------------------------------------------------------------
 
 
+@dataclass
+class _Run:
+    """What one pass over the inputs produced."""
+
+    rows: np.ndarray  # per split id (train, validation, test, dropped)
+    positives: np.ndarray  # per split, target == 1
+    files: dict[str, int]
+    stats: dict[str, NumericStats | TextStats]
+    sample: list[pa.RecordBatch]
+
+
+def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig) -> _Run:
+    """Stream every batch: check, hash and split it, append it to its split's Parquet file,
+    merge its statistics. Memory stays at a few batches whatever the data size."""
+    features = [c for c in inputs.header if c != config.target_column]
+    schema = pa.schema(
+        [(c, pa.string() if c in inputs.text else pa.float64()) for c in inputs.header]
+    )
+    paths = [output_dir / name / f"{name}{SPLIT_SUFFIX}" for name in SPLITS]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # Uncompressed, dictionary encoding only for text: measured ~4x faster to write than
+    # the defaults (snappy, dictionary everywhere) for float columns, and no slower to read.
+    writers = [
+        pq.ParquetWriter(
+            path,
+            schema,
+            compression="none",
+            use_dictionary=sorted(inputs.text) or False,
+            write_statistics=False,
+        )
+        for path in paths
+    ]
+    run = _Run(np.zeros(4, np.int64), np.zeros(3, np.int64), {}, column_stats(inputs), [])
+    sampled = 0
+    try:
+        for path in inputs.files:
+            run.files.setdefault(inputs.source(path), 0)
+        for path, batch in iter_batches(inputs):
+            source = inputs.source(path)
+            run.files[source] += batch.num_rows
+            target = tabular.to_float(batch.column(config.target_column))
+            check_target(target, source, config)
+            split = assign_splits(row_hash(batch, config.seed), config)
+            split[np.isnan(target)] = DROPPED
+            run.rows += np.bincount(split, minlength=4)
+            if config.problem_type == "binary_classification":
+                run.positives += np.bincount(split[target == 1], minlength=4)[:3]
+            kept = batch if not run.rows[DROPPED] else batch.filter(pa.array(split != DROPPED))
+            kept_split = split if kept is batch else split[split != DROPPED]
+            update_stats(run.stats, kept)
+            for i, writer in enumerate(writers):
+                part = kept.filter(pa.array(kept_split == i))
+                if part.num_rows:
+                    writer.write_batch(part)
+            if sampled < config.sample_rows:
+                test = kept.filter(pa.array(kept_split == 2)).select(features)
+                test = test.slice(0, config.sample_rows - sampled)
+                run.sample.append(test)
+                sampled += test.num_rows
+    finally:
+        for writer in writers:
+            writer.close()
+    return run
+
+
 def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> dict[str, Any]:
     """Run the whole step; returns the profile (also written to profile/profile.json)."""
-    inputs = read_inputs(input_dir, config)
-    table = inputs.table
-    target = tabular.to_float(table.column(config.target_column))
-    check_target(target, inputs, config)
-    split = assign_splits(row_hash(table, config.seed), config)
-    split[np.isnan(target)] = DROPPED
-    rows = np.bincount(split, minlength=4)
-
+    inputs = scan_inputs(input_dir, config)
+    if config.target_column in inputs.text:
+        raise _text_target(inputs, config)
+    while True:
+        try:
+            run = _one_pass(inputs, output_dir, config)
+            break
+        except _NewTextColumnsError as exc:  # start again with those columns as text
+            inputs.text |= exc.columns
+            if config.target_column in inputs.text:
+                raise _text_target(inputs, config) from exc
+    rows = run.rows
+    warnings = [
+        f"{name} has a header and no data rows (ignored)" for name, n in run.files.items() if not n
+    ]
     total = int(rows[:3].sum())
     if total == 0:
         raise EmptyInputError(
-            f"no usable data rows in {input_dir.name}/ (files: {list(inputs.files)})"
-            + (f"; {'; '.join(inputs.warnings)}" if inputs.warnings else "")
+            f"no usable data rows in {input_dir.name}/ (files: {list(run.files)})"
+            + (f"; {'; '.join(warnings)}" if warnings else "")
         )
     for i, name in enumerate(SPLITS):
         if rows[i] == 0:
@@ -356,18 +467,10 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
                 f"{config.test_fraction} and validation_fraction {config.validation_fraction}"
             )
 
-    kept = table if rows[DROPPED] == 0 else table.filter(pa.array(split != DROPPED))
-    kept_split = split[split != DROPPED] if rows[DROPPED] else split
-    for i, name in enumerate(SPLITS):
-        path = output_dir / name / f"{name}{SPLIT_SUFFIX}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(kept.filter(pa.array(kept_split == i)), path, compression="none")
-
-    features = [c for c in table.column_names if c != config.target_column]
-    test_rows = np.flatnonzero(kept_split == 2)[: config.sample_rows]
+    features = [c for c in inputs.header if c != config.target_column]
     sample_path = output_dir / "sample" / "sample.csv"
     sample_path.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(kept.select(features).take(pa.array(test_rows)), sample_path)
+    pacsv.write_csv(pa.Table.from_batches(run.sample), sample_path)
 
     profile: dict[str, Any] = {
         "target_column": config.target_column,
@@ -379,20 +482,19 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
             **{name: int(rows[i]) for i, name in enumerate(SPLITS)},
             "dropped_missing_target": int(rows[DROPPED]),
         },
-        "files": inputs.files,
+        "files": run.files,
         "split": {
             "method": "hash of row values (columns in name order)",
             "seed": config.seed,
             "test_fraction": config.test_fraction,
             "validation_fraction": config.validation_fraction,
         },
-        "columns": profile_columns(kept),
-        "warnings": inputs.warnings,
+        "columns": {name: stat.describe() for name, stat in run.stats.items()},
+        "warnings": warnings,
     }
     if config.problem_type == "binary_classification":
-        kept_target = target[split != DROPPED]
         profile["class_balance"] = {
-            name: {"rows": int(rows[i]), "positive": int((kept_target[kept_split == i] == 1).sum())}
+            name: {"rows": int(rows[i]), "positive": int(run.positives[i])}
             for i, name in enumerate(SPLITS)
         }
     profile_path = output_dir / "profile" / "profile.json"
@@ -401,11 +503,25 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
     return profile
 
 
+def _text_target(inputs: Inputs, config: PreprocessConfig) -> SchemaError:
+    for path in inputs.files:
+        values = tabular.sample_values(path, config.target_column, inputs.root)
+        texts = [v for v in values if isinstance(v, str)]
+        try:
+            [float(v) for v in texts]
+        except ValueError:
+            return SchemaError(
+                f"{inputs.source(path)}: target column {config.target_column!r} must hold "
+                f"numbers; found {texts[:5]}"
+            )
+    return SchemaError(f"target column {config.target_column!r} must hold numbers")
+
+
 def main() -> None:
     config = PreprocessConfig.from_env()
     opt_ml = OptMl.from_env()
     profile = preprocess(opt_ml.processing_input("raw"), opt_ml.processing_output(""), config)
-    for warning in profile["warnings"]:
+    for warning in profile["warnings"]:  # also in the profile (and the execution's output)
         print(f"WARNING {warning}", file=sys.stdout, flush=True)
     print(
         "preprocess: " + json.dumps({"rows": profile["rows"], "target": config.target_column}),

@@ -5,7 +5,6 @@ running the container's entrypoints, AWS-shaped EventBridge events, process clea
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
@@ -317,11 +317,11 @@ def test_processing_job_runs_for_real_and_uploads_outputs(
         "FailureReason"
     )
     listing = cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pre/train/")
-    # the split's CSV (preprocess also writes a binary copy and its manifest beside it)
-    (csv_key,) = [o["Key"] for o in listing["Contents"] if o["Key"].endswith(".csv")]
-    body = cloud.client("s3").get_object(Bucket=BUCKET, Key=csv_key)["Body"].read()
-    header = next(csv.reader(io.StringIO(body.decode())))
-    assert "target" in header
+    # the split, as Parquet
+    (key,) = [o["Key"] for o in listing["Contents"]]
+    assert key.endswith("train.parquet")
+    body = cloud.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert "target" in pq.read_schema(io.BytesIO(body)).names
 
 
 def test_duplicate_job_name_is_resource_in_use(

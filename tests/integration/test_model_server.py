@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sfn_container import csvdata
+from sfn_container import tabular
 from sfn_container.data import write_dataset
 from sfn_container.model import Model, load_model
 from sfn_container.paths import OptMl
@@ -82,13 +82,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     preprocess(root / "raw", root / "splits", PreprocessConfig())
     for channel in ("train", "validation"):
         (opt_ml.channel(channel)).mkdir(parents=True)
-        (root / "splits" / channel / f"{channel}.csv").rename(
-            opt_ml.channel(channel) / f"{channel}.csv"
+        (root / "splits" / channel / f"{channel}.parquet").rename(
+            opt_ml.channel(channel) / f"{channel}.parquet"
         )
     train(opt_ml, TrainConfig.from_hyperparameters({"num_round": "20", "max_depth": "3"}))
-    test_csv = root / "splits" / "test" / "test.csv"
-    header = csvdata.read_header(test_csv)
-    x, _ = csvdata.read_matrix([test_csv], header, "target")
+    model = load_model(opt_ml.model_dir)
+    x = model.schema.matrix(tabular.read_dir(root / "splits" / "test"))
     return {
         "opt_ml": opt_ml.root,
         "model": load_model(opt_ml.model_dir),
@@ -107,6 +106,80 @@ def server(trained: dict) -> Iterator[int]:
 
 def _csv(rows: np.ndarray) -> bytes:
     return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows).encode()
+
+
+@pytest.fixture(scope="module")
+def categorical(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """A data set with text columns (one with commas in its values) and missing values ->
+    preprocess -> train; the model server started on the model."""
+    root = tmp_path_factory.mktemp("categorical")
+    rng = np.random.default_rng(7)
+    n = 1500
+    colour = rng.choice(["red", "green", "blue, dark"], n)
+    size = rng.normal(size=n)
+    shop = rng.choice(["north", "south"], n)
+    target = ((colour == "red") ^ (size > 0.2)).astype(int)
+    lines = ['"size, cm",colour,shop,target']
+    for i in range(n):
+        value = "" if i % 40 == 0 else f"{size[i]:.3f}"
+        lines.append(f'{value},"{colour[i]}",{shop[i] if i % 30 else ""},{target[i]}')
+    (root / "raw").mkdir()
+    (root / "raw" / "data.csv").write_text("\n".join(lines) + "\n")
+    preprocess(root / "raw", root / "splits", PreprocessConfig())
+    opt_ml = OptMl(root / "opt_ml")
+    for channel in ("train", "validation"):
+        opt_ml.channel(channel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "splits" / channel).rename(opt_ml.channel(channel))
+    train(opt_ml, TrainConfig.from_hyperparameters({"num_round": "20", "max_depth": "3"}))
+    process, port = _start(opt_ml.root, workers=1)
+    yield {
+        "model": load_model(opt_ml.model_dir),
+        "port": port,
+        "sample": (root / "splits" / "sample" / "sample.csv").read_bytes(),
+        "test": tabular.read_dir(root / "splits" / "test"),
+    }
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def test_raw_categorical_rows_get_the_in_process_predictions(categorical: dict) -> None:
+    # GIVEN a model trained on text columns, served over HTTP
+    model: Model = categorical["model"]
+    assert model.metadata["feature_types"] == ["q", "c", "c"]
+    assert model.categories["colour"] == ["blue, dark", "green", "red"]
+    test = categorical["test"]
+    expected = model.predict(model.schema.matrix(test))
+    records = [{k: v for k, v in row.items() if k != "target"} for row in test.to_pylist()]
+    # WHEN the test split's raw rows are sent as JSON records keyed by column name
+    status, body, _ = _request(
+        categorical["port"], "POST", "/invocations", json.dumps({"instances": records}).encode(),
+        {"Content-Type": "application/json", "Accept": "application/json"},
+    )  # fmt: skip
+    # THEN the predictions are the in-process ones
+    assert status == 200, body
+    np.testing.assert_allclose(json.loads(body)["predictions"], expected, rtol=1e-6)
+    # and preprocess's sample (quoted CSV with a header) is served as is
+    sample = categorical["sample"]
+    status, body, _ = _request(
+        categorical["port"], "POST", "/invocations", sample, {"Content-Type": "text/csv"}
+    )
+    assert status == 200, body
+    assert len(body.decode().split()) == len(sample.decode().strip().splitlines()) - 1
+
+
+def test_unseen_category_is_a_missing_value(categorical: dict) -> None:
+    # GIVEN a colour the model never saw in training
+    model: Model = categorical["model"]
+    rows = b'"size, cm",colour,shop\n0.5,purple,north\n0.5,,north\n'
+    # WHEN it is sent / THEN it is predicted as a missing colour (not an error)
+    status, body, _ = _request(
+        categorical["port"], "POST", "/invocations", rows, {"Content-Type": "text/csv"}
+    )
+    assert status == 200, body
+    unseen, missing = (float(v) for v in body.decode().split())
+    assert unseen == missing
+    x = np.array([[0.5, np.nan, model.categories["shop"].index("north")]], dtype=np.float32)
+    assert unseen == pytest.approx(float(model.predict(x)[0]), rel=1e-6)
 
 
 def test_ping(server: int) -> None:

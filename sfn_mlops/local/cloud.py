@@ -246,12 +246,19 @@ class LocalCloud:
         self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         for install in (
+            self._install_strict,
             self._install_lambda,
             self._install_sagemaker,
             self._install_events,
             self._install_sfn,
         ):
             install()
+
+    def _install_strict(self) -> None:
+        """Every request checked against the service model's constraints, as AWS does."""
+        from sfn_mlops.local import strict
+
+        strict.install(self._patches)
 
     def _install_lambda(self) -> None:
         """Invoke -> the function's real handler in its warm workers (via the Lambda seam)."""

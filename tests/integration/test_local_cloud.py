@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import subprocess
 import sys
@@ -284,6 +285,66 @@ def _training(name: str, hyperparameters: dict[str, str], runtime: int = 120) ->
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"ResourceConfig": {"InstanceType": "ml.doesnotexist.huge", "InstanceCount": 1,
+                                "VolumeSizeInGB": 1}},
+            "Value 'ml.doesnotexist.huge' at 'resourceConfig.instanceType' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [",
+        ),
+        (
+            {"TrainingJobName": "n" * 64},
+            f"Value '{'n' * 64}' at 'trainingJobName' failed to satisfy constraint: Member must "
+            "have length less than or equal to 63",
+        ),
+        (  # botocore checks a minimum client-side, not a maximum
+            {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                "VolumeSizeInGB": 1, "KeepAlivePeriodInSeconds": 99999}},
+            "Value '99999' at 'resourceConfig.keepAlivePeriodInSeconds' failed to satisfy "
+            "constraint: Member must have value less than or equal to 21600",
+        ),
+    ],
+)  # fmt: skip
+def test_requests_breaking_the_service_models_constraints_are_refused(
+    cloud: LocalCloud, change: dict[str, Any], expected: str
+) -> None:
+    # GIVEN a CreateTrainingJob request with one value AWS's API refuses
+    sm = cloud.client("sagemaker")
+    request = _training("strict-check", {}) | change
+    # WHEN it is sent / THEN ValidationException in AWS's words, and no job exists
+    with pytest.raises(ClientError) as err:
+        sm.create_training_job(**request)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert re.match(r"\d validation errors? detected: ", err.value.response["Error"]["Message"])
+    assert expected in err.value.response["Error"]["Message"]
+    names = [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]]
+    assert request["TrainingJobName"] not in names
+
+
+def test_metadata_value_with_a_quote_is_refused_like_aws(cloud: LocalCloud) -> None:
+    # GIVEN a model package whose CustomerMetadataProperties value holds a quote and a newline
+    sm = cloud.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName="strict-group")
+    package = {
+        "ModelPackageGroupName": "strict-group",
+        "InferenceSpecification": {
+            "Containers": [{"Image": "local/sfn-mlops:latest"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    }
+    # WHEN / THEN refused, naming the member and the service model's pattern
+    with pytest.raises(ClientError) as err:
+        sm.create_model_package(**package, CustomerMetadataProperties={"v": 'a"b\n'})
+    message = err.value.response["Error"]["Message"]
+    assert "at 'customerMetadataProperties.v' failed to satisfy constraint: Member must " in message
+    assert "satisfy regular expression pattern: ([\\p{L}\\p{Z}\\p{N}_.:" in message
+    # and letters of any script, spaces and the allowed punctuation pass
+    sm.create_model_package(**package, CustomerMetadataProperties={"v": "Grüße 日本 a_b.c:/=+-@"})
 
 
 @pytest.fixture(scope="module")

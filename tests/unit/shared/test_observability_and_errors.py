@@ -123,3 +123,22 @@ def test_schedule_and_polls_needed_agree() -> None:
     needed = polls_needed(3600, 30, 600)
     assert schedule_seconds(needed, 30, 600) >= 3600
     assert schedule_seconds(needed - 1, 30, 600) < 3600
+
+
+def test_lambdas_metadata_check_agrees_with_the_local_clouds_regex() -> None:
+    # GIVEN the CustomerMetadataValue pattern, checked two ways: the Lambda's character
+    # class (no `regex` package in the Lambda) and the local cloud's `regex` full match
+    from sfn_mlops.local.strict import compiled
+    from shared.constraints import METADATA_VALUE_SHAPE, service_shapes, string_problem
+
+    pattern = service_shapes()[METADATA_VALUE_SHAPE]["pattern"]
+    values = [
+        "plain", "Grüße 日本 ١٢٣", "a_b.c:d/e=f+g-h@i", "tab\there", "new\nline", 'quote"',
+        "nul\x00", "hash#", "amp&", "pct%", "paren(", "emoji🙂", "comma,", "nbsp\u00a0x",
+        "back\\slash", "star*", "ideographic\u3000space", "Ⅻ roman", "x²",
+    ]  # fmt: skip
+    for value in values:
+        # WHEN each value is checked both ways / THEN they agree
+        lambda_ok = string_problem(value, METADATA_VALUE_SHAPE) is None
+        regex_ok = compiled(pattern).fullmatch(value) is not None
+        assert lambda_ok == regex_ok, value

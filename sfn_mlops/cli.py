@@ -227,6 +227,8 @@ def _print_execution(target: Target, arn: str) -> str:
             )
             for reason in gate.get("reasons", []):
                 click.echo(f"    - {reason}")
+            for warning in gate.get("data_warnings", []):
+                click.echo(f"  data warning: {warning}")
     return str(desc["status"])
 
 

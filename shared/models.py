@@ -237,6 +237,10 @@ class GateOutput(Strict):
     metric: str
     challenger: float
     champion: float | None
+    data_warnings: list[str] = Field(
+        default_factory=list,
+        description="from the preprocessing profile, e.g. a data file with no rows",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GateOutput:
@@ -302,6 +306,7 @@ class EvaluateRequest(StepRequest):
 
 class GateRequest(StepRequest):
     evaluate: EvaluateOutput
+    preprocess: PreprocessOutput | None = None  # its profile's warnings reach the output
 
 
 class RegisterRequest(StepRequest):

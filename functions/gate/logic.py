@@ -1,5 +1,6 @@
 """The gate (EvaluateModel, result at $.gate): reads the evaluation report the evaluate job
-wrote and decides: threshold met and champion beaten? Deploy = passed and auto."""
+wrote and decides: threshold met and champion beaten? Deploy = passed and auto. It also
+carries the preprocessing profile's warnings into the execution's output."""
 
 from __future__ import annotations
 
@@ -119,4 +120,20 @@ def gate(request: GateRequest, s3: S3) -> GateOutput:
             f"{report_uri}: problem_type {report.problem_type!r} differs from the "
             f"execution's {request.config.problem_type!r}"
         )
-    return decide(report, request.config.objective, request.config.deploy_mode, report_uri)
+    decision = decide(report, request.config.objective, request.config.deploy_mode, report_uri)
+    if request.preprocess is None:
+        return decision
+    warnings = data_warnings(s3, request.preprocess.profile_uri)
+    return decision.model_copy(update={"data_warnings": warnings}) if warnings else decision
+
+
+def data_warnings(s3: S3, profile_uri: str) -> list[str]:
+    """The preprocessing profile's warnings (e.g. a data file with a header and no rows),
+    so they reach the execution's output, not only the job's log."""
+    uri = f"{profile_uri.rstrip('/')}/profile.json"
+    try:
+        profile = json.loads(s3.read_text(uri))
+    except (ArtifactError, json.JSONDecodeError) as exc:
+        return [f"the preprocessing profile {uri} is unreadable: {exc}"]
+    found = profile.get("warnings", []) if isinstance(profile, dict) else []
+    return [str(w) for w in found] if isinstance(found, list) else []

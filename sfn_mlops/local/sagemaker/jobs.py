@@ -142,7 +142,9 @@ class JobRunner:
     def _failure_reason(opt_ml: Path, workdir: Path, kind: str, code: int) -> str:
         for candidate in (opt_ml / "output" / "failure", opt_ml / "output" / "message"):
             if candidate.is_file():
-                text = candidate.read_text(errors="replace").strip()
+                # the container's own paths as SageMaker shows them (/opt/ml/...), not the
+                # local work directory they were remapped into
+                text = candidate.read_text(errors="replace").strip().replace(str(opt_ml), "/opt/ml")
                 if text:
                     return f"AlgorithmError: {text}"[:1024]
         return f"AlgorithmError: exit code {code}. {tail(workdir / f'{kind}.log')}"[:1024]

@@ -176,3 +176,29 @@ def test_container_report_extras_are_ignored(moto: None, context: Any) -> None:
     # WHEN / THEN the gate reads the flat metrics
     out = GateOutput.model_validate(gate_handler(gate_state(), context))
     assert (out.challenger, out.champion, out.passed) == (0.97, 0.95, True)
+
+
+def test_preprocessing_warnings_reach_the_gates_output(moto: None, context: Any) -> None:
+    # GIVEN a run whose preprocessing profile warns about a header-only data file
+    put_report(report(0.93))
+    base = f"s3://{BUCKET}/runs/{EXECUTION}/preprocess"
+    warning = "raw/empty.csv has a header and no data rows (ignored)"
+    aws.s3().put_object(
+        Bucket=BUCKET,
+        Key=f"runs/{EXECUTION}/preprocess/profile/profile.json",
+        Body=json.dumps({"warnings": [warning]}).encode(),
+    )
+    preprocess = {
+        "job_name": "pre-1",
+        "reused": False,
+        **{f"{n}_uri": f"{base}/{n}" for n in ("train", "validation", "test", "profile")},
+        "sample_uri": f"{base}/sample",
+        "poll": {"status": "Completed", "attempt": 1, "wait_seconds": 1},
+    }
+    # WHEN the gate runs on the whole state
+    out = GateOutput.model_validate(
+        gate_handler(gate_state() | {"preprocess": preprocess}, context)
+    )
+    # THEN the warning is in its output (the execution's output holds $.gate)
+    assert out.data_warnings == [warning]
+    assert out.deploy is True

@@ -24,10 +24,10 @@ by the job's absolute path, so a failure reason reads the same on SageMaker and 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from sfn_container.errors import EmptyInputError, SchemaError
 
+T = TypeVar("T")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
@@ -102,19 +103,25 @@ def _read_csv(path: Path, source: str) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def read_table(path: Path, root: Path | None = None) -> pa.Table:
-    """One data file as a table (header checked)."""
+def _read(
+    path: Path, root: Path | None, parquet: Callable[[Path], T], csv: Callable[[Path, str], T]
+) -> T:
+    """`parquet(path)` or `csv(path, source)` by the file's name; the errors named."""
     source = display_name(path, root)
     if _is_parquet(path):
         try:
-            table = pq.read_table(path)
+            return parquet(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(f"{source}: not a readable Parquet file: {exc}") from exc
-    else:
-        if path.stat().st_size == 0:
-            raise EmptyInputError(f"{source} is empty (no header row)")
-        table = _read_csv(path, source)
-    _check_names(table.column_names, source)
+    if path.stat().st_size == 0:
+        raise EmptyInputError(f"{source} is empty (no header row)")
+    return csv(path, source)
+
+
+def read_table(path: Path, root: Path | None = None) -> pa.Table:
+    """One data file as a table (header checked)."""
+    table = _read(path, root, pq.read_table, _read_csv)
+    _check_names(table.column_names, display_name(path, root))
     return table
 
 
@@ -127,25 +134,20 @@ def _csv_read_options() -> pacsv.ReadOptions:
     return pacsv.ReadOptions(block_size=BATCH_BYTES)
 
 
+def _csv_schema(path: Path, source: str) -> pa.Schema:
+    try:
+        return pacsv.open_csv(  # types from the first 64 KiB only: cheap
+            path, read_options=pacsv.ReadOptions(block_size=64 << 10), convert_options=_CONVERT
+        ).schema
+    except pa.ArrowInvalid as exc:
+        raise SchemaError(f"{source}: not a readable CSV: {exc}") from exc
+
+
 def read_schema(path: Path, root: Path | None = None) -> pa.Schema:
     """A file's columns and types without reading all of it: the Parquet schema, or what
-    pyarrow infers from a CSV's first block (a later block may still hold text)."""
-    source = display_name(path, root)
-    if _is_parquet(path):
-        try:
-            schema = pq.read_schema(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SchemaError(f"{source}: not a readable Parquet file: {exc}") from exc
-    else:
-        if path.stat().st_size == 0:
-            raise EmptyInputError(f"{source} is empty (no header row)")
-        try:
-            schema = pacsv.open_csv(  # types from the first 64 KiB only: cheap
-                path, read_options=pacsv.ReadOptions(block_size=64 << 10), convert_options=_CONVERT
-            ).schema
-        except pa.ArrowInvalid as exc:
-            raise SchemaError(f"{source}: not a readable CSV: {exc}") from exc
-    _check_names(schema.names, source)
+    pyarrow infers from a CSV's first 64 KiB (a later block may still hold text)."""
+    schema = _read(path, root, pq.read_schema, _csv_schema)
+    _check_names(schema.names, display_name(path, root))
     return schema
 
 

@@ -7,14 +7,20 @@ and a transient Lambda service error on the way), then each scenario is a manual
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
+from sfn_container import tabular
+from sfn_container.model import load_model
 
 from sfn_mlops.history import failure, state_runs
 from sfn_mlops.local.cloud import LocalCloud
@@ -260,3 +266,138 @@ def test_invalid_manual_payload_fails_at_validation_without_sagemaker_jobs(
     for field in ("problem_type", "max_polls", "colour"):
         assert field in cause
     assert pipeline.job_counts() == jobs_before
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (
+            {
+                "hyperparameters": {"num_round": -5, "max_depth": 1e9},
+                "training": {"instance_type": "ml.doesnotexist.huge"},
+                "tags": {"note": 'say "hi"\n'},
+                "max_runtime_seconds": 432000,
+                "max_polls": 200,
+                "poll_interval_seconds": 600,
+                "max_poll_interval_seconds": 600,
+            },
+            [
+                "hyperparameters.num_round: -5 is out of range; XGBoost needs an integer in",
+                "hyperparameters.max_depth: 1000000000.0 is out of range",
+                "training.instance_type: 'ml.doesnotexist.huge' is not a SageMaker "
+                "TrainingInstanceType",
+                "tags.note: holds",
+                "more than the execution timeout of 21600s; set max_runtime_seconds <= 7200",
+            ],
+        ),
+        (
+            {"raw_data_uri": "s3://sfn-mlops-no-such-bucket/data/"},
+            ["raw_data_uri: bucket 'sfn-mlops-no-such-bucket' does not exist"],
+        ),
+        ({"raw_data_uri": "s3://{bucket}/nothing-here/"}, ["raw_data_uri: no objects under"]),
+        ({"target_column": "label"}, ["target_column: 'label' is not a column of s3://"]),
+    ],
+)
+def test_values_that_can_never_work_fail_at_validate_input_with_zero_jobs(
+    pipeline: Pipeline, payload: dict[str, Any], expected: list[str]
+) -> None:
+    # GIVEN a payload with values that would otherwise fail only after jobs were created
+    jobs_before = pipeline.job_counts()
+    payload = json.loads(json.dumps(payload).replace("{bucket}", pipeline.stack.bucket))
+    # WHEN it is started
+    desc, events = pipeline.start(payload)
+    # THEN it FAILED at ValidateInput, the cause names each field and its fix, and no
+    # SageMaker job was created
+    assert desc["status"] == "FAILED"
+    state, error, cause = failure(events) or ("", "", "")
+    assert (state, error) == ("ValidateInput", "InvalidInputError")
+    for fragment in expected:
+        assert fragment in cause
+    assert pipeline.job_counts() == jobs_before
+
+
+def test_upload_with_an_awkward_name_trains_and_registers(pipeline: Pipeline) -> None:
+    # GIVEN an ordinary upload whose name holds spaces, parentheses, a comma, #, & and %
+    # (the same rows as the seed data, so the data set's columns stay the same)
+    key = f"{resources.DATA_PREFIX}batch (3), v2 #1 & 50%.csv"
+    seed, _ = export_dataset(pipeline.cloud.workdir / "awkward")
+    pipeline.cloud.client("s3").upload_file(str(seed), pipeline.stack.bucket, key)
+    assert pipeline.cloud.events.wait_idle(30)
+    # WHEN the trigger's execution runs (strict requests: RegisterModel is checked against
+    # the model package metadata's constraints, as on AWS)
+    (delivery,) = [
+        d for d in pipeline.cloud.events.deliveries
+        if d.rule == resources.S3_DATA_RULE and d.event["detail"]["object"]["key"] == key
+    ]  # fmt: skip
+    obj = delivery.event["detail"]["object"]
+    version = obj.get("version-id") or obj["etag"]
+    name = naming.execution_name_for_object(pipeline.stack.bucket, key, version)
+    arn = pipeline.stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    desc = pipeline.wait(arn)
+    # THEN it succeeded, and the package's data_version is the key with the characters AWS
+    # refuses replaced
+    assert desc["status"] == "SUCCEEDED", failure(get_history(pipeline.sfn, arn))
+    package_arn = json.loads(desc["output"])["register"]["model_package_arn"]
+    package = pipeline.sagemaker.describe_model_package(ModelPackageName=package_arn)
+    expected = f"data/batch _3__ v2 _1 _ 50_.csv@{version}"
+    assert package["CustomerMetadataProperties"]["data_version"] == expected[:256]
+
+
+def test_categorical_data_trains_deploys_and_serves_raw_values(
+    pipeline: Pipeline, tmp_path: Any
+) -> None:
+    # GIVEN a data set of its own, with text columns, an id column and missing values
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    plan = rng.choice(["basic", "pro", "team, annual"], n)
+    tenure = rng.integers(0, 60, n)
+    churn = ((plan == "basic") & (tenure < 30)) | (rng.random(n) < 0.05)
+    lines = ["customer_id,plan,tenure,churn"] + [
+        f'{i},"{plan[i]}",{"" if i % 25 == 0 else tenure[i]},{int(churn[i])}' for i in range(n)
+    ]
+    s3 = pipeline.cloud.client("s3")
+    bucket = pipeline.stack.bucket
+    s3.put_object(Bucket=bucket, Key="datasets/churn/churn.csv", Body="\n".join(lines).encode())
+    # WHEN a run is started on it, with its own endpoint and model group
+    desc, events = pipeline.start(
+        {
+            "raw_data_uri": f"s3://{bucket}/datasets/churn/",
+            "target_column": "churn",
+            "ignore_columns": ["customer_id"],
+            "objective": {"name": "auc", "goal": "maximize", "threshold": 0.7,
+                          "min_improvement": 0},
+            "endpoint_name": "churn-endpoint",
+            "model_package_group": "churn-models",
+        }
+    )  # fmt: skip
+    assert desc["status"] == "SUCCEEDED", failure(events)
+    output = json.loads(desc["output"])
+    assert output["gate"]["deploy"] is True
+    # THEN the endpoint answers raw records (an unseen plan included) as the model does
+    # in process
+    artifact = output["train"]["model_artifact_uri"]
+    body = s3.get_object(Bucket=bucket, Key=artifact.split("/", 3)[3])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    model = load_model(tmp_path)
+    assert model.categories["plan"] == ["basic", "pro", "team, annual"]
+    records = [
+        {"plan": "basic", "tenure": 3},
+        {"plan": "team, annual", "tenure": None},
+        {"plan": "enterprise", "tenure": 40},
+    ]
+    answer = pipeline.cloud.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName="churn-endpoint",
+        ContentType="application/json",
+        Accept="application/json",
+        Body=json.dumps({"instances": records}).encode(),
+    )
+    served = json.loads(answer["Body"].read())["predictions"]
+
+    table = pa.table(
+        {"plan": [r["plan"] for r in records], "tenure": [r["tenure"] for r in records]}
+    )
+    expected = model.predict(model.schema.matrix(table, "records"))
+    assert np.allclose(served, expected, rtol=1e-6)
+    assert tabular.CATEGORICAL in model.metadata["feature_types"]

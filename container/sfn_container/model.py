@@ -36,6 +36,7 @@ ARCHIVE = "model.tar.gz"
 class Model:
     booster: Any  # xgboost.Booster
     metadata: dict[str, Any]
+    nthread: int | None = None  # None: XGBoost's default (all cores)
 
     @property
     def feature_names(self) -> list[str]:
@@ -69,8 +70,12 @@ class Model:
         import xgboost as xgb
 
         types = self.metadata.get("feature_types") or ["q"] * self.num_features
-        matrix = xgb.DMatrix(
-            x, feature_names=self.feature_names, feature_types=types, enable_categorical=True
+        matrix = xgb.DMatrix(  # nthread: a forked serving worker must not start a thread pool
+            x,
+            feature_names=self.feature_names,
+            feature_types=types,
+            enable_categorical=True,
+            nthread=self.nthread or -1,
         )
         return np.asarray(self.booster.predict(matrix))
 
@@ -98,7 +103,7 @@ def load_model(model_dir: Path, nthread: int | None = None) -> Model:
         raise ModelError(f"{metadata_file} lacks feature_names or problem_type")
     if nthread is not None:
         booster.set_param({"nthread": nthread})
-    return Model(booster, metadata)
+    return Model(booster, metadata, nthread)
 
 
 def find_model_dir(path: Path, workdir: Path | None = None) -> Path | None:

@@ -131,7 +131,7 @@ def categorical(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         opt_ml.channel(channel).parent.mkdir(parents=True, exist_ok=True)
         (root / "splits" / channel).rename(opt_ml.channel(channel))
     train(opt_ml, TrainConfig.from_hyperparameters({"num_round": "20", "max_depth": "3"}))
-    process, port = _start(opt_ml.root, workers=1)
+    process, port = _start(opt_ml.root, workers=2)  # forked workers, as on an endpoint
     yield {
         "model": load_model(opt_ml.model_dir),
         "port": port,

@@ -297,8 +297,8 @@ def _train_model(root: Path) -> Path:
     opt_ml = OptMl(root / "opt_ml")
     for channel in ("train", "validation"):
         opt_ml.channel(channel).mkdir(parents=True)
-        (root / "splits" / channel / f"{channel}.csv").rename(
-            opt_ml.channel(channel) / f"{channel}.csv"
+        (root / "splits" / channel / f"{channel}.parquet").rename(
+            opt_ml.channel(channel) / f"{channel}.parquet"
         )
     params = {"num_round": "100", "max_depth": "4", "eta": "0.2", "subsample": "0.9"}
     import contextlib
@@ -310,7 +310,7 @@ def _train_model(root: Path) -> Path:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    from sfn_container import csvdata
+    from sfn_container import tabular
     from sfn_container.serve import load_serving_model
 
     latency_n = 1000 if quick else 5000
@@ -320,8 +320,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         root = Path(tmp)
         opt_ml = _train_model(root)
         model = load_serving_model(opt_ml / "model")
-        test_csv = root / "splits" / "test" / "test.csv"
-        x, _ = csvdata.read_matrix([test_csv], csvdata.read_header(test_csv), "target")
+        x = model.schema.matrix(tabular.read_dir(root / "splits" / "test"))
         row = x[:1].copy()
         body = (",".join(repr(float(v)) for v in row[0]) + "\n").encode()
         request = _request_bytes(body)

@@ -9,11 +9,13 @@ Reads every CSV, gzip CSV (``.csv.gz``) and Parquet file under
 e.g. an id), and optionally ``TEST_FRACTION`` / ``VALIDATION_FRACTION`` (0.15 each),
 ``SPLIT_SEED`` (0) and ``SAMPLE_ROWS`` (5).
 
-The step is four functions, one concern each (multi-host sharding can replace any one):
-:func:`read_inputs` (files -> one table, columns checked), :func:`check_target` (what needs
-all the data: the target's values, per file), :func:`assign_splits` (row hashes ->
-split ids) and :func:`profile_columns` (statistics); :func:`preprocess` composes them and
-writes the outputs.
+The step streams the data in batches (a few MB of CSV, or a Parquet batch: memory stays
+flat whatever the data size), one concern per function so multi-host sharding can replace
+any one: :func:`scan_inputs` (the files, their columns and which are text),
+:func:`iter_batches` (reading), :func:`check_target` (what needs the data itself: the
+target's values), :func:`row_hash` / :func:`assign_splits` (splitting) and
+:func:`column_stats` / :func:`update_stats` (statistics, merged batch by batch);
+:func:`preprocess` composes them and writes the outputs.
 
 Columns: numeric, or categorical (text; see :mod:`sfn_container.tabular`). Missing values
 stay missing (XGBoost learns a default direction for them); rows whose *target* is missing

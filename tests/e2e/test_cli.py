@@ -260,3 +260,34 @@ def test_port_in_use_is_a_message() -> None:
     assert result.exit_code == 2
     assert f"port {port}" in result.output
     assert "in use" in result.output
+
+
+def test_wait_prints_the_whole_failure_cause(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an execution that failed with a cause far longer than the live view's 160 chars
+    from sfn_mlops import cli, progress
+
+    reason = "raw/data.csv: target column 'target' must hold 0 or 1; " + "found [2.0] " * 40
+    cause = json.dumps({"errorMessage": reason, "errorType": "JobFailedError"})
+    events = [
+        {
+            "type": "ExecutionFailed",
+            "id": 1,
+            "timestamp": 0,
+            "executionFailedEventDetails": {"error": "JobFailedError", "cause": cause},
+        }
+    ]
+    desc = {"name": "run-1", "status": "FAILED"}
+    monkeypatch.setattr(progress, "follow", lambda *args, **kwargs: (desc, events))
+
+    class FakeTarget:
+        def client(self, name: str) -> None:
+            return None
+
+    # WHEN `start --wait` ends
+    code = cli._wait(FakeTarget(), "arn:aws:states:us-east-1:1:execution:sm:run-1", 1.0)  # type: ignore[arg-type]
+    # THEN it exits 1 and prints the cause whole
+    assert code == 1
+    out = capsys.readouterr().out
+    assert f"failed at ?: JobFailedError: {reason}" in out

@@ -388,10 +388,9 @@ def redrive(execution: str, wait: bool, **aws: Any) -> None:
 @aws_options
 @_user_errors
 def invoke(endpoint_name: str, rows: Path, **aws: Any) -> None:
-    """Predictions for the CSV ROWS (features only; a header line is skipped)."""
+    """Predictions for the CSV ROWS: the training columns minus the target, raw values
+    (categories as text); a header row naming the columns maps them by name."""
     lines = [ln for ln in rows.read_text().splitlines() if ln.strip()]
-    if lines and not _numeric(lines[0]):
-        lines = lines[1:]
     if not lines:
         raise UserError(f"{rows} has no data rows")
     target = _target(**aws)
@@ -403,14 +402,6 @@ def invoke(endpoint_name: str, rows: Path, **aws: Any) -> None:
         Body="\n".join(lines).encode(),
     )
     click.echo(out["Body"].read().decode())
-
-
-def _numeric(line: str) -> bool:
-    try:
-        [float(x) for x in line.split(",")]
-    except ValueError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_training_script_failure_fails_the_execution_with_the_containers_reason(
     ]
     packages_before = len(pipeline.packages())
 
-    desc, events = pipeline.start({"hyperparameters": {"num_round": 0}})  # train rejects it
+    # a value only XGBoost itself can judge (ValidateInput refuses what it can, e.g. num_round 0)
+    desc, events = pipeline.start({"hyperparameters": {"objective": "binary:nonsense"}})
 
     assert desc["status"] == "FAILED"
     _, error, cause = failure(events) or ("", "", "")
@@ -185,8 +186,8 @@ def test_training_script_failure_fails_the_execution_with_the_containers_reason(
     reason = pipeline.sagemaker.describe_training_job(
         TrainingJobName=training[0]["TrainingJobName"]
     )["FailureReason"]
-    assert "num_round" in reason
-    assert "num_round" in cause
+    assert "binary:nonsense" in reason
+    assert "binary:nonsense" in cause
     assert len(pipeline.packages()) == packages_before  # nothing registered
     assert (
         pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)["EndpointConfigName"]

@@ -62,6 +62,16 @@ def resource_name(execution_name: str, step: str, attempt: int = 1) -> str:
     return name
 
 
+def checkpoint_uri(bucket: str, checkpoints_prefix: str, execution_name: str, step: str) -> str:
+    """`s3://bucket/<checkpoints_prefix>/<execution>/<step>`: a training step's checkpoints.
+
+    Per execution, not per job attempt: a later attempt of the same execution (a redrive
+    after a failure or a MaxRuntime stop) trains the same data with the same settings, so it
+    resumes from the checkpoints of the attempt before it instead of starting over."""
+    prefix = checkpoints_prefix.strip("/")
+    return f"s3://{bucket}/{prefix}/{execution_name}/{step}"
+
+
 def artifact_prefix(bucket: str, artifacts_prefix: str, execution_name: str, step: str) -> str:
     """`s3://bucket/<artifacts_prefix>/<execution>/<step>`: where a step writes its outputs."""
     prefix = artifacts_prefix.strip("/")

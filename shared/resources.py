@@ -21,6 +21,9 @@ ECR_REPOSITORY = f"{PROJECT}-model"
 FAILURE_TOPIC = f"{PROJECT}-notifications"
 DATA_PREFIX = "data/"  # raw CSV files; an Object Created here starts a retraining run
 ARTIFACTS_PREFIX = "runs/"  # <execution>/<step>/... outputs of every step
+# <execution>/train/: Spot training checkpoints (CheckpointConfig), expired after some days
+CHECKPOINTS_PREFIX = "checkpoints/"
+CHECKPOINT_EXPIRY_DAYS = 14
 METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"

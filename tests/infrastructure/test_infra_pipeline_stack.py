@@ -258,19 +258,46 @@ def test_sagemaker_role_is_limited_to_bucket_prefixes_and_the_repository(
             assert {
                 r["Fn::Join"][1][0]["Fn::GetAtt"][0] for r in as_list(statement["Resource"])
             } == {bucket}
-            allowed = {f"/{resources.DATA_PREFIX}*", f"/{resources.ARTIFACTS_PREFIX}*"}
+            allowed = {
+                f"/{resources.DATA_PREFIX}*",
+                f"/{resources.ARTIFACTS_PREFIX}*",
+                f"/{resources.CHECKPOINTS_PREFIX}*",
+            }
             assert prefixes <= allowed
             if "s3:PutObject" in actions:
-                assert prefixes == {f"/{resources.ARTIFACTS_PREFIX}*"}
+                assert prefixes in (
+                    {f"/{resources.ARTIFACTS_PREFIX}*"},
+                    {f"/{resources.CHECKPOINTS_PREFIX}*"},
+                )
         if "s3:ListBucket" in actions:
             assert statement["Condition"]["StringLike"]["s3:prefix"] == [
                 f"{resources.DATA_PREFIX}*",
                 f"{resources.ARTIFACTS_PREFIX}*",
+                f"{resources.CHECKPOINTS_PREFIX}*",
             ]
         if "ecr:BatchGetImage" in actions:
             (repository,) = resources_of(pipeline_json, "AWS::ECR::Repository")
             assert statement["Resource"] == {"Fn::GetAtt": [repository, "Arn"]}
     assert not {a for a in _actions(statements) if a.startswith("s3:Delete")}
+
+
+def test_sagemaker_role_syncs_spot_checkpoints_under_their_prefix_which_expires(
+    pipeline_json: dict[str, Any],
+) -> None:
+    # Given the SageMaker execution role and the data bucket
+    statements = statements_of(pipeline_json, _sagemaker_role_id(pipeline_json))
+    bucket = pipeline_json["Resources"][_data_bucket_id(pipeline_json)]["Properties"]
+    # Then the role may read and write checkpoints (SageMaker's sync of /opt/ml/checkpoints)
+    (sync,) = [s for s in statements if s.get("Sid") == "SyncTrainingCheckpoints"]
+    assert {"s3:GetObject", "s3:PutObject"} <= set(as_list(sync["Action"]))
+    assert {r["Fn::Join"][1][1] for r in as_list(sync["Resource"])} == {
+        f"/{resources.CHECKPOINTS_PREFIX}*"
+    }
+    # And the checkpoints expire: they only matter while their execution can resume
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    rule = rules["expire-training-checkpoints"]
+    assert rule["Prefix"] == resources.CHECKPOINTS_PREFIX
+    assert rule["ExpirationInDays"] == resources.CHECKPOINT_EXPIRY_DAYS
 
 
 def test_model_package_group_is_the_configured_one(pipeline: Template) -> None:

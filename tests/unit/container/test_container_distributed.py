@@ -156,7 +156,7 @@ def test_checkpoints_every_k_rounds_and_a_restart_resumes_from_the_latest(
     # Then it boosted only the 10 missing rounds, and the model is the uninterrupted one
     log = capsys.readouterr().out
     assert "checkpoints: resuming after round 20 of 30" in log
-    assert sum(1 for line in log.splitlines() if line.startswith("[")) == 10
+    assert len(re.findall(r"^\[\d+\]\t", log, re.MULTILINE)) == 10
     assert metadata["resumed_from_round"] == 20
     a, b = load_model(full.model_dir), load_model(resumed.model_dir)
     assert b.booster.num_boosted_rounds() == 30

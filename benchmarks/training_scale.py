@@ -33,6 +33,8 @@ checkpoint interval was boosted twice.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -218,6 +220,16 @@ def _stage_hosts(splits: Path, root: Path, count: int) -> list[Path]:
     return roots
 
 
+#: Runs a command and reports its peak RSS. A child's ru_maxrss also counts what it held
+#: before exec, i.e. the forking parent's resident pages: forked from this small launcher
+#: instead of the benchmark process (which holds the generated data), it measures the host.
+_PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
+    "sys.exit(code)"
+)
+
+
 def _run_hosts(roots: list[Path]) -> tuple[float, list[float]]:
     """Every host's train entrypoint at once, as the local cloud runs them: wall seconds
     (until the last host ends) and each host's peak RSS (bytes)."""
@@ -233,14 +245,16 @@ def _run_hosts(roots: list[Path]) -> tuple[float, list[float]]:
         env = _env(OPT_ML=str(opt_ml), **host_env(host, hosts, port))
         running.append(
             subprocess.Popen(
-                [sys.executable, "-m", "sfn_container", "train"], env=env, stdout=log, stderr=log
+                [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "sfn_container", "train"],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         )
         log.close()
     rss = []
     for opt_ml, process in zip(roots, running, strict=True):
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process.wait()
         if process.returncode != 0:
             for other in running:
                 if other.poll() is None:
@@ -248,7 +262,8 @@ def _run_hosts(roots: list[Path]) -> tuple[float, list[float]]:
                     other.wait()
             tail = (opt_ml / "train.log").read_text(errors="replace")[-1500:]
             raise RuntimeError(f"train on {opt_ml.name} failed: {tail}")
-        rss.append(usage.ru_maxrss * 1024.0)
+        log_text = (opt_ml / "train.log").read_text(errors="replace")
+        rss.append(int(re.findall(r"PEAK_RSS_KB (\d+)", log_text)[-1]) * 1024.0)
     return time.perf_counter() - started, rss
 
 
@@ -261,7 +276,8 @@ def _test_auc(model_dir: Path, test_dir: Path) -> float:
     model = load_model(model_dir)
     files = csvdata.csv_files(test_dir)
     header = csvdata.read_header(files[0])
-    x, y = binsplit.read_split(files, header, header, "target")
+    with contextlib.redirect_stdout(io.StringIO()):  # keep this module's stdout JSON only
+        x, y = binsplit.read_split(files, header, header, "target")
     return float(Classification(y, model.predict(x)).compute(np.ones(len(y)))["auc"])
 
 
@@ -289,7 +305,7 @@ def _interrupted_and_resumed(splits: Path, root: Path, interval: int) -> dict[st
         process.wait()
     _, _, second = _run(command, env)
     first = first_log.read_text(errors="replace")
-    rounds = [len(re.findall(r"^\[\d+\]\t", text, re.MULTILINE)) for text in (first, second)]
+    rounds = [len(re.findall(r"\[\d+\]\tvalidation-", text)) for text in (first, second)]
     from sfn_container.model import load_model
 
     total = int(load_model(opt_ml / "model").booster.num_boosted_rounds())

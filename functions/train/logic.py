@@ -44,7 +44,9 @@ def metric_definitions(config: PipelineInput) -> list[dict[str, str]]:
         for name in names
     ] + [
         # the round index of each "[12]\t..." line: the poll's progress (shared/schedule.py)
-        {"Name": PROGRESS_METRIC, "Regex": r"^\[([0-9]+)\]\s"}
+        # one host prints "[12]\t..."; the first host of several logs it through XGBoost's
+        # collective, which prefixes the time: "[08:32:05] [12]\t..."
+        {"Name": PROGRESS_METRIC, "Regex": r"^(?:\[[0-9:]+\] )?\[([0-9]+)\]\s"}
     ]
 
 

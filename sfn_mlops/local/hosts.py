@@ -60,14 +60,23 @@ def host_env(host: str, hosts: Sequence[str], tracker_port: int) -> dict[str, st
 
 
 def wait_all(
-    processes: Sequence[Any], timeout: float, stopped: Callable[[], bool]
+    processes: Sequence[Any],
+    timeout: float,
+    stopped: Callable[[], bool],
+    on_tick: Callable[[], None] | None = None,
+    tick_seconds: float = 1.0,
 ) -> tuple[list[int], bool]:
     """Wait for every host process. A host that fails ends the job (SageMaker stops the
     other instances), so the rest are killed; so are all when `stopped()` turns true or
-    `timeout` passes. Returns the exit codes and whether the timeout ended it."""
+    `timeout` passes. `on_tick` runs every `tick_seconds` and once at the end. Returns the
+    exit codes and whether the timeout ended it."""
     deadline = time.monotonic() + timeout
+    next_tick = time.monotonic() + tick_seconds
     timed_out = False
     while True:
+        if on_tick is not None and time.monotonic() >= next_tick:
+            on_tick()
+            next_tick = time.monotonic() + tick_seconds
         codes = [p.poll() for p in processes]
         if all(c is not None for c in codes):
             break
@@ -82,4 +91,6 @@ def wait_all(
             procs.kill(p)
         else:
             procs.forget(p)
+    if on_tick is not None:
+        on_tick()
     return [int(p.returncode if p.returncode is not None else -9) for p in processes], timed_out

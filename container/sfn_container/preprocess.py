@@ -250,6 +250,7 @@ def preprocess(
 
     parts = config.parts
     out_paths = shards.split_paths(output_dir, SPLITS, parts, host)
+    bucket_dtype = np.uint8 if (DROPPED + 1) * parts <= 256 else np.uint16
     for path in out_paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     writers = [SplitWriter(path, header, config.target_column) for path in out_paths]
@@ -274,7 +275,10 @@ def preprocess(
                 stats.update(values if kept.all() else values[kept])
                 if config.problem_type == "binary_classification":
                     positives += np.bincount(split[target == 1], minlength=4)[:3]
-                bucket = split.astype(np.int64) * parts + shards.part_of(hashes, parts)
+                # the writer of each row; a small dtype: _write_lines repeats it per byte
+                bucket = (split.astype(np.int64) * parts + shards.part_of(hashes, parts)).astype(
+                    bucket_dtype
+                )
                 _write_lines(block.data, bucket, values, writers)
                 if len(sample) < config.sample_rows:
                     sample.extend(_sample_lines(block.data, split, target_idx, config))

@@ -200,26 +200,30 @@ def _raw(port: int, payload: bytes, responses: int) -> bytes:
         return data
 
 
-def test_keep_alive_pipelined_and_chunked(server: int, trained: dict) -> None:
+def test_keep_alive_and_pipelined(server: int, trained: dict) -> None:
     row = _csv(trained["x"][:1])
     plain = (
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
         b"Content-Length: " + str(len(row)).encode() + b"\r\n\r\n" + row
     )
-    chunked = (
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-        + f"{len(row[:10]):x}\r\n".encode()
-        + row[:10]
-        + b"\r\n"
-        + f"{len(row[10:]):x}\r\n".encode()
-        + row[10:]
-        + b"\r\n0\r\n\r\n"
-    )
-    data = _raw(server, plain + chunked + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+    data = _raw(server, plain + plain + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", 3)
     assert data.count(b"HTTP/1.1 200 OK") == 3
     expected = repr(float(trained["model"].predict(trained["x"][:1])[0])).encode()
     assert data.count(expected + b"\n") == 2
+
+
+def test_chunked_body_needs_a_content_length(server: int, trained: dict) -> None:
+    row = _csv(trained["x"][:1])
+    chunked = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + f"{len(row):x}\r\n".encode()
+        + row
+        + b"\r\n0\r\n\r\n"
+    )
+    data = _raw(server, chunked, 1)
+    assert data.startswith(b"HTTP/1.1 411 ")
+    assert b"Content-Length" in data
 
 
 def test_malformed_request_line(server: int) -> None:

@@ -52,9 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from granian.rsgi import ProtocolClosed as RSGIProtocolClosed
-from granian.rsgi import ProtocolError as RSGIProtocolError
-
 from sfn_container import codec
 from sfn_container.errors import ModelError
 from sfn_container.model import Model, find_model_dir, load_model
@@ -238,8 +235,8 @@ class Service:
 
         Chunked bodies are refused with 411 (RFC 9110 allows it; SageMaker's front end
         always sends Content-Length): Granian's body iterator ends silently on a malformed
-        chunk, so a cut chunked body could not be told from a complete one, while awaiting
-        a declared length raises when the framing breaks.
+        chunk, so a cut chunked body could not be told from a complete one. With a declared
+        length, a body that ends early is one whose byte count falls short.
         """
         headers = scope.headers
         if "transfer-encoding" in headers:
@@ -249,10 +246,12 @@ class Service:
             raise _BodyError(413, f"the body is larger than {self.limits.max_body} bytes")
         if not declared:
             return b""
-        try:
-            return bytes(await protocol())
-        except (RSGIProtocolClosed, RSGIProtocolError):
-            raise _BodyError(400, "the body ended before its Content-Length") from None
+        body = bytearray()
+        async for chunk in protocol:
+            body += chunk
+        if len(body) != declared:
+            raise _BodyError(400, f"the body ended after {len(body)} of {declared} bytes")
+        return bytes(body)
 
 
 def _head_size(scope: Any) -> int:

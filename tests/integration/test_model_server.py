@@ -15,12 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sfn_container import csvdata
-from sfn_container.data import write_dataset
-from sfn_container.model import Model, load_model
-from sfn_container.paths import OptMl
-from sfn_container.preprocess import PreprocessConfig, preprocess
-from sfn_container.train import TrainConfig, train
+from sfn_container.model import Model
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -33,13 +28,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(opt_ml: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
+def _start(
+    opt_ml: Path, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     port = _free_port()
     env = {
         **os.environ,
         "OPT_ML": str(opt_ml),
         "SERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "PYTHONPATH": f"{REPO / 'container'}{os.pathsep}{REPO}",
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "sfn_container", "serve", "--host", "127.0.0.1"]
     process = subprocess.Popen(
@@ -71,30 +69,6 @@ def _request(
         return response.status, response.read(), response.getheader("Content-Type", "")
     finally:
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """breast_cancer -> preprocess -> train (in process), as the pipeline would."""
-    root = tmp_path_factory.mktemp("serve")
-    opt_ml = OptMl(root / "opt_ml")
-    write_dataset("breast_cancer", root / "raw")
-    preprocess(root / "raw", root / "splits", PreprocessConfig())
-    for channel in ("train", "validation"):
-        (opt_ml.channel(channel)).mkdir(parents=True)
-        (root / "splits" / channel / f"{channel}.csv").rename(
-            opt_ml.channel(channel) / f"{channel}.csv"
-        )
-    train(opt_ml, TrainConfig.from_hyperparameters({"num_round": "20", "max_depth": "3"}))
-    test_csv = root / "splits" / "test" / "test.csv"
-    header = csvdata.read_header(test_csv)
-    x, _ = csvdata.read_matrix([test_csv], header, "target")
-    return {
-        "opt_ml": opt_ml.root,
-        "model": load_model(opt_ml.model_dir),
-        "x": x,
-        "sample": (root / "splits" / "sample" / "sample.csv").read_bytes(),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sfn_container.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """breast_cancer -> preprocess -> train (in process), as the pipeline would."""
     root = tmp_path_factory.mktemp("serve")
     opt_ml = OptMl(root / "opt_ml")

@@ -72,8 +72,8 @@ def _request(
 
 
 @pytest.fixture(scope="module")
-def server(trained: dict) -> Iterator[int]:
-    process, port = _start(trained["opt_ml"], workers=2)
+def server(served: dict) -> Iterator[int]:
+    process, port = _start(served["opt_ml"], workers=2)
     yield port
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
@@ -87,9 +87,9 @@ def test_ping(server: int) -> None:
     assert _request(server, "GET", "/ping")[0] == 200
 
 
-def test_one_csv_row_equals_in_process_prediction(server: int, trained: dict) -> None:
-    model: Model = trained["model"]
-    row = trained["x"][:1]
+def test_one_csv_row_equals_in_process_prediction(server: int, served: dict) -> None:
+    model: Model = served["model"]
+    row = served["x"][:1]
     status, body, kind = _request(
         server, "POST", "/invocations", _csv(row), {"Content-Type": "text/csv"}
     )
@@ -98,9 +98,9 @@ def test_one_csv_row_equals_in_process_prediction(server: int, trained: dict) ->
     assert [float(v) for v in body.split()] == model.predict(row).astype(float).tolist()
 
 
-def test_many_json_rows_equal_in_process_predictions(server: int, trained: dict) -> None:
-    model: Model = trained["model"]
-    x = trained["x"]
+def test_many_json_rows_equal_in_process_predictions(server: int, served: dict) -> None:
+    model: Model = served["model"]
+    x = served["x"]
     body = json.dumps({"instances": x.astype(float).tolist()}).encode()
     status, answer, kind = _request(
         server, "POST", "/invocations", body, {"Content-Type": "application/json"}
@@ -112,18 +112,18 @@ def test_many_json_rows_equal_in_process_predictions(server: int, trained: dict)
     assert predictions == model.predict(x).astype(float).tolist()
 
 
-def test_csv_with_header_answers_in_accept_type(server: int, trained: dict) -> None:
+def test_csv_with_header_answers_in_accept_type(server: int, served: dict) -> None:
     status, answer, kind = _request(
         server,
         "POST",
         "/invocations",
-        trained["sample"],
+        served["sample"],
         {"Content-Type": "text/csv", "Accept": "application/json"},
     )
     assert status == 200
     assert kind == "application/json"
     predictions = json.loads(answer)["predictions"]
-    assert len(predictions) == trained["sample"].count(b"\n") - 1
+    assert len(predictions) == served["sample"].count(b"\n") - 1
     assert all(0 <= p <= 1 for p in predictions)
 
 
@@ -174,20 +174,20 @@ def _raw(port: int, payload: bytes, responses: int) -> bytes:
         return data
 
 
-def test_keep_alive_and_pipelined(server: int, trained: dict) -> None:
-    row = _csv(trained["x"][:1])
+def test_keep_alive_and_pipelined(server: int, served: dict) -> None:
+    row = _csv(served["x"][:1])
     plain = (
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
         b"Content-Length: " + str(len(row)).encode() + b"\r\n\r\n" + row
     )
     data = _raw(server, plain + plain + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", 3)
     assert data.count(b"HTTP/1.1 200 OK") == 3
-    expected = repr(float(trained["model"].predict(trained["x"][:1])[0])).encode()
+    expected = repr(float(served["model"].predict(served["x"][:1])[0])).encode()
     assert data.count(expected + b"\n") == 2
 
 
-def test_chunked_body_needs_a_content_length(server: int, trained: dict) -> None:
-    row = _csv(trained["x"][:1])
+def test_chunked_body_needs_a_content_length(server: int, served: dict) -> None:
+    row = _csv(served["x"][:1])
     chunked = (
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
@@ -206,8 +206,8 @@ def test_malformed_request_line(server: int) -> None:
     assert _request(server, "GET", "/ping")[0] == 200
 
 
-def test_sigterm_stops_cleanly(trained: dict) -> None:
-    process, port = _start(trained["opt_ml"], workers=1)
+def test_sigterm_stops_cleanly(served: dict) -> None:
+    process, port = _start(served["opt_ml"], workers=1)
     assert _request(port, "GET", "/ping")[0] == 200
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

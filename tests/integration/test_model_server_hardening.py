@@ -109,9 +109,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def hardened(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def hardened(served: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("hardened") / "server.log"
-    server = Server(trained["opt_ml"], log, workers=2, env=dict(FAST_TIMEOUTS))
+    server = Server(served["opt_ml"], log, workers=2, env=dict(FAST_TIMEOUTS))
     server.initial_workers = server.workers()
     yield server
     server.stop()
@@ -194,7 +194,7 @@ PROBES = {
 
 @pytest.mark.parametrize("name", list(PROBES))
 def test_probe_gets_its_status_and_the_server_stays_up(
-    hardened: Server, trained: dict, name: str
+    hardened: Server, served: dict, name: str
 ) -> None:
     payload, status = PROBES[name]
     workers = hardened.workers()
@@ -202,12 +202,12 @@ def test_probe_gets_its_status_and_the_server_stays_up(
     assert data.startswith(f"HTTP/1.1 {status} ".encode()), data[:200]
     if status in (400, 408, 411, 413, 431) and name != "JSON nested 100,000 levels":
         assert closed, "after a framing or limit error the connection is closed"
-    _still_serving(hardened.port, _csv(trained["x"][:1]))
+    _still_serving(hardened.port, _csv(served["x"][:1]))
     assert hardened.workers() == workers, "no worker died"
 
 
 def test_slowloris_connections_are_closed_and_others_answered(
-    hardened: Server, trained: dict
+    hardened: Server, served: dict
 ) -> None:
     # Given 200 connections that send half a request head and stall
     sockets = [
@@ -217,7 +217,7 @@ def test_slowloris_connections_are_closed_and_others_answered(
         for sock in sockets:
             sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         # Then other clients are still answered
-        _still_serving(hardened.port, _csv(trained["x"][:1]))
+        _still_serving(hardened.port, _csv(served["x"][:1]))
         # And every stalled connection is closed by the server (header timeout: 1 s)
         for sock in sockets:
             assert sock.recv(1024) == b"", "closed without an answer"
@@ -256,7 +256,7 @@ def _stall_bodies(port: int, connections: int) -> None:
 
 
 def test_stalled_bodies_are_timed_out_and_memory_stays_bounded(
-    hardened: Server, trained: dict
+    hardened: Server, served: dict
 ) -> None:
     # Given rounds of 30 stalled near-6 MiB bodies (each buffered until its 408)
     peaks = []
@@ -266,7 +266,7 @@ def test_stalled_bodies_are_timed_out_and_memory_stays_bounded(
     # Then the memory of earlier rounds is reused, not kept per connection (a leak would add
     # about 180 MiB a round)
     assert peaks[2] - max(peaks[:2]) < 60 * 1024 * 1024, peaks
-    _still_serving(hardened.port, _csv(trained["x"][:1]))
+    _still_serving(hardened.port, _csv(served["x"][:1]))
 
 
 _TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12)
@@ -342,21 +342,21 @@ def test_fuzzed_framing_never_hangs_or_kills_the_server(hardened: Server, reques
     assert hardened.process.poll() is None
 
 
-def test_fuzz_left_the_workers_and_memory_alone(hardened: Server, trained: dict) -> None:
+def test_fuzz_left_the_workers_and_memory_alone(hardened: Server, served: dict) -> None:
     """After the fuzz (same module server): same workers, bounded memory, still serving."""
     assert hardened.workers() == hardened.initial_workers, "no worker died in this module"
     before = hardened.rss_bytes()
     for _ in range(200):
         _exchange(hardened.port, HEAD + b"Connection: close\r\nContent-Length: 3\r\n\r\n1,2")
-    _still_serving(hardened.port, _csv(trained["x"][:1]))
+    _still_serving(hardened.port, _csv(served["x"][:1]))
     assert hardened.workers() == hardened.initial_workers
     assert hardened.rss_bytes() - before < 50 * 1024 * 1024
 
 
-def test_sigterm_drains_the_request_in_progress_and_exits(trained: dict, tmp_path: Path) -> None:
-    server = Server(trained["opt_ml"], tmp_path / "server.log", workers=2, env={})
+def test_sigterm_drains_the_request_in_progress_and_exits(served: dict, tmp_path: Path) -> None:
+    server = Server(served["opt_ml"], tmp_path / "server.log", workers=2, env={})
     try:
-        row = _csv(trained["x"][:1])
+        row = _csv(served["x"][:1])
         # Given a request whose body is half sent (on a connection a worker has accepted:
         # it answered a ping first), and an idle keep-alive connection
         ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -388,19 +388,19 @@ def test_sigterm_drains_the_request_in_progress_and_exits(trained: dict, tmp_pat
         server.stop()
 
 
-def test_a_worker_stuck_past_the_timeout_is_replaced(trained: dict, tmp_path: Path) -> None:
+def test_a_worker_stuck_past_the_timeout_is_replaced(served: dict, tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     server = Server(
-        trained["opt_ml"],
+        served["opt_ml"],
         tmp_path / "server.log",
         workers=1,
         env={"EXTRA_PATH": str(hooks), "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"},
     )
     try:
         (stuck_worker,) = server.workers()
-        row = trained["x"][:1].copy()
+        row = served["x"][:1].copy()
         row[0, 0] = HANG_VALUE
         # When a request makes the model loop forever
         data, closed = _exchange(
@@ -412,7 +412,7 @@ def test_a_worker_stuck_past_the_timeout_is_replaced(trained: dict, tmp_path: Pa
         # And a new worker serves
         server.wait_ready(30)
         assert server.workers() != {stuck_worker}
-        _still_serving(server.port, _csv(trained["x"][:1]))
+        _still_serving(server.port, _csv(served["x"][:1]))
         assert "SAGEMAKER_MODEL_SERVER_TIMEOUT=2" in server.log.read_text()
     finally:
         server.stop()

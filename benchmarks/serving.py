@@ -284,7 +284,9 @@ def _start_gunicorn(
     port = _free_port()
     command = [str(Path(sys.executable).with_name("gunicorn")), "--chdir", str(workdir)]
     command += ["--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}", "--worker-class"]
-    command += [worker_class, "--log-level", "warning"]
+    # keep-alive 30 s (gunicorn's default is 2 s): a client idle while the other servers are
+    # measured keeps its connection, and the idle-connections row holds its 200 open
+    command += [worker_class, "--log-level", "warning", "--keep-alive", "30"]
     if worker_class == "gthread":
         command += ["--threads", "4"]
     process = subprocess.Popen(

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from granian.rsgi import ProtocolClosed, ProtocolError
+
 from sfn_container import codec
 from sfn_container.errors import ModelError
 from sfn_container.model import Model, find_model_dir, load_model
@@ -60,6 +62,7 @@ from sfn_container.paths import OptMl
 DEFAULT_MAX_BODY = 6 * 1024 * 1024
 #: hyper's read buffer: the request line and headers must fit (431 when they do not)
 MAX_HEAD_BYTES = 64 * 1024
+SMALL_BODY = 64 * 1024
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -213,7 +216,8 @@ class Service:
     async def _invocations(self, scope: Any, protocol: Any) -> None:
         headers = scope.headers
         try:
-            body = await asyncio.wait_for(self._body(scope, protocol), self.limits.read_timeout)
+            async with asyncio.timeout(self.limits.read_timeout):  # no extra task per request
+                body = await self._body(scope, protocol)
         except _BodyError as exc:
             _text(protocol, exc.status, str(exc), close=True)
             return
@@ -246,7 +250,12 @@ class Service:
             raise _BodyError(413, f"the body is larger than {self.limits.max_body} bytes")
         if not declared:
             return b""
-        body = bytearray()
+        if declared <= SMALL_BODY:  # one await (most requests): Granian raises if it breaks
+            try:
+                return bytes(await protocol())
+            except (ProtocolClosed, ProtocolError):
+                raise _BodyError(400, "the body ended before its Content-Length") from None
+        body = bytearray()  # larger: streamed, so a cancelled read leaves nothing buffered
         async for chunk in protocol:
             body += chunk
         if len(body) != declared:

@@ -10,11 +10,13 @@ Content-Length, an unknown Transfer-Encoding, control characters in a header) is
 the connection is closed; a request head over 64 KiB or with more than 100 fields is a 431.
 A body must come with a Content-Length: a chunked one gets 411 (see :meth:`Service._body`).
 
-Why Granian (measured in ``benchmarks/serving.py``, 2 workers on a loaded 2-core machine):
-with the same model and codec, Granian's RSGI interface answered about 2x the requests per
-second of uvicorn + httptools + uvloop with a bare ASGI app, and it enforces the header
-limits and the header read timeout itself; uvicorn + httptools has neither a header size
-or count limit nor a header timeout.
+Why Granian (measured with ``benchmarks/serving.py``'s load generator, 2 workers each, on
+a loaded 2-core machine): with the same model and codec, Granian's RSGI interface answered
+about 2x the requests per second of uvicorn + httptools + uvloop with a bare ASGI app (p50
+latency about 0.15 ms higher), and it enforces the header limits and the header read
+timeout itself; uvicorn + httptools has neither a header size or count limit nor a header
+timeout. Granian's main process gives up (exits 1) when a worker dies twice within 5.5 s;
+the platform restarts the container then (the local cloud's endpoint watcher does).
 
 Settings (environment, SageMaker's names first):
 

@@ -83,7 +83,10 @@ def transient_retry(
     """
     if job.status != "Failed" or not is_transient(job.failure_reason):
         return None
-    base, attempt = attempt_of(job.name)
+    try:
+        base, attempt = attempt_of(job.name)
+    except ValueError:  # not a pipeline job name: its earlier attempts cannot be counted
+        return None
     used = 0
     for earlier in range(attempt - 1, 0, -1):
         previous = describe(with_attempt(base, earlier))

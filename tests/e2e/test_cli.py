@@ -196,7 +196,8 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         assert "SUCCEEDED" in described.output
         assert "StartTraining" in described.output
         assert "redrive 1: continues from PollPreprocessing" in described.output
-        assert "StartPreprocessing" in described.output and "run 2" in described.output
+        assert "StartPreprocessing" in described.output
+        assert "run 2" in described.output
         unknown = CliRunner().invoke(
             main, ["describe", "--local", "no-such-execution"], env=runner_env
         )

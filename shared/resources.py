@@ -252,3 +252,12 @@ def notification_template() -> dict[str, str]:
         "run continues from the state that failed"
     )
     return message
+
+
+def notification_input_transformer() -> dict[str, Any]:
+    """The rule target's InputTransformer (the local cloud's; CDK builds the same one from
+    EventFields): a whole-value placeholder is inserted as JSON, one inside a string as text."""
+    template = json.dumps(notification_template(), indent=None)
+    for name in NOTIFICATION_PATHS:
+        template = template.replace(f'"<{name}>"', f"<{name}>")
+    return {"InputPathsMap": dict(NOTIFICATION_PATHS), "InputTemplate": template}

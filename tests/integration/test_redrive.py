@@ -27,7 +27,11 @@ from sfn_mlops.local.stack import Stack, deploy, read_notifications
 from sfn_mlops.progress import get_history
 from shared import resources
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # AccessDenied is AWS's common error, not one of SageMaker's modelled error shapes
+    pytest.mark.filterwarnings("ignore:Exception\\(InjectedServiceError\\):UserWarning"),
+]
 
 TIMEOUT = 240.0
 CREATES = (

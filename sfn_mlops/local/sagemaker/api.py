@@ -166,13 +166,16 @@ def _record_and_inject(patches: Any, responses: Any, faults: Any) -> None:
     """Wrap each RECORDED call: an injected error answers first; an accepted call is recorded."""
     from moto.core.exceptions import ServiceException
 
+    class InjectedServiceError(ServiceException):
+        """Defined here, not in moto: moto would look the code up in a 'core' model."""
+
     def wrap(method: str, param: str, inner: Any) -> Any:
         operation = "".join(part.title() for part in method.split("_"))
 
         def call(resp: Any) -> Any:
             fault = faults.take_api_error(operation)
             if fault is not None:
-                raise ServiceException(*fault)
+                raise InjectedServiceError(*fault)
             result = inner(resp)
             faults.record(operation, str(resp._get_param(param)))
             return result

@@ -178,6 +178,10 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
         click.echo(f"export {('SFN_MLOPS_LOCAL_PORT')}={cloud.port}")
         click.echo(f"# bucket: {stack.bucket}  repository: {stack.repository_uri}")
         click.echo(
+            "# notifications (failed executions, outcomes): "
+            f"aws sqs receive-message --queue-url {stack.notification_queue_url}"
+        )
+        click.echo(
             f"# e.g. aws --endpoint-url {cloud.endpoint_url} stepfunctions start-execution "
             f"--state-machine-arn {stack.state_machine_arn} --input file://payload.json"
         )

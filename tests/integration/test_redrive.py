@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from executions import wait_closed
 
 from sfn_mlops.history import failure, state_runs
 from sfn_mlops.local.cloud import LocalCloud
@@ -73,11 +74,7 @@ class Cloud:
         )
 
     def wait(self, arn: str) -> dict[str, Any]:
-        deadline = time.monotonic() + TIMEOUT
-        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{arn} still RUNNING"
-            time.sleep(0.2)
-        return desc  # type: ignore[no-any-return]
+        return wait_closed(self.sfn, arn, TIMEOUT)
 
     def redrive(self, arn: str) -> dict[str, Any]:
         self.sfn.redrive_execution(executionArn=arn)
@@ -95,6 +92,13 @@ class Cloud:
             ]
             if found or time.monotonic() > deadline:
                 return found
+
+
+def creates(
+    processing: int, training: int, packages: int = 1, models: int = 0, configs: int = 0
+) -> dict[str, int]:
+    """Expected create calls, in CREATES order."""
+    return dict(zip(CREATES, (processing, training, packages, models, configs), strict=True))
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -169,13 +173,8 @@ def test_preprocessing_job_failure_then_data_fixed_then_redrive(env: Cloud) -> N
     assert out["preprocess"]["job_name"].endswith("-2")
     counts = delta(env.counts(), before)
     MEASURED["preprocessing job failed -> redrive"] = counts
-    assert counts == {
-        "CreateProcessingJob": 3,  # preprocess attempts 1 (failed) and 2, evaluate 1
-        "CreateTrainingJob": 1,
-        "CreateModelPackage": 1,
-        "CreateModel": 0,
-        "CreateEndpointConfig": 0,
-    }
+    # processing: preprocess attempts 1 (failed) and 2, evaluate once
+    assert counts == creates(processing=3, training=1)
 
 
 def test_capacity_failure_is_retried_then_an_algorithm_error_is_not(env: Cloud) -> None:
@@ -222,13 +221,8 @@ def test_capacity_failure_is_retried_then_an_algorithm_error_is_not(env: Cloud) 
     assert json.loads(done["output"])["train"]["job_name"].endswith("-3")
     counts = delta(env.counts(), before)
     MEASURED["capacity (auto-retried) + algorithm error at training -> redrive"] = counts
-    assert counts == {
-        "CreateProcessingJob": 2,  # preprocess and evaluate, once each
-        "CreateTrainingJob": 3,  # capacity failure, algorithm error, the redriven attempt
-        "CreateModelPackage": 1,
-        "CreateModel": 0,
-        "CreateEndpointConfig": 0,
-    }
+    # training: the capacity failure, the algorithm error, the redriven attempt
+    assert counts == creates(processing=2, training=3)
 
 
 def test_register_failure_then_permission_fixed_then_redrive(env: Cloud) -> None:
@@ -273,13 +267,7 @@ def test_register_failure_then_permission_fixed_then_redrive(env: Cloud) -> None
     assert_redriven(env, done, "RegisterModel")
     counts = delta(env.counts(), before)
     MEASURED["RegisterModel refused -> redrive"] = counts
-    assert counts == {
-        "CreateProcessingJob": 2,
-        "CreateTrainingJob": 1,
-        "CreateModelPackage": 1,
-        "CreateModel": 0,
-        "CreateEndpointConfig": 0,
-    }
+    assert counts == creates(processing=2, training=1)
     # a SUCCEEDED execution is not redrivable
     with pytest.raises(ClientError) as succeeded:
         env.sfn.redrive_execution(executionArn=arn)
@@ -310,10 +298,4 @@ def test_update_endpoint_failure_then_redrive_deploys_once(env: Cloud) -> None:
     assert endpoint["EndpointConfigName"] == out["deploy"]["endpoint_config_name"]
     counts = delta(env.counts(), before)
     MEASURED["UpdateEndpoint refused -> redrive"] = counts
-    assert counts == {
-        "CreateProcessingJob": 2,
-        "CreateTrainingJob": 1,
-        "CreateModelPackage": 1,
-        "CreateModel": 1,
-        "CreateEndpointConfig": 1,
-    }
+    assert counts == creates(processing=2, training=1, models=1, configs=1)

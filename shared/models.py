@@ -223,9 +223,12 @@ class PollState(Strict):
     `elapsed_seconds`: the sum of the waits so far, this one included (the time of the next
     poll since the start); `expected_seconds`: the step's duration as history predicts it,
     looked up once at the start and carried, not re-read per poll; `reason`: why this wait.
+    `Restart`: the job (or endpoint update) ended unsuccessfully and is started again as its
+    next attempt after `wait_seconds` (a transient SageMaker failure, or a redrive after the
+    failure: shared/job_retry.py).
     """
 
-    status: Literal["InProgress", "Completed"]
+    status: Literal["InProgress", "Completed", "Restart"]
     attempt: int = Field(ge=0)
     wait_seconds: int = Field(ge=1)
     elapsed_seconds: int = Field(default=0, ge=0)
@@ -233,7 +236,20 @@ class PollState(Strict):
     reason: str = ""
 
 
-class PreprocessOutput(Strict):
+class Restartable(Strict):
+    """A step that starts a job (or an endpoint update) followed by a poll loop."""
+
+    redrive_count: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "the execution's RedriveCount when this step started: set by the definition from "
+            "$$.Execution.RedriveCount, so a poll can tell a redrive from its first run"
+        ),
+    )
+
+
+class PreprocessOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["processing"] = "processing"
     reused: bool
@@ -245,7 +261,7 @@ class PreprocessOutput(Strict):
     poll: PollState
 
 
-class TrainOutput(Strict):
+class TrainOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["training"] = "training"
     reused: bool
@@ -253,7 +269,7 @@ class TrainOutput(Strict):
     poll: PollState
 
 
-class EvaluateOutput(Strict):
+class EvaluateOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["processing"] = "processing"
     reused: bool
@@ -277,6 +293,9 @@ class PollRequest(Strict):
     expected_seconds: int | None = Field(default=None, ge=1)  # ditto
     expected_config_name: str | None = None  # endpoint polls: the config the update must land on
     execution_name: str | None = None  # optional: the logs' correlation id
+    # $$.Execution.RedriveCount now, and when the followed job was started (Restartable)
+    redrive_count: int = Field(default=0, ge=0)
+    started_redrive_count: int = Field(default=0, ge=0)
 
 
 ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
@@ -312,7 +331,7 @@ class RegisterOutput(Strict):
     reused: bool
 
 
-class DeployOutput(Strict):
+class DeployOutput(Restartable):
     endpoint_name: SageMakerName
     endpoint_config_name: SageMakerName
     model_name: SageMakerName

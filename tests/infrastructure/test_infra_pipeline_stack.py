@@ -479,3 +479,60 @@ def test_failed_executions_alarm_notifies(pipeline_json: dict[str, Any]) -> None
     assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut"}
     (topic,) = resources_of(pipeline_json, "AWS::SNS::Topic")
     assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_unsuccessful_executions_are_notified_from_their_status_change_event(
+    pipeline_json: dict[str, Any],
+) -> None:
+    import botocore.session
+
+    # Given the rule on this state machine's status change events
+    rule_id = _by_property(
+        pipeline_json, "AWS::Events::Rule", "Name", resources.EXECUTION_STATUS_RULE
+    )
+    rule = pipeline_json["Resources"][rule_id]["Properties"]
+    # Then it matches aws.states status changes of this state machine, unsuccessful ones only
+    (arn,) = rule["EventPattern"]["detail"]["stateMachineArn"]
+    assert f":stateMachine:{resources.STATE_MACHINE_NAME}" in json.dumps(arn)
+    assert rule["EventPattern"] == resources.execution_status_event_pattern(arn)
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    statuses = set(model.shape_for("ExecutionStatus").enum)
+    assert set(resources.NOTIFIED_STATUSES) <= statuses
+    assert {"SUCCEEDED", "RUNNING"}.isdisjoint(rule["EventPattern"]["detail"]["status"])
+    # ... and targets the topic with a message carrying name, status, error, cause and link
+    (topic_id,) = resources_of(pipeline_json, "AWS::SNS::Topic")
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    transformer = target["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) == set(resources.NOTIFICATION_PATHS.values())
+    template = transformer["InputTemplate"]
+    for key in ("execution_name", "status", "error", "cause", "console_url", "redrive_count"):
+        assert f'"{key}":' in template, key
+    assert "console.aws.amazon.com/states/home" in template
+    # ... with the least permissions: the topic accepts EventBridge's publish, and the key
+    # may be used by EventBridge only on behalf of this rule
+    (policy,) = resources_of(pipeline_json, "AWS::SNS::TopicPolicy").values()
+    publishes = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    (publish,) = publishes
+    assert as_list(publish["Action"]) == ["sns:Publish"]
+    assert publish["Resource"] == {"Ref": topic_id}
+    (rule_arn,) = publish["Condition"]["ArnEquals"].values()
+    assert f":rule/{resources.EXECUTION_STATUS_RULE}" in json.dumps(rule_arn)
+    key_id = pipeline_json["Resources"][topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key_statements = pipeline_json["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
+    (events_key,) = [
+        s for s in key_statements if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    assert set(as_list(events_key["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert events_key["Condition"] == publish["Condition"]  # this rule only
+
+
+def test_the_workflow_no_longer_publishes_failures_itself(pipeline_json: dict[str, Any]) -> None:
+    (machine,) = resources_of(pipeline_json, "AWS::StepFunctions::StateMachine").values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "NotifyFailure" not in definition
+    assert '\\"Catch\\"' not in definition

@@ -8,13 +8,13 @@ and a transient Lambda service error on the way), then each scenario is a manual
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from executions import wait_closed
 
 from sfn_mlops.history import failure, state_runs
 from sfn_mlops.local.cloud import LocalCloud
@@ -48,11 +48,7 @@ class Pipeline:
         return str(self.stack.defaults["endpoint_name"])
 
     def wait(self, arn: str) -> dict[str, Any]:
-        deadline = time.monotonic() + TIMEOUT
-        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{arn} still RUNNING"
-            time.sleep(0.2)
-        return desc  # type: ignore[no-any-return]
+        return wait_closed(self.sfn, arn, TIMEOUT)
 
     def start(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.sfn.start_execution(

@@ -193,3 +193,41 @@ def install(patches: Any, local: Any) -> None:
     patches.set(SageMakerResponse, "update_endpoint", update_endpoint)
     patches.set(SageMakerResponse, "delete_endpoint", delete_endpoint)
     patches.set(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+    _record_and_inject(patches, SageMakerResponse, local.faults)
+
+
+#: Operations whose accepted calls the local cloud records (faults.py), by response method,
+#: with the parameter that names what they create.
+RECORDED = {
+    "create_processing_job": "ProcessingJobName",
+    "create_training_job": "TrainingJobName",
+    "create_model": "ModelName",
+    "create_endpoint_config": "EndpointConfigName",
+    "create_endpoint": "EndpointName",
+    "update_endpoint": "EndpointName",
+    "create_model_package": "ModelPackageGroupName",
+}
+
+
+def _record_and_inject(patches: Any, responses: Any, faults: Any) -> None:
+    """Wrap each RECORDED call: an injected error answers first; an accepted call is recorded."""
+    from moto.core.exceptions import ServiceException
+
+    class InjectedServiceError(ServiceException):
+        """Defined here, not in moto: moto would look the code up in a 'core' model."""
+
+    def wrap(method: str, param: str, inner: Any) -> Any:
+        operation = "".join(part.title() for part in method.split("_"))
+
+        def call(resp: Any) -> Any:
+            fault = faults.take_api_error(operation)
+            if fault is not None:
+                raise InjectedServiceError(*fault)
+            result = inner(resp)
+            faults.record(operation, str(resp._get_param(param)))
+            return result
+
+        return call
+
+    for method, param in RECORDED.items():
+        patches.set(responses, method, wrap(method, param, getattr(responses, method)))

@@ -77,6 +77,10 @@ class MetricScanner:
             fake.final_metric_data_list = list(self.latest.values())
 
 
+class _InjectedFailureError(Exception):
+    """A job failure SageMaker reports before the container runs (faults.py)."""
+
+
 @dataclass
 class Job:
     kind: str
@@ -136,6 +140,7 @@ class JobRunner:
         self.ws = ws
         self.jobs: dict[str, Job] = {}
         self.hooks: list[JobHook] = []
+        self.faults: Any = None  # faults.Faults, set by LocalSageMaker
 
     def new_job(self, kind: str, name: str) -> Job:
         from moto.sagemaker.exceptions import ResourceInUseException
@@ -207,6 +212,11 @@ class JobRunner:
             return opt_ml / path[len("/opt/ml") :].lstrip("/")
         return opt_ml.parent / "fs" / path.lstrip("/")
 
+    def _injected(self, params: dict[str, Any]) -> None:
+        reason = self.faults.take_job_failure(params) if self.faults is not None else None
+        if reason:
+            raise _InjectedFailureError(reason)
+
     def _finish(self, job: Job, params: dict[str, Any], status: str) -> None:
         for hook in list(self.hooks):
             hook(job.kind, job.name, status, params)
@@ -226,6 +236,7 @@ class JobRunner:
     def _processing_main(self, job: Job, fake: Any, params: dict[str, Any]) -> None:
         status, reason, message = "Failed", None, None
         try:
+            self._injected(params)
             app = params.get("AppSpecification") or {}
             tokens = [
                 *(app.get("ContainerEntrypoint") or []),
@@ -280,6 +291,8 @@ class JobRunner:
             else:
                 reason = self._host_failure(job, group, codes)
                 message = reason.removeprefix("AlgorithmError: ")
+        except _InjectedFailureError as exc:
+            reason = message = str(exc)
         except Exception as exc:
             reason = (
                 f"ClientError: {exc}"[:1024] if not str(exc).startswith("ClientError") else str(exc)
@@ -388,6 +401,7 @@ class JobRunner:
     def _training_main(self, job: Job, fake: Any, params: dict[str, Any]) -> None:
         status, reason, secondary = "Failed", None, "Failed"
         try:
+            self._injected(params)
             self._transition(fake, "Downloading", "Downloading input data")
             count = int((params.get("ResourceConfig") or {}).get("InstanceCount", 1))
             group = _hosts(job, count)
@@ -446,6 +460,8 @@ class JobRunner:
                 status, secondary = "Completed", "Completed"
             else:
                 reason = self._host_failure(job, group, codes)
+        except _InjectedFailureError as exc:
+            reason = str(exc)
         except Exception as exc:
             reason = f"ClientError: {exc}"[:1024]
         self._finish(job, params, status)

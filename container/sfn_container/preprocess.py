@@ -38,6 +38,13 @@ faster than writing CSV lines plus a float32 copy), ``profile/profile.json`` (ro
 split and per file, per-column statistics, class balance, ``warnings`` such as a data file
 with a header and no rows) and ``sample/sample.csv`` (header + a few test rows without
 the target column, RFC 4180 quoted: what the smoke test sends to the endpoint).
+
+Several hosts (``$OPT_ML/config/resourceconfig.json``) or ``SPLIT_PARTS`` > 1: each host
+splits its shard of the raw files the same way (a row's split never depends on the host
+or the number of hosts) and writes its Parquet parts, profile and sample under its own
+prefix (``train/<host>/train-00000.parquet``, ``profile/<host>/profile.json``), the
+profile with the raw moments and category counts a merge needs
+(:mod:`sfn_container.shards`, :mod:`sfn_container.profiles`).
 """
 
 from __future__ import annotations
@@ -59,7 +66,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from sfn_container import tabular
+from sfn_container import profiles, shards, tabular
+from sfn_container.distributed import Cluster
 from sfn_container.errors import ConfigError, EmptyInputError, SchemaError
 from sfn_container.paths import OptMl
 
@@ -82,6 +90,7 @@ class PreprocessConfig:
     seed: int = 0
     sample_rows: int = 5
     ignore_columns: tuple[str, ...] = field(default_factory=tuple)
+    parts: int = 1  # Parquet parts per split (per host): the training instance count
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PreprocessConfig:
@@ -98,6 +107,7 @@ class PreprocessConfig:
                 seed=int(env.get("SPLIT_SEED", "0")),
                 sample_rows=int(env.get("SAMPLE_ROWS", "5")),
                 ignore_columns=tuple(ignore),
+                parts=int(env.get("SPLIT_PARTS", "1")),
             )
         except ValueError as exc:
             raise ConfigError(f"invalid preprocessing setting: {exc}") from exc
@@ -114,6 +124,8 @@ class PreprocessConfig:
             raise ConfigError("TEST_FRACTION and VALIDATION_FRACTION must be in (0, 1), sum < 1")
         if self.sample_rows < 1:
             raise ConfigError("SAMPLE_ROWS must be >= 1")
+        if not 1 <= self.parts <= 1000:
+            raise ConfigError("SPLIT_PARTS must be between 1 and 1000")
         if self.target_column in self.ignore_columns:
             raise ConfigError(f"IGNORE_COLUMNS lists the target column {self.target_column!r}")
 
@@ -321,19 +333,9 @@ class NumericStats:
         self.maximum = max(self.maximum, float(values.max()))
 
     def describe(self) -> dict[str, Any]:
-        def num(value: float) -> float | None:
-            return float(value) if math.isfinite(value) else None
-
-        count = int(self.count)
-        return {
-            "type": "numeric",
-            "count": count,
-            "missing": self.missing,
-            "mean": num(self.mean) if count else None,
-            "std": num(math.sqrt(self.m2 / (count - 1))) if count > 1 else None,
-            "min": num(self.minimum),
-            "max": num(self.maximum),
-        }
+        return profiles.describe_numeric(
+            int(self.count), self.missing, self.mean, self.m2, self.minimum, self.maximum
+        )
 
 
 @dataclass
@@ -347,14 +349,7 @@ class TextStats:
             self.counts[str(item["values"])] += int(item["counts"])
 
     def describe(self) -> dict[str, Any]:
-        top = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:10]
-        return {
-            "type": "categorical",
-            "count": sum(self.counts.values()),
-            "missing": self.missing,
-            "distinct": len(self.counts),
-            "top": dict(top),
-        }
+        return profiles.describe_categorical(self.counts, self.missing)
 
 
 def column_stats(inputs: Inputs) -> dict[str, NumericStats | TextStats]:
@@ -384,14 +379,16 @@ class _Run:
     sample: list[pa.RecordBatch]
 
 
-def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig) -> _Run:
-    """Stream every batch: check, hash and split it, append it to its split's Parquet file,
-    merge its statistics. Memory stays at a few batches whatever the data size."""
+def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig, host: str | None) -> _Run:
+    """Stream every batch: check, hash and split it, append it to its split's (part's)
+    Parquet file, merge its statistics. Memory stays at a few batches whatever the data
+    size."""
     features = [c for c in inputs.header if c != config.target_column]
     schema = pa.schema(
         [(c, pa.string() if c in inputs.text else pa.float64()) for c in inputs.header]
     )
-    paths = [output_dir / name / f"{name}{SPLIT_SUFFIX}" for name in SPLITS]
+    parts = config.parts
+    paths = shards.split_paths(output_dir, SPLITS, parts, host, SPLIT_SUFFIX)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     # Uncompressed, dictionary encoding only for text: measured ~4x faster to write than
@@ -416,7 +413,8 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig) -> _Ru
             run.files[source] += batch.num_rows
             target = tabular.to_float(batch.column(config.target_column))
             check_target(target, source, config)
-            split = assign_splits(row_hash(batch, config.seed), config)
+            hashes = row_hash(batch, config.seed)
+            split = assign_splits(hashes, config)
             split[np.isnan(target)] = DROPPED
             run.rows += np.bincount(split, minlength=4)
             if config.problem_type == "binary_classification":
@@ -424,8 +422,13 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig) -> _Ru
             kept = batch if not run.rows[DROPPED] else batch.filter(pa.array(split != DROPPED))
             kept_split = split if kept is batch else split[split != DROPPED]
             update_stats(run.stats, kept)
+            # each row's writer: its split's part (another slice of the same hash)
+            writer_of = kept_split.astype(np.int64) * parts
+            if parts > 1:
+                kept_hashes = hashes if kept is batch else hashes[split != DROPPED]
+                writer_of += shards.part_of(kept_hashes, parts)
             for i, writer in enumerate(writers):
-                part = kept.filter(pa.array(kept_split == i))
+                part = kept.filter(pa.array(writer_of == i))
                 if part.num_rows:
                     writer.write_batch(part)
             if sampled < config.sample_rows:
@@ -439,14 +442,24 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig) -> _Ru
     return run
 
 
-def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> dict[str, Any]:
-    """Run the whole step; returns the profile (also written to profile/profile.json)."""
+def preprocess(
+    input_dir: Path, output_dir: Path, config: PreprocessConfig, host: str | None = None
+) -> dict[str, Any]:
+    """Run the whole step; returns the profile (also written to profile/profile.json).
+
+    `host`: this host's name when the job has several (its files go under its own prefix,
+    its profile carries the mergeable ``partial``)."""
+    if host is not None and not any(p.is_file() for p in input_dir.rglob("*")):
+        raise EmptyInputError(
+            f"host {host} received no raw objects: ShardedByS3Key gives each host whole S3 "
+            "objects, so the raw data needs at least as many data files as processing hosts"
+        )
     inputs = scan_inputs(input_dir, config)
     if config.target_column in inputs.text:
         raise _text_target(inputs, config)
     while True:
         try:
-            run = _one_pass(inputs, output_dir, config)
+            run = _one_pass(inputs, output_dir, config, host)
             break
         except _NewTextColumnsError as exc:  # start again with those columns as text
             inputs.text |= exc.columns
@@ -463,14 +476,14 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
             + (f"; {'; '.join(warnings)}" if warnings else "")
         )
     for i, name in enumerate(SPLITS):
-        if rows[i] == 0:
+        if rows[i] == 0 and host is None:  # one host's shard may lack a split; the union not
             raise EmptyInputError(
                 f"the {name} split is empty: {total} rows are too few for test_fraction "
                 f"{config.test_fraction} and validation_fraction {config.validation_fraction}"
             )
 
     features = [c for c in inputs.header if c != config.target_column]
-    sample_path = output_dir / "sample" / "sample.csv"
+    sample_path = shards.output_file(output_dir, "sample", "sample.csv", host)
     sample_path.parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(pa.Table.from_batches(run.sample), sample_path)
 
@@ -494,12 +507,15 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
         "columns": {name: stat.describe() for name, stat in run.stats.items()},
         "warnings": warnings,
     }
+    if shards.per_host(host, config.parts):
+        profile["host"] = host
+        profile["partial"] = profiles.partial(run.stats, rows, run.positives, SPLITS)
     if config.problem_type == "binary_classification":
         profile["class_balance"] = {
             name: {"rows": int(rows[i]), "positive": int(run.positives[i])}
             for i, name in enumerate(SPLITS)
         }
-    profile_path = output_dir / "profile" / "profile.json"
+    profile_path = shards.output_file(output_dir, "profile", "profile.json", host)
     profile_path.parent.mkdir(parents=True, exist_ok=True)
     profile_path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
     return profile
@@ -522,7 +538,9 @@ def _text_target(inputs: Inputs, config: PreprocessConfig) -> SchemaError:
 def main() -> None:
     config = PreprocessConfig.from_env()
     opt_ml = OptMl.from_env()
-    profile = preprocess(opt_ml.processing_input("raw"), opt_ml.processing_output(""), config)
+    cluster = Cluster.from_file(opt_ml.processing_resource_config)
+    host = cluster.current_host if cluster.size > 1 else None
+    profile = preprocess(opt_ml.processing_input("raw"), opt_ml.processing_output(""), config, host)
     for warning in profile["warnings"]:  # also in the profile (and the execution's output)
         print(f"WARNING {warning}", file=sys.stdout, flush=True)
     print(

@@ -70,6 +70,8 @@ def processing_request(
     inputs = [
         s3_input("test", request.preprocess.test_uri, f"{PROCESSING_INPUT}/test"),
         s3_input("challenger", request.train.model_artifact_uri, f"{PROCESSING_INPUT}/challenger"),
+        # one profile per preprocessing host: evaluate writes the merged profile
+        s3_input("profile", request.preprocess.profile_uri, f"{PROCESSING_INPUT}/profile"),
     ]
     if champion_uri:
         inputs.append(s3_input("champion", champion_uri, f"{PROCESSING_INPUT}/champion"))
@@ -81,6 +83,7 @@ def processing_request(
         request.execution_name,
         inputs,
         {"evaluation": output},
+        request.config.evaluation_compute,
     )
 
 

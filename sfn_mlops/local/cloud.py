@@ -25,6 +25,7 @@ from sfn_mlops.local import procs
 from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
 from sfn_mlops.local.sagemaker import LocalSageMaker
+from sfn_mlops.local.sfn import SimulatedClock
 from shared import resources
 
 DEFAULT_REGION = resources.LOCAL_REGION
@@ -96,6 +97,8 @@ class LocalCloud:
         self.lambdas: LambdaRuntime
         self.sagemaker: LocalSageMaker
         self.events: EventRouter
+        #: Step Functions' clock for the redrive window (tests advance it: sfn.SimulatedClock)
+        self.sfn_clock = SimulatedClock()
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -288,7 +291,7 @@ class LocalCloud:
     def _install_sfn(self) -> None:
         from sfn_mlops.local.sfn import install, install_fast_waits
 
-        install(self._patches)
+        install(self._patches, self.sfn_clock, emit=self.route_event)
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 

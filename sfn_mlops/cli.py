@@ -9,6 +9,7 @@
     sfn-mlops redrive EXECUTION         continue a failed execution from its failed state
     sfn-mlops invoke --endpoint N r.csv predictions from an endpoint (a file, -, or CSV rows)
     sfn-mlops report EXECUTION          one self-contained HTML page about an execution
+    sfn-mlops logs EXECUTION            its Lambda, job and endpoint logs (CloudWatch Logs)
 
 Commands that print data take --json (one JSON document on stdout; progress goes to
 stderr). `describe` exits 1 when the execution FAILED, TIMED_OUT or ABORTED.
@@ -575,6 +576,30 @@ def report(execution: str, out: Path | None, as_json: bool, **aws: Any) -> None:
         )
     else:
         click.echo(str(path))
+
+
+@main.command()
+@click.argument("execution")
+@click.option("--state", "state_name", help="Only this state's lines (e.g. PollTraining).")
+@json_option
+@aws_options
+@_user_errors
+def logs(execution: str, state_name: str | None, as_json: bool, **aws: Any) -> None:
+    """The Lambda, SageMaker job and endpoint logs of an execution, oldest first, from
+    CloudWatch Logs (on AWS, or the local cloud's own: same group names)."""
+    from sfn_mlops.logs import execution_logs
+
+    target = _target(**aws)
+    lines = call(execution_logs, target, target.execution_arn(execution), state_name)
+    if as_json:
+        _echo_json([line.as_json() for line in lines])
+        return
+    if not lines:
+        click.echo("no log lines for this execution (yet)", err=True)
+    for line in lines:
+        jobs = line.group.startswith("/aws/sagemaker/") and "Jobs" in line.group
+        where = line.stream.split("/", 1)[0] if jobs else line.group.rsplit("/", 1)[-1]
+        click.echo(f"{line.timestamp:%H:%M:%S.%f}"[:-3] + f"  {where:<22} {line.message}")
 
 
 def _numeric(line: str) -> bool:

@@ -177,6 +177,15 @@ def save_artifacts(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) ->
     return dest
 
 
+def _cli_path() -> str:
+    """This `sfn-mlops`, as the user can type it from here (.venv/bin/sfn-mlops for make run)."""
+    path = Path(sys.executable).parent / "sfn-mlops"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _index_entry(r: ExecutionReport) -> dict[str, Any]:
     return {
         "name": r.name,
@@ -219,6 +228,7 @@ def summary(
         for reason in gate.get("reasons", []):
             lines.append(f"      - {reason}")
     endpoint_name = stack.defaults.get("endpoint_name", "")
+    cli = _cli_path()
     try:
         ep = cloud.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         lines.append(
@@ -227,9 +237,9 @@ def summary(
         )
         lines.append(
             "  to predict yourself, keep a local cloud running and train into it:\n"
-            "      sfn-mlops local up &              # in memory: gone when it stops\n"
-            "      sfn-mlops start --local --wait    # train, evaluate, deploy (default payload)\n"
-            f"      sfn-mlops invoke --local --endpoint {endpoint_name} {run_dir / SAMPLE_CSV}"
+            f"      {cli} local up &            # in memory: gone when it stops\n"
+            f"      {cli} start --local --wait  # once it is up: train and deploy\n"
+            f"      {cli} invoke --local --endpoint {endpoint_name} {run_dir / SAMPLE_CSV}"
         )
     except Exception:
         lines.append(f"  endpoint: {endpoint_name} (not created)")
@@ -298,7 +308,8 @@ def local_run(
                 break
             if sample_uri is None:  # the same rows after every execution
                 sample_uri = report.output["preprocess"]["sample_uri"]
-                _download(cloud, sample_uri, run_dir / SAMPLE_CSV)
+                # preprocess' sample output is a prefix holding sample.csv
+                _download(cloud, f"{sample_uri.rstrip('/')}/{SAMPLE_CSV}", run_dir / SAMPLE_CSV)
             report.prediction = invoke_inference(cloud, stack, report, sample_uri)
         text = summary(reports, cloud, stack, run_dir, time.monotonic() - started)
         write_index(run_dir / "index.html", [_index_entry(r) for r in reports], text)

@@ -119,7 +119,7 @@ def state_outcomes(
     return out
 
 
-def _definition(sfn: Any, describe: dict[str, Any]) -> dict[str, Any]:
+def definition_of(sfn: Any, describe: dict[str, Any]) -> dict[str, Any]:
     """The definition the execution ran (after an update, not necessarily the current one)."""
     try:
         text = sfn.describe_state_machine_for_execution(executionArn=describe["executionArn"])[
@@ -130,10 +130,14 @@ def _definition(sfn: Any, describe: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def _s3_json(s3: Any, uri: Any) -> dict[str, Any]:
+def _s3_json(s3: Any, uri: Any, name: str) -> dict[str, Any]:
+    """JSON at `uri`: the object itself, or `name` under it when it is a job's output prefix
+    (preprocess' profile output is a prefix holding profile.json)."""
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ValueError(f"not an S3 URI: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
+    if not key.endswith(".json"):
+        key = f"{key.rstrip('/')}/{name}"
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return json.loads(body)  # type: ignore[no-any-return]
 
@@ -173,22 +177,22 @@ def collect(cloud: Any, execution_arn: str, region: str, on_aws: bool) -> Report
     data = ReportData(
         describe=describe,
         events=events,
-        definition=_definition(sfn, describe),
+        definition=definition_of(sfn, describe),
         state=last_state_data(events, describe.get("output")),
         region=region,
         on_aws=on_aws,
     )
     s3 = cloud.client("s3")
-    for attr, step, key in (
-        ("evaluation", "evaluate", "report_uri"),
-        ("profile", "preprocess", "profile_uri"),
+    for attr, step, key, name in (
+        ("evaluation", "evaluate", "report_uri", "evaluation.json"),
+        ("profile", "preprocess", "profile_uri", "profile.json"),
     ):
         uri = (data.state.get(step) or {}).get(key)
         if uri is None:
             data.problems.append(f"no {attr}: the execution did not get to write it")
             continue
         try:
-            setattr(data, attr, _s3_json(s3, uri))
+            setattr(data, attr, _s3_json(s3, uri, name))
         except Exception as exc:
             data.problems.append(f"{attr} at {uri} could not be read: {exc}")
     sm = cloud.client("sagemaker")

@@ -2,11 +2,10 @@
 
 Why matplotlib SVG (and not Vega-Lite/altair or plotly): the page must open with no
 network. Altair writes HTML that loads vega from a CDN unless `vl-convert-python` (a
-~30 MB wheel bundling a JS runtime) inlines it; plotly offline inlines ~4.6 MB of
-plotly.js into every report. matplotlib (a ~9 MB wheel, numpy already installed) draws
-static SVG: no script at all to load or fail in the browser, each figure a few tens of
-KB, and the same file prints and diffs well. What is lost is hover interactivity; each
-plotted point set carries an SVG <title> tooltip instead.
+~30 MB wheel bundling a JS runtime) inlines it; plotly offline inlines ~4 MB of plotly.js
+into every report. matplotlib (~20 MB of wheels with its dependencies; numpy is already
+installed) draws static SVG: no script at all to load or fail in the browser, each figure
+a few tens of KB. What is lost is hover interactivity.
 """
 
 from __future__ import annotations

@@ -142,26 +142,23 @@ def _s3_json(s3: Any, uri: Any, name: str) -> dict[str, Any]:
     return json.loads(body)  # type: ignore[no-any-return]
 
 
+#: describe_* call, name parameter and the keys of its answer, per SageMaker job type.
+_DESCRIBE = {
+    "training": ("describe_training_job", "TrainingJobName", "Training"),
+    "processing": ("describe_processing_job", "ProcessingJobName", "Processing"),
+}
+
+
 def _job(sm: Any, step: str, kind: str, name: str) -> JobRun:
-    if kind == "training":
-        d = sm.describe_training_job(TrainingJobName=name)
-        return JobRun(
-            step,
-            kind,
-            name,
-            d["TrainingJobStatus"],
-            d.get("TrainingStartTime"),
-            d.get("TrainingEndTime"),
-            d.get("FailureReason"),
-        )
-    d = sm.describe_processing_job(ProcessingJobName=name)
+    method, param, prefix = _DESCRIBE[kind]
+    d = getattr(sm, method)(**{param: name})
     return JobRun(
         step,
         kind,
         name,
-        d["ProcessingJobStatus"],
-        d.get("ProcessingStartTime"),
-        d.get("ProcessingEndTime"),
+        d[f"{prefix}JobStatus"],
+        d.get(f"{prefix}StartTime"),
+        d.get(f"{prefix}EndTime"),
         d.get("FailureReason"),
     )
 

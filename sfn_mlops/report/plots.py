@@ -180,28 +180,10 @@ def workflow_graph(definition: dict[str, Any], outcomes: dict[str, StateOutcome]
         if o.visits > 1:
             note += f" ×{o.visits}"
         dark = o.status in ("succeeded", "failed", "caught", "recovered")
-        ax.text(
-            x,
-            y - 0.08,
-            label,
-            ha="center",
-            va="center",
-            fontsize=6,
-            zorder=3,
-            color="white" if dark else "#222",
-            fontweight="bold",
-            linespacing=1.0,
-        )
-        ax.text(
-            x,
-            y + 0.19,
-            note,
-            ha="center",
-            va="center",
-            fontsize=5.6,
-            zorder=3,
-            color="white" if dark else "#333",
-        )
+        ink = {"ha": "center", "va": "center", "zorder": 3}
+        ax.text(x, y - 0.08, label, fontsize=6, color="white" if dark else "#222",
+                fontweight="bold", linespacing=1.0, **ink)  # fmt: skip
+        ax.text(x, y + 0.19, note, fontsize=5.6, color="white" if dark else "#333", **ink)
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=c)
         for s, c in COLORS.items()
@@ -272,6 +254,16 @@ def timeline(
 
 
 # --- model quality --------------------------------------------------------------------
+def _finish(fig: Any, ax: Any, plot_id: str, labels: tuple[str, str, str], legend: str) -> str:
+    """Axis labels and title (x, y, title), the legend, and the figure as SVG."""
+    x, y, title = labels
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize=8)
+    return _svg(fig, plot_id)
+
+
 def _curves(
     ax: Any, plots: dict[str, Any], key: str, xs: str, ys: str, labels: dict[str, str] | None = None
 ) -> None:
@@ -304,23 +296,17 @@ def roc_curve(plots: dict[str, Any], auc: dict[str, Any]) -> str:
         for role, value in auc.items()
     }
     _curves(ax, plots, "roc_curve", "false_positive_rates", "true_positive_rates", labels)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC curve (test split)")
-    ax.legend(loc="lower right", fontsize=8)
-    return _svg(fig, "roc")
+    labels = ("false positive rate", "true positive rate", "ROC curve (test split)")
+    return _finish(fig, ax, "roc", labels, "lower right")
 
 
 def pr_curve(plots: dict[str, Any]) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     _curves(ax, plots, "pr_curve", "recalls", "precisions")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
     ax.set_ylim(0, 1.02)
-    ax.set_title("precision–recall curve (test split)")
-    ax.legend(loc="lower left", fontsize=8)
-    return _svg(fig, "pr")
+    labels = ("recall", "precision", "precision–recall curve (test split)")
+    return _finish(fig, ax, "pr", labels, "lower left")
 
 
 def confusion_matrix(matrix: dict[str, dict[str, int]], role: str) -> str:
@@ -365,11 +351,8 @@ def predicted_vs_actual(plots: dict[str, Any]) -> str:
             lo, hi = min(lo, *a, *p), max(hi, *a, *p)
     if lo < hi:
         ax.plot([lo, hi], [lo, hi], color="#bbb", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("actual")
-    ax.set_ylabel("predicted")
-    ax.set_title("predicted vs actual (test split)")
-    ax.legend(loc="upper left", fontsize=8)
-    return _svg(fig, "predicted-vs-actual")
+    labels = ("actual", "predicted", "predicted vs actual (test split)")
+    return _finish(fig, ax, "predicted-vs-actual", labels, "upper left")
 
 
 def residuals(plots: dict[str, Any]) -> str:
@@ -389,11 +372,8 @@ def residuals(plots: dict[str, Any]) -> str:
                 alpha=0.45 if role == "challenger" else 1,
             )
     ax.axvline(0, color="#bbb", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("residual (predicted − actual)")
-    ax.set_ylabel("rows")
-    ax.set_title("residuals (test split)")
-    ax.legend(loc="upper right", fontsize=8)
-    return _svg(fig, "residuals")
+    labels = ("residual (predicted − actual)", "rows", "residuals (test split)")
+    return _finish(fig, ax, "residuals", labels, "upper right")
 
 
 def feature_importance(importances: dict[str, dict[str, float]], top: int = 15) -> str:

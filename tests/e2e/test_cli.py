@@ -434,3 +434,16 @@ def test_port_in_use_is_a_message() -> None:
     assert result.exit_code == 2
     assert f"port {port}" in result.output
     assert "in use" in result.output
+
+
+def test_invoke_rows_that_are_neither_a_file_nor_csv_is_a_message(tmp_path: Path) -> None:
+    # an endpoint nobody listens on: the rows are checked before any call
+    args = ["invoke", "--endpoint-url", "http://127.0.0.1:9", "--endpoint", "e"]
+    result = CliRunner().invoke(main, [*args, "rows.csv"])
+    assert result.exit_code == 2
+    assert "'rows.csv' is neither a file nor a CSV row of numbers" in result.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,c\n")
+    result = CliRunner().invoke(main, [*args, str(empty)])
+    assert result.exit_code == 2
+    assert "has no data rows" in result.output

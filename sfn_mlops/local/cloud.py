@@ -134,7 +134,9 @@ class LocalCloud:
         self.lambdas = LambdaRuntime(
             self.endpoint_url, self.region, self.workdir / "logs" / "lambda", self.logs
         )
-        self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
+        self.sagemaker = LocalSageMaker(
+            lambda: self.client("s3"), self.workdir, self.region, self.logs
+        )
         self.events = EventRouter(self._invoke_target)
         self._install()
         return self

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -46,9 +47,11 @@ class LocalLogs:
                 backend.create_log_stream(group, stream)
             backend.put_log_events(group, stream, [event])
 
-    def pump(self, pipe: IO[bytes], file: IO[bytes], group: str, stream: str) -> threading.Thread:
+    def pump(
+        self, pipe: IO[bytes], file: IO[bytes], group: str, stream: str, close: bool = False
+    ) -> threading.Thread:
         """Copy a child's output, line by line, into `file` and into the log stream, until
-        the pipe closes (the child exited)."""
+        the pipe closes (the child exited); `close`: then close `file` too."""
 
         def run() -> None:
             for raw in iter(pipe.readline, b""):
@@ -61,6 +64,8 @@ class LocalLogs:
                 if text:
                     self.put(group, stream, text)
             pipe.close()
+            if close:
+                file.close()
 
         thread = threading.Thread(target=run, daemon=True, name=f"logs {group} {stream}")
         thread.start()
@@ -69,6 +74,16 @@ class LocalLogs:
 
 def lambda_stream(worker_id: str) -> str:
     return time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{worker_id}"
+
+
+def log_stream_of(kind: str, name: str, host: str = "algo-1") -> tuple[str, str]:
+    """(group, stream) of a SageMaker job (kind processing | training) or model server
+    (kind serve, `name` the endpoint), as SageMaker names them."""
+    epoch = int(time.time())
+    if kind == "serve":
+        return ENDPOINT_GROUP.format(name), f"AllTraffic/i-{uuid.uuid4().hex[:17]}"
+    group = TRAINING_GROUP if kind == "training" else PROCESSING_GROUP
+    return group, f"{name}/{host}-{epoch}"
 
 
 Sink = Callable[[str, str, str], None]

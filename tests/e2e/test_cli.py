@@ -254,6 +254,9 @@ def _logs_of(arn: str, runner_env: dict[str, str], env: dict[str, str]) -> None:
     groups = {ln["group"] for ln in lines}
     assert "/aws/lambda/sfn-mlops-validate" in groups, groups
     assert "/aws/lambda/sfn-mlops-train" in groups
+    # and what the jobs and the model server printed, under SageMaker's group names
+    assert {"/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs"} <= groups, groups
+    assert "/aws/sagemaker/Endpoints/sfn-mlops-endpoint" in groups, groups
     validate = [ln for ln in lines if ln["group"] == "/aws/lambda/sfn-mlops-validate"]
     assert any(json.loads(ln["message"]).get("correlation_id") == name
                for ln in validate if ln["message"].startswith("{"))  # fmt: skip
@@ -262,6 +265,10 @@ def _logs_of(arn: str, runner_env: dict[str, str], env: dict[str, str]) -> None:
     one = json.loads(_cli(["logs", "--local", "--json", "--state", "StartTraining", arn],
                           runner_env).stdout)  # fmt: skip
     assert {ln["state"] for ln in one} == {"StartTraining"}
+    assert {ln["group"] for ln in one} == {
+        "/aws/lambda/sfn-mlops-train",
+        "/aws/sagemaker/TrainingJobs",
+    }
     text = _cli(["logs", "--local", arn], runner_env)
     assert text.exit_code == 0
     assert "sfn-mlops-validate" in text.output

@@ -330,13 +330,13 @@ def _wait(target: Target, arn: str, timeout: float, as_json: bool = False) -> in
 
 
 def _started(target: Target, arn: str, wait: bool, timeout: float, as_json: bool) -> None:
-    """After start/rerun/redrive: the ARN (or, with --wait, how it ended)."""
+    """After start/rerun: the ARN (with --json, a JSON object: with --wait, how it ended)."""
+    if not as_json:
+        click.echo(arn)
     if wait:
         sys.exit(_wait(target, arn, timeout, as_json))
     if as_json:
         _echo_json({"executionArn": arn, "name": arn.rsplit(":", 1)[-1]})
-    else:
-        click.echo(arn)
 
 
 @main.command()

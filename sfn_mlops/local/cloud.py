@@ -24,6 +24,7 @@ from typing import Any
 from sfn_mlops.local import procs
 from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
+from sfn_mlops.local.logs import LocalLogs
 from sfn_mlops.local.sagemaker import LocalSageMaker
 from sfn_mlops.local.sfn import SimulatedClock
 from shared import resources
@@ -132,10 +133,13 @@ class LocalCloud:
         self._reset_backends()
         # moto's ASL interpreter calls Lambda & co. at localhost:$MOTO_PORT (server mode)
         self._set_env("MOTO_PORT", str(self.port))
+        self.logs = LocalLogs(self.account, self.region)  # its own CloudWatch Logs
         self.lambdas = LambdaRuntime(
-            self.endpoint_url, self.region, self.workdir / "logs" / "lambda"
+            self.endpoint_url, self.region, self.workdir / "logs" / "lambda", self.logs
         )
-        self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
+        self.sagemaker = LocalSageMaker(
+            lambda: self.client("s3"), self.workdir, self.region, self.logs
+        )
         self.events = EventRouter(self._invoke_target)
         self._install()
         return self

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sfn_mlops.local import procs
+from sfn_mlops.local.logs import LAMBDA_GROUP, LocalLogs, lambda_stream
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -56,7 +57,13 @@ class Invocation:
 
 
 class _Worker:
-    def __init__(self, config: FunctionConfig, env: dict[str, str], log: IO[Any]) -> None:
+    """One execution environment. What the handler logs (stderr) goes to the function's
+    log file and, as on Lambda, to its log group: /aws/lambda/<function>, one stream per
+    environment, with START/END/REPORT lines around each invocation."""
+
+    def __init__(
+        self, config: FunctionConfig, env: dict[str, str], log: IO[Any], logs: LocalLogs | None
+    ) -> None:
         self.config = config
         self.proc = procs.spawn(
             [sys.executable, "-m", "sfn_mlops.local.lambda_worker"],
@@ -64,11 +71,21 @@ class _Worker:
             cwd=env.get("LAMBDA_TASK_ROOT"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=log,
+            stderr=subprocess.PIPE if logs else log,
         )
+        self._logs = logs
+        self._group = LAMBDA_GROUP.format(config.name)
+        self._stream = lambda_stream(uuid.uuid4().hex)
+        if logs is not None:
+            assert self.proc.stderr is not None
+            logs.pump(self.proc.stderr, log, self._group, self._stream)
         self._lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = False
+
+    def _log(self, message: str) -> None:
+        if self._logs is not None:
+            self._logs.put(self._group, self._stream, message)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -83,9 +100,21 @@ class _Worker:
             return None
 
     def invoke(self, event: Any) -> Invocation:
+        started = time.monotonic()
+        request_id = str(uuid.uuid4())
+        self._log(f"START RequestId: {request_id} Version: $LATEST")
+        result = self._invoke(event, request_id)
+        ms = (time.monotonic() - started) * 1000
+        self._log(f"END RequestId: {request_id}")
+        self._log(
+            f"REPORT RequestId: {request_id}\tDuration: {ms:.2f} ms\t"
+            f"Memory Size: {self.config.memory_mb} MB"
+        )
+        return result
+
+    def _invoke(self, event: Any, request_id: str) -> Invocation:
         timeout = self.config.timeout_seconds
         deadline = time.monotonic() + timeout
-        request_id = str(uuid.uuid4())
         if not self.ready:  # the cold start counts against the timeout, as on Lambda
             line = self._next(deadline)
             if not line:
@@ -134,10 +163,13 @@ class _Worker:
 class LambdaRuntime:
     """The warm pools of every function the local cloud knows."""
 
-    def __init__(self, endpoint_url: str, region: str, log_dir: Path) -> None:
+    def __init__(
+        self, endpoint_url: str, region: str, log_dir: Path, logs: LocalLogs | None = None
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
         self.log_dir = log_dir
+        self.logs = logs
         self._configs: dict[str, FunctionConfig] = {}
         self._idle: dict[str, list[_Worker]] = {}
         self._logs: dict[str, IO[Any]] = {}
@@ -201,7 +233,7 @@ class LambdaRuntime:
     def warm(self, function_name: str) -> None:
         """Start one worker ahead of the first invocation (a provisioned environment)."""
         config = self._configs[function_name]
-        worker = _Worker(config, self._env(config), self._log(function_name))
+        worker = _Worker(config, self._env(config), self._log(function_name), self.logs)
         with self._lock:
             self._idle.setdefault(function_name, []).append(worker)
 
@@ -234,7 +266,7 @@ class LambdaRuntime:
                 else:
                     candidate.close()
         if worker is None:
-            worker = _Worker(config, self._env(config), self._log(function_name))
+            worker = _Worker(config, self._env(config), self._log(function_name), self.logs)
         result = worker.invoke(event)
         if worker.alive:
             with self._lock:

@@ -131,7 +131,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something listens on the port. SO_REUSEADDR as the servers themselves bind
+    (werkzeug's, like http.server's, sets allow_reuse_address): without it the probe fails
+    for the ~60 s (TCP TIME_WAIT) that a stopped server's closed connections linger, and a
+    restart on the same port was refused although nothing listened any more."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

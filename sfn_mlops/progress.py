@@ -31,6 +31,7 @@ class Row(StateRun):
     Poll visits collapsed, `polls` of them)."""
 
     polls: int = 0
+    wait: str = ""  # the loop's Wait state
 
 
 def collapse_polls(runs: list[StateRun]) -> list[Row]:
@@ -43,19 +44,23 @@ def collapse_polls(runs: list[StateRun]) -> list[Row]:
             continue
         fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(StateRun)}
         if run.type == "Wait":
-            if loop is None or (loop.polls == 0 and loop.name != run.name):
-                loop = Row(**{**fields, "errors": list(run.errors)})
+            if loop is None or loop.wait != run.name:
+                loop = Row(**{**fields, "errors": list(run.errors)}, wait=run.name)
                 rows.append(loop)
             loop.exited = None  # waiting again: the loop goes on
             loop.type = "Wait"
             continue
-        if loop is not None and loop.type == "Wait":  # the Task after a Wait: a poll
+        # the Poll Task after a Wait: one more poll of the loop. Another Task after a Wait
+        # (a Restart<Step> wait going back to Start<Step>) is a row of its own.
+        if loop is not None and loop.type == "Wait" and run.name.startswith("Poll"):
             loop.name, loop.type = run.name, "Poll"
             loop.polls += 1
             loop.exited, loop.output, loop.closed = run.exited, run.output, run.closed
             loop.attempts += run.attempts
             loop.errors.extend(run.errors)
             continue
+        if loop is not None and loop.type == "Wait":  # a Wait no poll followed: it is over
+            loop.exited = run.entered
         loop = None
         rows.append(Row(**fields))
     return rows

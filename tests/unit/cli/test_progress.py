@@ -53,3 +53,24 @@ def test_plain_view_prints_a_loop_once_when_it_is_over() -> None:
     ]
     assert "(3 polls)" in lines[2]
     assert "WaitForTraining" not in out.getvalue()
+
+
+def test_a_restart_wait_ends_the_poll_loop_and_the_restarted_step_is_its_own_row() -> None:
+    # Given a poll loop whose job failed, then Restart<Step> (a Wait) back to Start<Step>
+    history = _polling(2, finished=False)
+    history.visit("IsTrainingComplete", "Choice").visit("RestartTraining", "Wait")
+    history.visit("StartTraining").visit("IsTrainingComplete", "Choice")
+    history.visit("WaitForTraining", "Wait").visit("PollTraining")
+
+    rows = collapse_polls(state_runs(history.events))
+
+    assert [(r.name, r.polls) for r in rows] == [
+        ("ValidateInput", 0),
+        ("StartTraining", 0),
+        ("PollTraining", 2),
+        ("RestartTraining", 0),
+        ("StartTraining", 0),
+        ("PollTraining", 1),
+    ]
+    assert rows[3].status == "succeeded"  # the restart wait is over, not shown as running
+    assert rows[4].visit == 2

@@ -146,8 +146,19 @@ def local_run_cmd(run_dir: Path | None, port: int, plain: bool | None, baseline:
     help="Where jobs and logs go (default: a temp dir).",
 )
 @click.option("--no-data", is_flag=True, help="Do not seed the default data set under data/.")
+@click.option(
+    "--lambda-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="SFN_MLOPS_LAMBDA_CONCURRENCY",
+    show_envvar=True,
+    show_default="5 per CPU",
+    help="Concurrent Lambda invocations before Invoke is throttled (the account quota).",
+)
 @_user_errors
-def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
+def local_up_cmd(
+    port: int, workdir: Path | None, no_data: bool, lambda_concurrency: int | None
+) -> None:
     """Keep a local cloud with the stack deployed running until Ctrl-C, and print what
     to export so that the AWS CLI and boto3 reach it."""
     import threading
@@ -161,7 +172,7 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
     if port and procs.port_in_use(port):
         raise PortInUseError("127.0.0.1", port)
     procs.install_signal_handlers()
-    with LocalCloud(port=port, workdir=workdir) as cloud:
+    with LocalCloud(port=port, workdir=workdir, lambda_concurrency=lambda_concurrency) as cloud:
         stack = deploy(cloud, triggers=False)
         if not no_data:
             seed, _ = export_dataset(cloud.workdir / "data")
@@ -170,7 +181,10 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
             )
         enable_triggers(cloud, stack)
         env = cloud.env()
-        click.echo(f"local cloud running at {cloud.endpoint_url}  (Ctrl-C to stop)")
+        click.echo(
+            f"local cloud running at {cloud.endpoint_url}  (Ctrl-C to stop; Lambda "
+            f"concurrency limit {cloud.lambdas.concurrency})"
+        )
         click.echo("# export these for the AWS CLI / boto3:")
         for key, value in env.items():
             click.echo(f"export {key}={value}")

@@ -72,9 +72,13 @@ class LocalCloud:
         workdir: Path | None = None,
         region: str = DEFAULT_REGION,
         fast_waits: bool = True,
+        lambda_concurrency: int | None = None,
     ) -> None:
         """`fast_waits`: Wait states end when a local job or endpoint operation ends instead
-        of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time."""
+        of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time.
+        `lambda_concurrency`: the account's Lambda concurrency quota (lambda_runtime.py;
+        default sized from the machine)."""
+        self.lambda_concurrency = lambda_concurrency
         self.host = host
         self.fast_waits = fast_waits
         self.requested_port = port
@@ -133,7 +137,10 @@ class LocalCloud:
         # moto's ASL interpreter calls Lambda & co. at localhost:$MOTO_PORT (server mode)
         self._set_env("MOTO_PORT", str(self.port))
         self.lambdas = LambdaRuntime(
-            self.endpoint_url, self.region, self.workdir / "logs" / "lambda"
+            self.endpoint_url,
+            self.region,
+            self.workdir / "logs" / "lambda",
+            concurrency=self.lambda_concurrency,
         )
         self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
         self.events = EventRouter(self._invoke_target)
@@ -240,7 +247,7 @@ class LocalCloud:
     def _invoke_target(self, arn: str, event: dict[str, Any]) -> tuple[Any, str | None]:
         """An EventBridge rule's Lambda target (asynchronous invoke, through the seam)."""
         name = arn.split(":function:", 1)[-1].split(":", maxsplit=1)[0]
-        result = self.dispatcher.run(name, event)
+        result = self.dispatcher.run_queued(name, event)
         return result.payload, result.function_error
 
     def _install(self) -> None:

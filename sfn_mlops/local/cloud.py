@@ -23,6 +23,7 @@ from typing import Any
 
 from sfn_mlops.local import procs
 from sfn_mlops.local.events import EventRouter
+from sfn_mlops.local.iam import Enforcer
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
 from sfn_mlops.local.sagemaker import LocalSageMaker
 from sfn_mlops.local.sfn import SimulatedClock
@@ -144,6 +145,7 @@ class LocalCloud:
         )
         self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
         self.events = EventRouter(self._invoke_target)
+        self.iam = Enforcer()
         self._install()
         return self
 
@@ -256,12 +258,19 @@ class LocalCloud:
         self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         for install in (
+            self._install_iam,
             self._install_lambda,
             self._install_sagemaker,
             self._install_events,
             self._install_sfn,
         ):
             install()
+
+    def _install_iam(self) -> None:
+        """Requests signed with a function role's credentials are checked (iam.py)."""
+        from sfn_mlops.local import iam
+
+        self._exit.enter_context(iam.install(self.iam))
 
     def _install_lambda(self) -> None:
         """Invoke -> the function's real handler in its warm workers (via the Lambda seam)."""

@@ -62,6 +62,8 @@ class FunctionConfig:
     timeout_seconds: int
     memory_mb: int
     code_paths: tuple[str, ...] = ()  # extra import roots (the code package, for tests)
+    #: The role's credentials (sfn_mlops/local/iam.py); None: the cloud's dummy ones.
+    credentials: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class LambdaRuntime:
     def _env(self, config: FunctionConfig) -> dict[str, str]:
         env = {k: os.environ[k] for k in _HOST_KEYS if k in os.environ}
         env.update(config.environment)
-        env.update(DUMMY_CREDENTIALS)
+        env.update(config.credentials or DUMMY_CREDENTIALS)
         root = str(Path(__file__).resolve().parents[2])
         env.update(
             _HANDLER=config.handler,

@@ -81,6 +81,25 @@ def role_policies(scope: Scope, permissions: Permissions = PERMISSIONS) -> dict[
     return {key: json.dumps(policy_document(build(scope))) for key, build in permissions.items()}
 
 
+#: IAM service prefix -> the boto3 client that makes those calls (actions not listed here,
+#: such as iam:PassRole, are checked on another service's call and need no client).
+_CLIENTS = {"s3": "s3", "sagemaker": "sagemaker", "states": "stepfunctions", "sns": "sns"}
+
+
+def client_services(policy: str) -> tuple[str, ...]:
+    """The boto3 clients a function with this policy uses (what its worker creates while
+    it warms up): one per granted service, sagemaker-runtime for InvokeEndpoint."""
+    services: set[str] = set()
+    for statement in json.loads(policy)["Statement"]:
+        for action in statement["Action"]:
+            prefix, _, name = action.partition(":")
+            if action == "sagemaker:InvokeEndpoint":
+                services.add("sagemaker-runtime")
+            elif prefix in _CLIENTS and name:
+                services.add(_CLIENTS[prefix])
+    return tuple(sorted(services))
+
+
 def role_name(spec: resources.FunctionSpec) -> str:
     return f"{resources.PROJECT}-{spec.key}-function"
 

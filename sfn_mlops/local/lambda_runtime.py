@@ -64,6 +64,9 @@ class FunctionConfig:
     code_paths: tuple[str, ...] = ()  # extra import roots (the code package, for tests)
     #: The role's credentials (sfn_mlops/local/iam.py); None: the cloud's dummy ones.
     credentials: dict[str, str] | None = None
+    #: boto3 clients (shared.aws.client) the worker creates before it reports ready, so
+    #: the first invocation does not pay for them (as module-level clients on Lambda)
+    warm_clients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class _Worker:
         self._lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = False
+        self._init = threading.Lock()  # one reader of the "ready" line
+        self.init_failure: bytes | None = None
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -107,15 +112,23 @@ class _Worker:
         except queue.Empty:
             return None
 
+    def wait_ready(self, deadline: float) -> bool:
+        """Wait (until `deadline`) for the worker's init (imports, clients) to finish."""
+        with self._init:
+            if not self.ready:
+                line = self._next(deadline)
+                if not line:
+                    self.init_failure = line  # None: timed out; b"": the process died
+                    return False
+                self.ready = True
+            return True
+
     def invoke(self, event: Any) -> Invocation:
         timeout = self.config.timeout_seconds
         deadline = time.monotonic() + timeout
         request_id = str(uuid.uuid4())
-        if not self.ready:  # the cold start counts against the timeout, as on Lambda
-            line = self._next(deadline)
-            if not line:
-                return self._died_or_timed_out(line, request_id, timeout)
-            self.ready = True
+        if not self.wait_ready(deadline):  # the cold start counts against the timeout
+            return self._died_or_timed_out(self.init_failure, request_id, timeout)
         assert self.proc.stdin is not None
         request = {
             "event": event,
@@ -249,6 +262,7 @@ class LambdaRuntime:
             PYTHONPATH=os.pathsep.join([*config.code_paths, root]),
             PYTHONUNBUFFERED="1",
             SFN_MLOPS_FUNCTION_ARN=config.arn,
+            SFN_MLOPS_WARM_CLIENTS=",".join(config.warm_clients),
         )
         return env
 
@@ -269,6 +283,14 @@ class LambdaRuntime:
         worker = _Worker(config, self._env(config), self._log(function_name))
         with self._lock:
             self._idle.setdefault(function_name, []).append(worker)
+
+    def wait_warm(self, timeout: float = 60.0) -> bool:
+        """Wait until every idle worker has finished its init (provisioned environments
+        ready, as when a stack is up); False if some had not within `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers = [w for ws in self._idle.values() for w in ws]
+        return all(w.wait_ready(deadline) for w in workers if w.alive)
 
     def handler(self, function_name: str) -> Any:
         """What the Lambda seam (lambdas.LambdaDispatcher) calls for an Invoke of the

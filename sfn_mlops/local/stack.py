@@ -252,10 +252,11 @@ def deploy(
         policies = iam.role_policies(scope, permissions)
 
     def register(spec: resources.FunctionSpec, arn: str, env: dict[str, str]) -> None:
-        credentials = None
+        credentials, clients = None, ()
         if policies is not None:  # the worker runs as the function's role
             role = f"arn:aws:iam::{account}:role/{iam.role_name(spec)}"
             credentials = cloud.iam.credentials(cloud.client("sts"), role, spec.function_name)
+            clients = iam.client_services(policies[spec.key])
         cloud.register_function(
             FunctionConfig(
                 name=spec.function_name,
@@ -265,6 +266,7 @@ def deploy(
                 timeout_seconds=spec.timeout_seconds,
                 memory_mb=spec.memory_mb,
                 credentials=credentials,
+                warm_clients=clients,
             )
         )
 

@@ -1,7 +1,8 @@
 """Load as on AWS: the local cloud's Lambda concurrency limit (an account's concurrency
 quota). The excess Invoke is throttled with TooManyRequestsException, which the
-definition's retrier (copied from the rendered ASL) absorbs: a burst of executions started
-at once all succeed instead of queueing cold starts past the functions' timeouts."""
+definition's retrier absorbs (the rendered ASL's Lambda Retry, in the fixture definition of
+benchmarks/load.py): a burst of executions started at once all succeed instead of queueing
+cold starts past the functions' timeouts."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from benchmarks.load import burst_definition
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.lambda_runtime import FunctionConfig, default_concurrency
 from shared import resources
@@ -25,30 +26,6 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
 ROLE = "arn:aws:iam::123456789012:role/load"
 STEPS = ("first", "second", "third")
-
-
-def _lambda_retry() -> list[dict[str, Any]]:
-    """The Retry of the pipeline's Lambda Tasks, as rendered (Lambda.TooManyRequestsException
-    with backoff among them)."""
-    asl = json.loads(resources.ASL_PATH.read_text())
-    retry = asl["States"]["ValidateInput"]["Retry"]
-    assert any("Lambda.TooManyRequestsException" in r["ErrorEquals"] for r in retry)
-    return list(retry)
-
-
-def _definition(arns: dict[str, str]) -> str:
-    states: dict[str, Any] = {}
-    for i, step in enumerate(STEPS):
-        states[step] = {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {"FunctionName": arns[step], "Payload": {"n.$": "$.n"}},
-            "ResultSelector": {"n.$": "$.Payload.event.n"},
-            "TimeoutSeconds": 60,
-            "Retry": _lambda_retry(),
-            **({"Next": STEPS[i + 1]} if i + 1 < len(STEPS) else {"End": True}),
-        }
-    return json.dumps({"StartAt": STEPS[0], "States": states})
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +55,9 @@ def machine(cloud: LocalCloud) -> str:
         arns[step] = arn
     return str(
         cloud.client("stepfunctions").create_state_machine(
-            name="load", definition=_definition(arns), roleArn=ROLE
+            name="load",
+            definition=burst_definition([arns[s] for s in STEPS], {"n.$": "$.n"}),
+            roleArn=ROLE,
         )["stateMachineArn"]
     )
 

@@ -94,7 +94,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         spec = resources.FUNCTIONS_BY_KEY["validate"]
         env = resources.function_environment(
             spec,
-            {"PIPELINE_DEFAULTS": json.dumps(local_defaults()), "DEFAULT_IMAGE_URI": "img:latest"},
+            {
+                "PIPELINE_DEFAULTS": json.dumps(local_defaults()),
+                "DEFAULT_IMAGE_URI": f"{resources.ECR_REPOSITORY}:latest",
+                "ARTIFACT_BUCKET": "bench-load",
+                "DATA_PREFIX": resources.DATA_PREFIX,
+            },
         )
 
         def register(s: resources.FunctionSpec, arn: str, e: dict[str, str]) -> None:

@@ -178,9 +178,24 @@ def local_run_cmd(
     help="Where jobs and logs go (default: a temp dir).",
 )
 @click.option("--no-data", is_flag=True, help="Do not seed the default data set under data/.")
+@click.option(
+    "--lambda-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="SFN_MLOPS_LAMBDA_CONCURRENCY",
+    show_envvar=True,
+    show_default="5 per CPU",
+    help="Concurrent Lambda invocations before Invoke is throttled (the account quota).",
+)
 @json_option
 @_user_errors
-def local_up_cmd(port: int, workdir: Path | None, no_data: bool, as_json: bool) -> None:
+def local_up_cmd(
+    port: int,
+    workdir: Path | None,
+    no_data: bool,
+    lambda_concurrency: int | None,
+    as_json: bool,
+) -> None:
     """Keep a local cloud with the stack deployed running until Ctrl-C, and print what
     to export so that the AWS CLI and boto3 reach it. Its state (executions, buckets,
     models, logs) lives in memory and is gone when it stops; job files stay in its work
@@ -196,7 +211,7 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool, as_json: bool) 
     if port and procs.port_in_use(port):
         raise PortInUseError("127.0.0.1", port)
     procs.install_signal_handlers()
-    with LocalCloud(port=port, workdir=workdir) as cloud:
+    with LocalCloud(port=port, workdir=workdir, lambda_concurrency=lambda_concurrency) as cloud:
         stack = deploy(cloud, triggers=False)
         if not no_data:
             seed, _ = export_dataset(cloud.workdir / "data")
@@ -219,10 +234,13 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool, as_json: bool) 
                     "repository_uri": stack.repository_uri,
                     "state_machine_arn": stack.state_machine_arn,
                     "notification_queue_url": stack.notification_queue_url,
+                    "lambda_concurrency": cloud.lambdas.concurrency,
                 }
             )
         else:
-            _print_local_up(cloud.endpoint_url, cloud.workdir, env, stack)
+            _print_local_up(
+                cloud.endpoint_url, cloud.workdir, env, stack, cloud.lambdas.concurrency
+            )
         sys.stdout.flush()
         try:
             threading.Event().wait()
@@ -230,8 +248,12 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool, as_json: bool) 
             click.echo("stopping the local cloud")
 
 
-def _print_local_up(url: str, workdir: Path, env: dict[str, str], stack: Any) -> None:
-    click.echo(f"local cloud running at {url}  (Ctrl-C to stop)")
+def _print_local_up(
+    url: str, workdir: Path, env: dict[str, str], stack: Any, concurrency: int
+) -> None:
+    click.echo(
+        f"local cloud running at {url}  (Ctrl-C to stop; Lambda concurrency limit {concurrency})"
+    )
     click.echo(f"# work dir (job files, Lambda and job logs): {workdir}")
     click.echo("# its state is in memory: executions, buckets and models are gone when it stops")
     click.echo("# export these for the AWS CLI / boto3:")

@@ -281,6 +281,7 @@ def local_run(
         s3 = cloud.client("s3")
         s3.upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
         enable_triggers(cloud, stack)
+        cloud.lambdas.wait_warm()
         print(
             f"local cloud at {cloud.endpoint_url}; stack deployed; seed data at "
             f"{stack.data_uri}{seed.name}",

@@ -100,6 +100,11 @@ class S3:
             except ClientError as exc:
                 if code_of(exc) == "NoSuchBucket":
                     raise ArtifactError(f"bucket {bucket!r} does not exist") from exc
+                if code_of(exc) in ("AccessDenied", "403"):  # IAM: only the stack's bucket
+                    raise ArtifactError(
+                        f"bucket {bucket!r} does not exist or this pipeline may not read it "
+                        "(AccessDenied: its role reads the stack's own bucket)"
+                    ) from exc
                 raise
         keys = [item.get("Key", "") for item in page.get("Contents", [])]
         return [key for key in keys if key and not key.endswith("/")]

@@ -176,3 +176,43 @@ def test_container_report_extras_are_ignored(moto: None, context: Any) -> None:
     # WHEN / THEN the gate reads the flat metrics
     out = GateOutput.model_validate(gate_handler(gate_state(), context))
     assert (out.challenger, out.champion, out.passed) == (0.97, 0.95, True)
+
+
+EVEN = Objective(name="auc", goal="maximize", threshold=0.8, min_improvement=0.0)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "objective", "passed"),
+    [
+        # float noise (the 1.11e-16 "worse") is a tie, in both directions
+        (0.998775, 0.998775 + 1.11e-16, EVEN, False),
+        (0.998775 + 1.11e-16, 0.998775, EVEN, False),
+        # min_improvement 0 means strictly better: a real gain deploys, an equal model does not
+        (0.998776, 0.998775, EVEN, True),
+        # a gain equal to min_improvement (up to float noise) meets it
+        (0.85 + 0.01, 0.85, AUC, True),
+        (0.85 + 0.01 - 2e-12, 0.85, AUC, True),
+        (0.85 + 0.0099, 0.85, AUC, False),
+    ],
+)
+def test_ties_are_decided_with_a_relative_tolerance(
+    challenger: float, champion: float, objective: Objective, passed: bool
+) -> None:
+    # GIVEN a champion and a challenger that differ by noise, by the margin, or by less
+    rep = EvaluationReport.model_validate(report(challenger, champion))
+    # WHEN the gate decides
+    out = decide(rep, objective, "auto")
+    # THEN noise is equality, and equality never beats the champion under min_improvement 0
+    assert out.passed is passed
+    if challenger != champion and abs(challenger - champion) < 1e-12:
+        assert any("equal within relative 1e-09" in r for r in out.reasons)
+
+
+def test_equal_minimized_metric_is_a_tie() -> None:
+    rmse = Objective(name="rmse", goal="minimize", threshold=5.0, min_improvement=0.0)
+    rep = EvaluationReport.model_validate(
+        report(1.0 + 1e-15, 1.0, metric="rmse", problem_type="regression")
+    )
+    out = decide(rep, rmse, "auto")
+    assert (out.passed, out.approval_status) == (False, "Rejected")
+    assert any("needs strictly better" in r for r in out.reasons)

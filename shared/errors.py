@@ -39,6 +39,10 @@ class PollLimitExceededError(PipelineError):
     """A job or endpoint was still in progress after the configured number of polls."""
 
 
+class DeployLockTimeoutError(PollLimitExceededError):
+    """Another RUNNING execution held the endpoint's deployment lock for all `max_polls` waits."""
+
+
 class EndpointUpdateFailedError(PipelineError):
     """CreateEndpoint/UpdateEndpoint did not reach InService with the new config.
 

@@ -26,6 +26,9 @@ EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
 SCHEDULE_RULE = f"{PROJECT}-schedule"
+#: DynamoDB: the endpoints' deployment locks and the trigger's event claims (pk, owner index).
+COORDINATION_TABLE = f"{PROJECT}-coordination"
+EXECUTION_CLOSED_RULE = f"{PROJECT}-execution-closed"
 #: The endpoint's one production variant: the endpoint alarms' VariantName dimension, so the
 #: deploy function must name its variant this for the rollback alarms to see its metrics.
 ENDPOINT_VARIANT_NAME = "AllTraffic"
@@ -78,7 +81,13 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "functions.trigger.handler.lambda_handler",
         "EventBridge (ECR push, S3 Object Created) -> StartExecution, named from the event",
         None,
-        env=("STATE_MACHINE_ARN", "ECR_REPOSITORY", "DATA_PREFIX", "ARTIFACT_BUCKET"),
+        env=(
+            "STATE_MACHINE_ARN",
+            "ECR_REPOSITORY",
+            "DATA_PREFIX",
+            "ARTIFACT_BUCKET",
+            "COORDINATION_TABLE",
+        ),
     ),
     FunctionSpec(
         "validate",
@@ -124,6 +133,36 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Reads the evaluation report and decides: threshold met and champion beaten?",
         "GateFunctionArn",
         env=_BASE_ENV,
+    ),
+    FunctionSpec(
+        "lock-acquire",
+        "functions.lock.handler.acquire_handler",
+        "Takes the endpoint's deployment lock (or says who holds it); reclaims a dead owner's",
+        "LockAcquireFunctionArn",
+        env=("COORDINATION_TABLE",),
+    ),
+    FunctionSpec(
+        "recheck",
+        "functions.evaluate.handler.recheck_handler",
+        "Under the lock: champion changed since evaluation? Then re-evaluate on the same split",
+        "RecheckFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"),
+        sagemaker_access=True,
+        folder="evaluate",
+    ),
+    FunctionSpec(
+        "lock-release",
+        "functions.lock.handler.release_handler",
+        "Releases the endpoint's deployment lock held by this execution",
+        "LockReleaseFunctionArn",
+        env=("COORDINATION_TABLE",),
+    ),
+    FunctionSpec(
+        "lock-events",
+        "functions.lock.handler.execution_closed_handler",
+        "Execution Status Change (failed, timed out, aborted) -> releases that execution's locks",
+        None,
+        env=("COORDINATION_TABLE",),
     ),
     FunctionSpec(
         "register",
@@ -185,6 +224,45 @@ def s3_data_event_pattern(bucket: str, prefix: str = DATA_PREFIX) -> dict[str, A
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}},
+    }
+
+
+#: The coordination table's key and its index by owner (shared/adapters/dynamodb.py).
+COORDINATION_KEY = "pk"
+COORDINATION_OWNER_INDEX = "owner"
+#: Claims of handled events expire (DynamoDB TTL) well after EventBridge stops retrying (24 h).
+COORDINATION_TTL_ATTRIBUTE = "expires_at"
+
+
+def coordination_table_request(name: str = COORDINATION_TABLE) -> dict[str, Any]:
+    """CreateTable for the coordination table (the local cloud; the CDK app builds the same)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": COORDINATION_KEY, "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": COORDINATION_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": COORDINATION_OWNER_INDEX,
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    }
+
+
+def execution_closed_event_pattern(state_machine_arn: str) -> dict[str, Any]:
+    """A closed execution of the pipeline that may still hold a lock (there is no Catch)."""
+    return {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+            "stateMachineArn": [state_machine_arn],
+        },
     }
 
 

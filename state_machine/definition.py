@@ -285,6 +285,83 @@ def smoke_test_step(on_error: State) -> Task:
     )
 
 
+def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> State:
+    """Between ShouldDeploy and UpdateEndpoint: one deployment per endpoint at a time, decided
+    against the champion that serves when it happens.
+
+    ``AcquireDeployLock -> IsDeployLockHeld -(no)-> WaitForDeployLock -> AcquireDeployLock``
+    (adaptive wait, bounded by max_polls), then ``CheckChampion``: unchanged -> `deploy`;
+    changed -> the re-evaluation job's poll loop -> ``FreshGate`` -> ``StillBetter``: deploy,
+    or ``UpdateRegistration`` (Rejected / PendingManualApproval) -> `release`. The lock is
+    released by `release` on these paths, and by the execution-closed rule on every other
+    way out (failure, timeout, StopExecution).
+    """
+    acquire = lambda_step(
+        "AcquireDeployLock",
+        "lock-acquire",
+        payload="$",
+        output_model=models.LockState,
+        result_path="$.lock",
+        on_error=on_error,
+        comment="Conditional write of the endpoint's lock item (owner = this execution)",
+    )
+    held = Choice("IsDeployLockHeld", comment="Held -> compare with today's champion; else wait")
+    wait = Wait(
+        "WaitForDeployLock",
+        seconds_path="$.lock.wait_seconds",
+        comment="Another RUNNING execution deploys to this endpoint: adaptive, bounded wait",
+    )
+    check = start_step(
+        "CheckChampion",
+        "recheck",
+        models.RecheckOutput,
+        "recheck",
+        on_error,
+        "Champion changed since evaluation? Then re-evaluate both on the same test split",
+    )
+    changed = Choice("ChampionChanged", comment="Unchanged -> the gate's decision stands")
+    fresh_gate = start_step(
+        "FreshGate",
+        "gate",
+        models.GateOutput,
+        "gate",
+        on_error,
+        "The gate again, on the re-evaluation against the champion serving now",
+    )
+    still = Choice("StillBetter", comment="Deploy only if it still beats the newer champion")
+    update_registration = start_step(
+        "UpdateRegistration",
+        "register",
+        models.RegisterOutput,
+        "register",
+        on_error,
+        "The model package's approval status from the fresh decision (Rejected or pending)",
+    )
+    acquire.next(held)
+    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", True), check)
+    held.default_choice(wait)
+    wait.next(acquire)
+    check.next(changed)
+    changed.add_choice(ChoiceRule.BooleanEquals("$.recheck.changed", False), deploy)
+    changed.default_choice(poll_loop("Recheck", "recheck", on_error=on_error, then=fresh_gate))
+    fresh_gate.next(still)
+    still.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), deploy)
+    still.default_choice(update_registration)
+    update_registration.next(release)
+    return acquire
+
+
+def release_lock_step(on_error: State) -> Task:
+    return start_step(
+        "ReleaseDeployLock",
+        "lock-release",
+        models.LockReleaseOutput,
+        "lock_release",
+        on_error,
+        "Deletes the endpoint's lock item if this execution holds it",
+    )
+
+
 def _topic() -> str:
     return f"${{{TOPIC_PLACEHOLDER}}}"
 
@@ -380,8 +457,11 @@ def build() -> Graph:
     notify_success = notify_success_step(on_error)
     notify_success.next(succeeded)
 
+    release_lock = release_lock_step(on_error)
+    release_lock.next(notify_success)
+
     smoke_test = smoke_test_step(on_error)
-    smoke_test.next(notify_success)
+    smoke_test.next(release_lock)
 
     update_endpoint = start_step(
         "UpdateEndpoint",
@@ -396,7 +476,8 @@ def build() -> Graph:
     )
 
     should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
-    should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), update_endpoint)
+    take_lock = deploy_lock_steps(on_error=on_error, deploy=update_endpoint, release=release_lock)
+    should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), take_lock)
     should_deploy.default_choice(notify_success)
 
     register = start_step(

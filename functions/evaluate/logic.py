@@ -17,6 +17,9 @@ from shared.jobs import (
 from shared.models import (
     EvaluateOutput,
     EvaluateRequest,
+    PollState,
+    RecheckOutput,
+    RecheckRequest,
 )
 from shared.naming import artifact_prefix
 from shared.observability import logger
@@ -53,9 +56,9 @@ def find_champion(sagemaker: SageMaker, endpoint_name: str) -> str | None:
     return str(url) if url else None
 
 
-def report_prefix(settings: JobSettings, execution_name: str) -> str:
+def report_prefix(settings: JobSettings, execution_name: str, step: str = STEP) -> str:
     base = artifact_prefix(
-        settings.artifact_bucket, settings.artifacts_prefix, execution_name, STEP
+        settings.artifact_bucket, settings.artifacts_prefix, execution_name, step
     )
     return f"{base}/evaluation"
 
@@ -114,4 +117,56 @@ def start_evaluation(
         report_uri=f"{output}/{EVALUATION_REPORT}",
         champion_model_uri=champion_uri,
         poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
+    )
+
+
+# --- recheck: the champion serving now, under the deployment lock ----------------------------
+
+RECHECK_STEP = "recheck"
+
+
+def recheck(request: RecheckRequest, settings: JobSettings, sagemaker: SageMaker) -> RecheckOutput:
+    """Unchanged champion -> nothing to do. Changed (another execution deployed since this
+    one's evaluation) -> a re-evaluation job, the container's evaluate step on the same test
+    split with the new champion, named from the execution and step `recheck` (so a retry or
+    redrive reuses it, and a failed one is started again as the next attempt)."""
+    before = request.evaluate.champion_model_uri
+    now = find_champion(sagemaker, request.config.endpoint_name)
+    if now == request.train.model_artifact_uri:
+        now = before  # this execution's own model serves already (an earlier attempt deployed)
+    config = request.config
+    if now == before:
+        return RecheckOutput(
+            changed=False,
+            evaluated_champion_uri=before,
+            champion_model_uri=now,
+            job_name=None,
+            reused=False,
+            report_uri=None,
+            poll=PollState(status="Completed", attempt=0, wait_seconds=1),
+        )
+    output = report_prefix(settings, request.execution_name, RECHECK_STEP)
+    job = start_or_reuse(
+        sagemaker,
+        "processing",
+        request.execution_name,
+        RECHECK_STEP,
+        lambda name: processing_request(name, request, settings, now, output),
+    )
+    if job.existing is not None:
+        now = _champion_of(job.existing.description)
+    logger.info(
+        "champion changed since evaluation",
+        extra={"evaluated": before, "now": now, "job_name": job.name},
+    )
+    return RecheckOutput(
+        changed=True,
+        evaluated_champion_uri=before,
+        champion_model_uri=now,
+        job_name=job.name,
+        reused=job.reused,
+        report_uri=f"{output}/{EVALUATION_REPORT}",
+        poll=initial_poll(
+            job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
+        ),
     )

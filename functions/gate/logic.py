@@ -148,11 +148,27 @@ def decide(
 
 
 def gate(request: GateRequest, s3: S3) -> GateOutput:
-    report_uri = request.evaluate.report_uri
+    """EvaluateModel decides on the evaluation report; FreshGate (with `recheck`) decides
+    again on the re-evaluation against the champion that serves now."""
+    recheck = request.recheck
+    fresh = recheck is not None and recheck.changed and recheck.report_uri is not None
+    report_uri = (
+        recheck.report_uri
+        if fresh and recheck and recheck.report_uri
+        else request.evaluate.report_uri
+    )
     report = read_report(s3, report_uri)
     if report.problem_type != request.config.problem_type:
         raise ArtifactError(
             f"{report_uri}: problem_type {report.problem_type!r} differs from the "
             f"execution's {request.config.problem_type!r}"
         )
-    return decide(report, request.config.objective, request.config.deploy_mode, report_uri)
+    decision = decide(report, request.config.objective, request.config.deploy_mode, report_uri)
+    if not fresh or recheck is None:
+        return decision
+    newer = (
+        f"the champion changed since evaluation ({recheck.evaluated_champion_uri or 'none'} -> "
+        f"{recheck.champion_model_uri or 'none'}): compared again with the newer champion on "
+        "the same test split"
+    )
+    return decision.model_copy(update={"reasons": [newer, *decision.reasons]})

@@ -13,6 +13,12 @@ EventBridge delivers at least once and invokes asynchronously (retrying errors),
 duplicates are normal: the same event gives the same name and input, and a taken name
 (RUNNING with the same input answers the original ARN; closed answers
 ExecutionAlreadyExists) starts nothing new.
+
+Which delivery is the duplicate: StartExecution cannot tell (two concurrent deliveries both
+get the ARN), so the trigger first claims the execution name in the coordination table (a
+conditional put). The first claimant replies "started"; every later one replies "duplicate".
+A duplicate still calls StartExecution (idempotent): if the claimant crashed between its claim
+and its start, the redelivery starts the execution instead of losing the event.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.adapters.dynamodb import CoordinationTable
 from shared.adapters.stepfunctions import StepFunctions
 from shared.errors import InvalidEventError, validation_problems
 from shared.models import TriggerOutput
@@ -31,6 +38,8 @@ from shared.settings import TriggerSettings
 
 M = TypeVar("M", bound=BaseModel)
 ECR = ("aws.ecr", "ECR Image Action")
+#: A claim outlives EventBridge's retries (24 h) and S3's late duplicates.
+CLAIM_TTL_SECONDS = 7 * 24 * 3600
 S3_CREATED = ("aws.s3", "Object Created")
 
 
@@ -141,8 +150,12 @@ def _from_s3(
     return name, payload
 
 
+def claim_key(execution_name: str) -> str:
+    return f"event#{execution_name}"
+
+
 def handle_event(
-    event: Any, settings: TriggerSettings, stepfunctions: StepFunctions
+    event: Any, settings: TriggerSettings, stepfunctions: StepFunctions, table: CoordinationTable
 ) -> TriggerOutput:
     envelope = _parse(Envelope, event, "event")
     kind = (envelope.source, envelope.detail_type)
@@ -161,13 +174,15 @@ def handle_event(
     logger.set_correlation_id(name)
     # Same event -> same name and byte-identical input (AWS's idempotency compares both).
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    first = table.claim(claim_key(name), CLAIM_TTL_SECONDS, event_id=envelope.id)
     result = stepfunctions.start_execution(settings.state_machine_arn, name, body)
-    if result.already_exists:
+    if result.already_exists or not first:
         logger.info("duplicate", extra={"execution_name": name, "event_id": envelope.id})
         return TriggerOutput(
             action="duplicate",
             reason="an execution of this name exists already",
             execution_name=name,
+            execution_arn=result.execution_arn,
             payload=payload,
         )
     logger.info(

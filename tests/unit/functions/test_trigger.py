@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from fn_support import ACCOUNT, ENV, REGION, REPOSITORY, event
+from fn_support import ACCOUNT, ENV, REGION, REPOSITORY, event, make_table
 
 from functions.trigger.handler import lambda_handler
 from shared import aws
@@ -26,6 +26,7 @@ def state_machine(moto: None) -> str:
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
     )["stateMachineArn"]
     assert arn == ENV["STATE_MACHINE_ARN"]
+    make_table()
     return arn
 
 
@@ -56,8 +57,10 @@ def test_duplicate_event_while_running_starts_nothing_new(state_machine: str, co
     first = lambda_handler(event("ecr_push_success"), context)
     # WHEN EventBridge delivers the same event again
     second = lambda_handler(event("ecr_push_success"), context)
-    # THEN AWS answers the original ARN (same name + input while RUNNING): still one execution
+    # THEN AWS answers the original ARN (same name + input while RUNNING): still one execution,
+    # and the reply says which delivery was the duplicate
     assert second["execution_arn"] == first["execution_arn"]
+    assert (first["action"], second["action"]) == ("started", "duplicate")
     assert len(executions(state_machine)) == 1
 
 
@@ -197,3 +200,36 @@ def test_unsupported_source_is_rejected(state_machine: str, context: Any) -> Non
     raw["source"] = "aws.codecommit"
     with pytest.raises(InvalidEventError, match="unsupported event"):
         lambda_handler(raw, context)
+
+
+def test_concurrent_deliveries_start_one_and_say_duplicate(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN the same S3 event delivered twice at the same time
+    from concurrent.futures import ThreadPoolExecutor
+
+    raw = event("s3_object_created")
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: lambda_handler(raw, context), range(2)))
+    # THEN one execution, one "started" and one "duplicate" naming the same execution
+    assert sorted(r["action"] for r in replies) == ["duplicate", "started"]
+    assert len({r["execution_name"] for r in replies}) == 1
+    assert len(executions(state_machine)) == 1
+
+
+def test_a_claimed_event_whose_start_was_lost_is_started_by_the_redelivery(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN a delivery that claimed its event and then died before StartExecution
+    from functions.trigger.logic import CLAIM_TTL_SECONDS, claim_key
+    from shared.adapters.dynamodb import CoordinationTable
+
+    raw = event("ecr_push_success")
+    name = execution_name_for_image(REPOSITORY, DIGEST)
+    table = CoordinationTable(aws.dynamodb(), ENV["COORDINATION_TABLE"])
+    assert table.claim(claim_key(name), CLAIM_TTL_SECONDS, event_id=raw["id"])
+    # WHEN EventBridge retries it
+    out = lambda_handler(raw, context)
+    # THEN it is reported a duplicate, and the execution runs all the same (no event lost)
+    assert out["action"] == "duplicate"
+    assert [r["name"] for r in executions(state_machine)] == [name]

@@ -41,9 +41,10 @@ class CoordinationTable:
             "TableName": self._table,
             "Item": {k: {"S": v} for k, v in item.items()},
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#pk": KEY, "#owner": OWNER}
-            if "#owner" in condition
-            else {"#pk": KEY},
+            # only the names the condition uses (DynamoDB rejects unused ones)
+            "ExpressionAttributeNames": {
+                n: a for n, a in (("#pk", KEY), ("#owner", OWNER)) if n in condition
+            },
         }
         if values:
             kwargs["ExpressionAttributeValues"] = {k: {"S": v} for k, v in values.items()}

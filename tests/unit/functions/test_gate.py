@@ -216,3 +216,30 @@ def test_equal_minimized_metric_is_a_tie() -> None:
     out = decide(rep, rmse, "auto")
     assert (out.passed, out.approval_status) == (False, "Rejected")
     assert any("needs strictly better" in r for r in out.reasons)
+
+
+def test_fresh_gate_decides_on_the_reevaluation_and_says_so(moto: None, context: Any) -> None:
+    # GIVEN a re-evaluation against a newer champion that is better than the challenger
+    make_bucket()
+    recheck_key = REPORT_KEY.replace("/evaluate/", "/recheck/")
+    aws.s3().put_object(Bucket=BUCKET, Key=REPORT_KEY, Body=json.dumps(report(0.9)).encode())
+    aws.s3().put_object(Bucket=BUCKET, Key=recheck_key, Body=json.dumps(report(0.9, 0.95)).encode())
+    newer = f"s3://{BUCKET}/runs/newer/train/job/output/model.tar.gz"
+    event = gate_state() | {
+        "recheck": {
+            "changed": True,
+            "evaluated_champion_uri": None,
+            "champion_model_uri": newer,
+            "job_name": "recheck-1",
+            "reused": False,
+            "report_uri": f"s3://{BUCKET}/{recheck_key}",
+            "poll": {"status": "Completed", "attempt": 1, "wait_seconds": 1},
+        }
+    }
+    # WHEN FreshGate runs
+    out = GateOutput.model_validate(gate_handler(event, context))
+    # THEN it does not deploy, and says it compared with the newer champion, and why
+    assert (out.deploy, out.approval_status, out.champion) == (False, "Rejected", 0.95)
+    assert "compared again with the newer champion" in out.reasons[0]
+    assert newer in out.reasons[0]
+    assert any("champion not beaten" in r for r in out.reasons)

@@ -359,7 +359,8 @@ def test_recheck_after_a_newer_champion_reevaluates_on_the_same_split(
     again = RecheckOutput.model_validate(recheck_handler(evaluated, context))
     # THEN one re-evaluation job, named from the execution and step, scores the challenger and
     # the newer champion on the very test split of this execution; a retry reuses it
-    assert out.changed and out.champion_model_uri == newer
+    assert out.changed
+    assert out.champion_model_uri == newer
     assert out.evaluated_champion_uri is None
     assert out.job_name == resource_name(EXECUTION, "recheck", 1)
     assert (again.job_name, again.reused) == (out.job_name, True)

@@ -54,7 +54,8 @@ def test_free_lock_is_taken_and_a_retry_keeps_it(sfn: str, context: Any) -> None
     first = LockState.model_validate(acquire_handler(as_execution(me), context))
     again = LockState.model_validate(acquire_handler(as_execution(me), context))
     # THEN it holds it both times
-    assert first.acquired and again.acquired
+    assert first.acquired
+    assert again.acquired
     assert owner() == me
 
 

@@ -317,7 +317,8 @@ def test_a_busy_lock_is_waited_for_then_the_deployment_goes_ahead(
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert fake.calls["lock-acquire"] == 3
     assert run.entered().count("WaitForDeployLock") == 2
-    assert fake.calls["deploy"] == 1 and fake.calls["lock-release"] == 1
+    assert fake.calls["deploy"] == 1
+    assert fake.calls["lock-release"] == 1
     order = run.entered()
     assert order.index("CheckChampion") < order.index("UpdateEndpoint")
     assert order.index("SmokeTest") < order.index("ReleaseDeployLock")
@@ -333,7 +334,8 @@ def test_a_newer_better_champion_stops_the_deployment_and_the_run_succeeds(
     # Then it re-evaluates, does not deploy, re-registers the package, releases, and succeeds
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert fake.calls["deploy"] == 0
-    assert fake.calls["register"] == 2 and fake.calls["lock-release"] == 1
+    assert fake.calls["register"] == 2
+    assert fake.calls["lock-release"] == 1
     assert fake.calls["gate"] == 2
     assert run.output is not None
     assert run.output["gate"]["deploy"] is False
@@ -348,5 +350,6 @@ def test_a_newer_worse_champion_is_replaced(
     fake.newer_champion_score = 0.5
     run = pipeline.run({})
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert fake.calls["deploy"] == 1 and fake.calls["register"] == 1
+    assert fake.calls["deploy"] == 1
+    assert fake.calls["register"] == 1
     assert "FreshGate" in run.entered()

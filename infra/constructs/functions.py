@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,6 +24,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import build_lambda, nag
+from infra.constructs.coordination import CLAIM_KEYS, LOCK_KEYS
 from infra.constructs.sagemaker import SageMakerResources, sagemaker_arn
 from shared import resources
 
@@ -53,6 +55,7 @@ class GrantScope:
     bucket: s3.IBucket
     state_machine_arn: str
     sagemaker: SageMakerResources
+    table: dynamodb.ITable
 
     def sm(self, resource_type: str, name: str = "*") -> str:
         return sagemaker_arn(self.construct, resource_type, name)
@@ -130,11 +133,40 @@ def _pass_role(g: GrantScope) -> Grant:
 
 _GROUP_VERSIONS = "model package versions of the configured group: <group>/<version>"
 
+
+def _items(g: GrantScope, actions: list[str], keys: str) -> Grant:
+    """Item-level access to the coordination table, limited to one kind of key."""
+    return Grant(
+        [f"dynamodb:{a}" for a in actions],
+        [g.table.table_arn],
+        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [keys]}},
+    )
+
+
+def _executions(g: GrantScope) -> str:
+    """Executions of this state machine: arn:...:execution:<state machine name>:*"""
+    return Stack.of(g.construct).format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{resources.STATE_MACHINE_NAME}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+_EXECUTIONS = (
+    "the lock's owner is any execution of this state machine (its name comes from the "
+    "triggering event), so only the state machine can be fixed in the ARN"
+)
+_OWNER_INDEX = "the owner index of the coordination table: a closed execution's locks"
+
 #: key -> the grants of that function's role (beyond its own log group and X-Ray): exactly
 #: the AWS calls its code makes (through shared/adapters), on the narrowest resources.
 PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
-    # StartExecution only: a duplicate event's ExecutionAlreadyExists is the answer itself.
-    "trigger": lambda g: [Grant(["states:StartExecution"], [g.state_machine_arn])],
+    # StartExecution, and a claim per event (which delivery was the duplicate).
+    "trigger": lambda g: [
+        Grant(["states:StartExecution"], [g.state_machine_arn]),
+        _items(g, ["PutItem"], CLAIM_KEYS),
+    ],
     # Pure validation over the defaults in its environment: no AWS access at all.
     "validate": lambda g: [],
     "preprocess": lambda g: _job_grants(
@@ -152,6 +184,22 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
     ],
     # The gate reads the evaluation report the evaluate job wrote under runs/.
     "gate": lambda g: [_read_runs(g)],
+    # The deployment lock: take (conditional put), see the holder, DescribeExecution it.
+    "lock-acquire": lambda g: [
+        _items(g, ["PutItem", "GetItem"], LOCK_KEYS),
+        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
+    ],
+    # CheckChampion: the champion now; a re-evaluation job if it changed (as evaluate).
+    "recheck": lambda g: [
+        *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
+        *_champion(g),
+    ],
+    "lock-release": lambda g: [_items(g, ["DeleteItem"], LOCK_KEYS)],
+    # Execution closed: its locks by owner (index query), then a conditional delete of each.
+    "lock-events": lambda g: [
+        _items(g, ["DeleteItem"], LOCK_KEYS),
+        Grant(["dynamodb:Query"], [f"{g.table.table_arn}/index/*"], _OWNER_INDEX),
+    ],
     "register": lambda g: [
         Grant(
             ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
@@ -160,7 +208,7 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
         ),
         Grant(
             ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-             "sagemaker:AddTags"],
+             "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
             [g.sm("model-package", f"{g.group}/*")],
             _GROUP_VERSIONS,
         ),

@@ -1,5 +1,6 @@
 """Triggers: EventBridge rules (ECR image push, new data under data/, an optional schedule)
-that start the pipeline, with retries and one encrypted dead-letter queue that alarms."""
+that start the pipeline, and the rule that releases a closed execution's deployment locks;
+with retries and one encrypted dead-letter queue that alarms."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Triggers(Construct):
         construct_id: str,
         *,
         trigger_function: lambda_.Function,
+        lock_events_function: lambda_.Function,
         state_machine: sfn.IStateMachine,
         repository_name: str,
         bucket_name: str,
@@ -96,6 +98,26 @@ class Triggers(Construct):
             description=f"A new object under {resources.DATA_PREFIX} starts a retraining run",
             event_pattern=event_pattern(resources.s3_data_event_pattern(bucket_name)),
             targets=[lambda_target()],
+        )
+        # A failed, timed-out or stopped execution never reaches ReleaseDeployLock (there is
+        # no catch-all): its status-change event releases what it holds.
+        self.execution_closed = events.Rule(
+            self,
+            "ExecutionClosed",
+            rule_name=resources.EXECUTION_CLOSED_RULE,
+            description="A pipeline execution that failed, timed out or was stopped: "
+            "release its deployment locks",
+            event_pattern=event_pattern(
+                resources.execution_closed_event_pattern(state_machine.state_machine_arn)
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    lock_events_function,
+                    dead_letter_queue=self.dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=RETRY_ATTEMPTS,
+                )
+            ],
         )
         # Periodic retraining on the data already in the bucket: off unless asked for.
         self.schedule = events.Rule(

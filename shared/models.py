@@ -373,7 +373,7 @@ class EvaluationReport(BaseModel):
 
 
 class TriggerOutput(Strict):
-    action: Literal["started", "duplicate", "ignored"]
+    action: Literal["started", "duplicate", "follow-up", "ignored"]
     reason: str
     execution_name: str | None = None
     execution_arn: str | None = None

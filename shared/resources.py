@@ -160,9 +160,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         "lock-events",
         "functions.lock.handler.execution_closed_handler",
-        "Execution Status Change (failed, timed out, aborted) -> releases that execution's locks",
+        "Execution closed -> releases its locks; frees the data run, starts a follow-up if due",
         None,
-        env=("COORDINATION_TABLE",),
+        env=("COORDINATION_TABLE", "STATE_MACHINE_ARN", "DATA_PREFIX"),
     ),
     FunctionSpec(
         "register",
@@ -255,12 +255,13 @@ def coordination_table_request(name: str = COORDINATION_TABLE) -> dict[str, Any]
 
 
 def execution_closed_event_pattern(state_machine_arn: str) -> dict[str, Any]:
-    """A closed execution of the pipeline that may still hold a lock (there is no Catch)."""
+    """A closed execution of the pipeline: it may still hold a lock (there is no Catch), and
+    a data run's end may start its follow-up."""
     return {
         "source": ["aws.states"],
         "detail-type": ["Step Functions Execution Status Change"],
         "detail": {
-            "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
             "stateMachineArn": [state_machine_arn],
         },
     }

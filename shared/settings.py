@@ -90,6 +90,13 @@ class LockSettings(EnvSettings):
     coordination_table: str = _table()
 
 
+class ExecutionClosedSettings(LockSettings):
+    """lock-events: also frees the data-run item and starts a follow-up data run."""
+
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+    data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
+
+
 class InvokeSettings(EnvSettings):
     artifact_bucket: str = _bucket()
 

@@ -1,5 +1,6 @@
-"""AcquireDeployLock and ReleaseDeployLock (states), and the EventBridge target that releases
-the locks of an execution that closed (failed, timed out, stopped)."""
+"""AcquireDeployLock and ReleaseDeployLock (states), and the EventBridge target for a closed
+execution: it releases the locks the execution still holds (failed, timed out, stopped) and
+frees the data-run item, starting the follow-up data run if one was asked for."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.lock.logic import acquire, release, release_on_end
+from functions.lock.logic import CLOSED, acquire, release, release_on_end
 from shared import aws
 from shared.adapters.dynamodb import CoordinationTable
 from shared.adapters.stepfunctions import StepFunctions
+from shared.data_runs import on_closed
 from shared.handler import lambda_entry, parse
 from shared.models import LockRequest, StepRequest
-from shared.settings import LockSettings, load_settings
+from shared.settings import ExecutionClosedSettings, LockSettings, load_settings
 
 
 def _table() -> CoordinationTable:
@@ -49,4 +51,16 @@ class StatusChangeEvent(BaseModel):
 @lambda_entry(correlation_key="id")
 def execution_closed_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = parse(StatusChangeEvent, event).detail
-    return {"released": release_on_end(detail.execution_arn, detail.status, _table())}
+    settings = load_settings(ExecutionClosedSettings)
+    table = CoordinationTable(aws.dynamodb(), settings.coordination_table)
+    released = release_on_end(detail.execution_arn, detail.status, table)
+    followup = None
+    if detail.status in CLOSED:
+        followup = on_closed(
+            detail.execution_arn,
+            settings.data_prefix,
+            settings.state_machine_arn,
+            StepFunctions(aws.stepfunctions()),
+            table,
+        )
+    return {"released": released, "follow_up": followup}

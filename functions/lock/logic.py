@@ -26,8 +26,11 @@ ALIVE = frozenset({"RUNNING"})
 CLOSED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 
+LOCK_PREFIX = "lock#"
+
+
 def lock_key(endpoint_name: str) -> str:
-    return f"lock#endpoint#{endpoint_name}"
+    return f"{LOCK_PREFIX}endpoint#{endpoint_name}"
 
 
 def acquire(request: LockRequest, table: CoordinationTable, sfn: StepFunctions) -> LockState:
@@ -92,7 +95,8 @@ def release_on_end(execution_arn: str, status: str, table: CoordinationTable) ->
     """Release every lock a closed execution still holds; the keys released."""
     if status not in CLOSED:
         return []
-    released = [k for k in table.keys_owned_by(execution_arn) if table.release(k, execution_arn)]
+    locks = [k for k in table.keys_owned_by(execution_arn) if k.startswith(LOCK_PREFIX)]
+    released = [k for k in locks if table.release(k, execution_arn)]
     if released:
         logger.info(
             "locks of a closed execution released",

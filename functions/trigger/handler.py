@@ -15,6 +15,7 @@ from shared.settings import TriggerSettings, load_settings
 _METRIC = {
     "started": "ExecutionsStarted",
     "duplicate": "DuplicateEvents",
+    "follow-up": "FollowUpsQueued",
     "ignored": "IgnoredEvents",
 }
 

@@ -99,6 +99,45 @@ class CoordinationTable:
                 raise
         return True
 
+    def mark(self, key: str, owner: str, attribute: str, value: str) -> bool:
+        """Set `attribute` on the item if `owner` still holds it."""
+        with transient_errors("UpdateItem"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={KEY: {"S": key}},
+                    UpdateExpression="SET #a = :v",
+                    ConditionExpression="#owner = :me",
+                    ExpressionAttributeNames={"#a": attribute, "#owner": OWNER},
+                    ExpressionAttributeValues={":v": {"S": value}, ":me": {"S": owner}},
+                )
+            except ClientError as exc:
+                if code_of(exc) == CONDITION_FAILED:
+                    return False
+                raise
+        return True
+
+    def release_returning(self, key: str, owner: str) -> dict[str, str] | None:
+        """Delete the item if `owner` holds it and return what it held (atomically), else
+        None."""
+        with transient_errors("DeleteItem"):
+            try:
+                response = self._client.delete_item(
+                    TableName=self._table,
+                    Key={KEY: {"S": key}},
+                    ConditionExpression="#owner = :me",
+                    ExpressionAttributeNames={"#owner": OWNER},
+                    ExpressionAttributeValues={":me": {"S": owner}},
+                    ReturnValues="ALL_OLD",
+                )
+            except ClientError as exc:
+                if code_of(exc) == CONDITION_FAILED:
+                    return None
+                raise
+        return {
+            k: str(v.get("S", v.get("N", ""))) for k, v in response.get("Attributes", {}).items()
+        }
+
     def keys_owned_by(self, owner: str) -> list[str]:
         with transient_errors("Query"):
             page = self._client.query(

@@ -122,8 +122,8 @@ def test_execution_closed_event_releases_its_locks(sfn: str, context: Any) -> No
     first = execution_closed_handler(event, context)
     second = execution_closed_handler(event, context)
     # THEN its lock is released once, and the duplicate is harmless
-    assert first == {"released": [KEY]}
-    assert second == {"released": []}
+    assert first == {"released": [KEY], "follow_up": None}
+    assert second == {"released": [], "follow_up": None}
     assert owner() is None
 
 
@@ -131,7 +131,7 @@ def test_running_status_event_releases_nothing(sfn: str, context: Any) -> None:
     holder = running(sfn, "holder")
     acquire_handler(as_execution(holder), context)
     event = {"id": "e", "detail": {"executionArn": holder, "status": "RUNNING"}}
-    assert execution_closed_handler(event, context) == {"released": []}
+    assert execution_closed_handler(event, context) == {"released": [], "follow_up": None}
     assert owner() == holder
 
 

@@ -33,6 +33,10 @@ USED = {
     "register": s.NoSettings,
     "deploy": s.DeploySettings,
     "invoke": s.InvokeSettings,
+    "lock-acquire": s.LockSettings,
+    "lock-release": s.LockSettings,
+    "lock-events": s.ExecutionClosedSettings,
+    "recheck": s.JobSettings,
 }
 
 

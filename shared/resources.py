@@ -25,6 +25,8 @@ METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
+#: The S3 rule's target: the queue the trigger's event source mapping batches (the debounce).
+DATA_EVENTS_QUEUE = f"{PROJECT}-new-data"
 SCHEDULE_RULE = f"{PROJECT}-schedule"
 #: DynamoDB: the endpoints' deployment locks and the trigger's event claims (pk, owner index).
 COORDINATION_TABLE = f"{PROJECT}-coordination"
@@ -196,14 +198,52 @@ FUNCTIONS_BY_KEY = {f.key: f for f in FUNCTIONS}
 TOPIC_PLACEHOLDER = "NotificationTopicArn"
 
 
-def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
-    """config/pipeline.yaml as a dict (PyYAML is needed here, not in any Lambda)."""
-    import yaml
+#: The deploy-time section of config/pipeline.yaml (not a per-execution default).
+DATA_TRIGGER_KEY = "data_trigger"
+#: Lambda's limit for MaximumBatchingWindowInSeconds (botocore lambda model: max 300).
+MAX_BATCHING_WINDOW_SECONDS = 300
+
+
+def _config(path: Path) -> dict[str, Any]:
+    import yaml  # PyYAML is needed here, not in any Lambda
 
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of pipeline defaults")
     return data
+
+
+def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
+    """config/pipeline.yaml's per-execution defaults as a dict (without `data_trigger`)."""
+    data = _config(path)
+    data.pop(DATA_TRIGGER_KEY, None)
+    return data
+
+
+@dataclass(frozen=True)
+class DataTrigger:
+    debounce_seconds: int
+    local_debounce_seconds: int
+    max_batch_size: int
+
+
+def data_trigger(path: Path = PIPELINE_CONFIG) -> DataTrigger:
+    """config/pipeline.yaml `data_trigger`, checked against Lambda's batching limits."""
+    section = _config(path).get(DATA_TRIGGER_KEY) or {}
+    try:
+        trigger = DataTrigger(**section)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {DATA_TRIGGER_KEY}: {exc}") from exc
+    for name in ("debounce_seconds", "local_debounce_seconds"):
+        value = getattr(trigger, name)
+        if not (isinstance(value, int) and 0 < value <= MAX_BATCHING_WINDOW_SECONDS):
+            raise ValueError(
+                f"{path}: {DATA_TRIGGER_KEY}.{name} must be 1..{MAX_BATCHING_WINDOW_SECONDS} "
+                f"seconds (Lambda's MaximumBatchingWindowInSeconds), got {value!r}"
+            )
+    if not (isinstance(trigger.max_batch_size, int) and 1 <= trigger.max_batch_size <= 10000):
+        raise ValueError(f"{path}: {DATA_TRIGGER_KEY}.max_batch_size must be 1..10000")
+    return trigger
 
 
 def pipeline_defaults_env(path: Path = PIPELINE_CONFIG) -> str:

@@ -18,6 +18,7 @@ from shared import resources
 #: callers (functions/lock/logic.py lock_key, functions/trigger/logic.py claim_key).
 LOCK_KEYS = "lock#*"
 CLAIM_KEYS = "event#*"
+DATA_RUN_KEYS = "datarun#*"  # shared/data_runs.py data_run_key
 
 
 class Coordination(Construct):

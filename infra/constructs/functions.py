@@ -24,7 +24,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import build_lambda, nag
-from infra.constructs.coordination import CLAIM_KEYS, LOCK_KEYS
+from infra.constructs.coordination import CLAIM_KEYS, DATA_RUN_KEYS, LOCK_KEYS
 from infra.constructs.sagemaker import SageMakerResources, sagemaker_arn
 from shared import resources
 
@@ -162,10 +162,13 @@ _OWNER_INDEX = "the owner index of the coordination table: a closed execution's 
 #: key -> the grants of that function's role (beyond its own log group and X-Ray): exactly
 #: the AWS calls its code makes (through shared/adapters), on the narrowest resources.
 PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
-    # StartExecution, and a claim per event (which delivery was the duplicate).
+    # StartExecution; a claim per event (which delivery was the duplicate); the data-run
+    # item (take, mark a follow-up, see and DescribeExecution its RUNNING owner).
     "trigger": lambda g: [
         Grant(["states:StartExecution"], [g.state_machine_arn]),
         _items(g, ["PutItem"], CLAIM_KEYS),
+        _items(g, ["PutItem", "GetItem", "UpdateItem"], DATA_RUN_KEYS),
+        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
     ],
     # Pure validation over the defaults in its environment: no AWS access at all.
     "validate": lambda g: [],
@@ -195,10 +198,14 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
         *_champion(g),
     ],
     "lock-release": lambda g: [_items(g, ["DeleteItem"], LOCK_KEYS)],
-    # Execution closed: its locks by owner (index query), then a conditional delete of each.
+    # Execution closed: its locks by owner (index query), then a conditional delete of each;
+    # the data-run item freed, and the follow-up data run started (taking the item) if due.
     "lock-events": lambda g: [
         _items(g, ["DeleteItem"], LOCK_KEYS),
         Grant(["dynamodb:Query"], [f"{g.table.table_arn}/index/*"], _OWNER_INDEX),
+        _items(g, ["PutItem", "GetItem", "UpdateItem", "DeleteItem"], DATA_RUN_KEYS),
+        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
+        Grant(["states:StartExecution"], [g.state_machine_arn]),
     ],
     "register": lambda g: [
         Grant(

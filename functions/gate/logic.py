@@ -18,7 +18,6 @@ from shared.models import (
     Objective,
 )
 
-
 #: Two metric values within this *relative* distance are equal (a tie is not decided by
 #: floating-point noise such as 1.1e-16); the absolute floor only matters for values at 0.
 TIE_RELATIVE_TOLERANCE = 1e-9

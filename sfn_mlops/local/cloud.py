@@ -24,6 +24,7 @@ from typing import Any
 from sfn_mlops.local import procs
 from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
+from sfn_mlops.local.queues import EventSourcePoller
 from sfn_mlops.local.sagemaker import LocalSageMaker
 from shared import resources
 
@@ -96,6 +97,7 @@ class LocalCloud:
         self.lambdas: LambdaRuntime
         self.sagemaker: LocalSageMaker
         self.events: EventRouter
+        self.queues: EventSourcePoller | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -134,6 +136,9 @@ class LocalCloud:
         )
         self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
         self.events = EventRouter(self._invoke_target)
+        self.queues = EventSourcePoller(
+            lambda: self.client("sqs"), self._invoke_target, self.region
+        )
         self._install()
         return self
 
@@ -170,6 +175,9 @@ class LocalCloud:
             self._log_handler.close()
 
     def stop(self) -> None:
+        if self.queues is not None:
+            self.queues.stop()
+            self.queues = None
         with contextlib.suppress(Exception):
             self.sagemaker.close()
         with contextlib.suppress(Exception):
@@ -282,6 +290,10 @@ class LocalCloud:
         from sfn_mlops.local.sfn import install, install_fast_waits
 
         install(self._patches)
+        # The closing status-change event (issue 9's redrive work emits these too: keep one).
+        from sfn_mlops.local import status_events
+
+        status_events.install(self._patches, self.route_event)
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 

@@ -35,11 +35,20 @@ class CoordinationTable:
         self._client = client
         self._table = table_name
 
-    def _put(self, item: dict[str, str], condition: str, values: dict[str, str]) -> bool:
+    def _put(
+        self,
+        item: dict[str, str],
+        condition: str,
+        values: dict[str, str],
+        numbers: dict[str, int] | None = None,
+    ) -> bool:
         """PutItem under `condition`; False when the condition does not hold."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "Item": {k: {"S": v} for k, v in item.items()},
+            "Item": {
+                **{k: {"S": v} for k, v in item.items()},
+                **{k: {"N": str(n)} for k, n in (numbers or {}).items()},
+            },
             "ConditionExpression": condition,
             # only the names the condition uses (DynamoDB rejects unused ones)
             "ExpressionAttributeNames": {
@@ -152,22 +161,10 @@ class CoordinationTable:
     def claim(self, key: str, ttl_seconds: int, **attributes: str) -> bool:
         """Record `key` once: True for the first caller, False if it was claimed before.
         The item expires (TTL) after `ttl_seconds`."""
-        expires = str(int(datetime.now(UTC).timestamp()) + ttl_seconds)
-        item = {KEY: key, **attributes}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Item": {
-                **{k: {"S": v} for k, v in item.items()},
-                COORDINATION_TTL_ATTRIBUTE: {"N": expires},
-            },
-            "ConditionExpression": "attribute_not_exists(#pk)",
-            "ExpressionAttributeNames": {"#pk": KEY},
-        }
-        with transient_errors("PutItem"):
-            try:
-                self._client.put_item(**kwargs)
-            except ClientError as exc:
-                if code_of(exc) == CONDITION_FAILED:
-                    return False
-                raise
-        return True
+        expires = int(datetime.now(UTC).timestamp()) + ttl_seconds
+        return self._put(
+            {KEY: key, **attributes},
+            "attribute_not_exists(#pk)",
+            {},
+            {COORDINATION_TTL_ATTRIBUTE: expires},
+        )

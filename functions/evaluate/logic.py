@@ -166,7 +166,6 @@ def recheck(request: RecheckRequest, settings: JobSettings, sagemaker: SageMaker
         job_name=job.name,
         reused=job.reused,
         report_uri=f"{output}/{EVALUATION_REPORT}",
-        poll=initial_poll(
-            job.status, config.poll_interval_seconds, config.max_poll_interval_seconds
-        ),
+        # the container's evaluate step: its history is the evaluation jobs' durations
+        poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
     )

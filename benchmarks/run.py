@@ -35,7 +35,7 @@ MODULES: dict[str, tuple[str, int]] = {
     "serving": ("3 serving", 300),
     "inference_lambda": ("4 inference Lambda", 300),
     "transitions": ("5 transitions", 300),
-    "training_scale": ("6 scale", 600),
+    "training_scale": ("6 scale", 900),  # + 1 vs 2 hosts and a resumed Spot job at 1M
 }
 
 

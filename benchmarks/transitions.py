@@ -584,11 +584,24 @@ def _simulated_aws(clock: SimClock) -> Iterator[None]:
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     wait_function.WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
     setattr(retrier_decl, "time", _RetryTime)  # noqa: B010 - not re-exported by moto
+    undo: list[tuple[Any, str, Any]] = []
+
+    class _Patches:  # $$.Execution.RedriveCount in the context object, as on AWS
+        @staticmethod
+        def set(owner: Any, name: str, value: Any) -> None:
+            undo.append((owner, name, vars(owner)[name]))
+            setattr(owner, name, value)
+
+    from sfn_mlops.local.sfn import install_context
+
+    install_context(_Patches)
     try:
         with mock_aws(config=config):  # type: ignore[call-overload]
             yield
     finally:
         logger.setLevel(level)
+        for owner, name, old in reversed(undo):
+            setattr(owner, name, old)
         wait_function.WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
         setattr(retrier_decl, "time", original_time)  # noqa: B010
         for key, value in saved_env.items():

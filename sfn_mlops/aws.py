@@ -117,6 +117,11 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code == "ExecutionDoesNotExist":
             raise UserError(f"unknown execution: {message}") from exc
+        if code == "ExecutionNotRedrivable":
+            raise UserError(
+                f"cannot redrive: {message}. A new execution with the same input can: "
+                "sfn-mlops rerun EXECUTION"
+            ) from exc
         if code in (
             "ExpiredToken",
             "ExpiredTokenException",

@@ -178,6 +178,10 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
         click.echo(f"export {('SFN_MLOPS_LOCAL_PORT')}={cloud.port}")
         click.echo(f"# bucket: {stack.bucket}  repository: {stack.repository_uri}")
         click.echo(
+            "# notifications (failed executions, outcomes): "
+            f"aws sqs receive-message --queue-url {stack.notification_queue_url}"
+        )
+        click.echo(
             f"# e.g. aws --endpoint-url {cloud.endpoint_url} stepfunctions start-execution "
             f"--state-machine-arn {stack.state_machine_arn} --input file://payload.json"
         )
@@ -190,7 +194,7 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
 
 # --- executions ----------------------------------------------------------------------------
 def _print_execution(target: Target, arn: str) -> str:
-    from sfn_mlops.history import failure, pretty_cause, state_runs
+    from sfn_mlops.history import failure, note, pretty_cause, state_runs
     from sfn_mlops.progress import get_history
 
     sfn = target.client("stepfunctions")
@@ -203,14 +207,21 @@ def _print_execution(target: Target, arn: str) -> str:
         + (f"  stopped: {desc['stopDate']}" if desc.get("stopDate") else "")
     )
     if desc.get("redriveCount"):
-        click.echo(f"  redrives: {desc['redriveCount']}")
+        click.echo(f"  redrives: {desc['redriveCount']} (last {desc.get('redriveDate')})")
+    if desc.get("redriveStatus"):
+        reason = desc.get("redriveStatusReason")
+        click.echo(f"  redrive: {desc['redriveStatus']}" + (f" ({reason})" if reason else ""))
     click.echo("  states:")
+    round_ = 0
     for run in state_runs(events):
         if run.type in ("Choice", "Pass"):
             continue
+        if run.redrive != round_:
+            round_ = run.redrive
+            click.echo(f"    -- redrive {round_}: continues from {run.name} --")
         secs = f"{run.seconds:.2f}s" if run.seconds is not None else "-"
-        retried = f" (retried {run.retries}x)" if run.retries else ""
-        click.echo(f"    {run.name:<26} {run.status:<10} {secs:>8}{retried}")
+        extra = f" ({note(run)})" if note(run) else ""
+        click.echo(f"    {run.name:<26} {run.status:<10} {secs:>8}{extra}")
     if desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
         where = failure(events)
         if where:
@@ -358,11 +369,6 @@ def redrive(execution: str, wait: bool, **aws: Any) -> None:
     target = _target(**aws)
     sfn = target.client("stepfunctions")
     arn = target.execution_arn(execution)
-    if target.is_local:
-        from sfn_mlops.local.sfn import REDRIVE_UNSUPPORTED
-
-        call(sfn.describe_execution, executionArn=arn)  # unknown execution: say that first
-        raise UserError(REDRIVE_UNSUPPORTED)
     out = call(sfn.redrive_execution, executionArn=arn)
     click.echo(f"redriven {arn} at {out['redriveDate']}")
     if wait:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+_EXECUTION_ENDS = frozenset({"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"})
 _FAILURE_EVENTS = {
     "TaskFailed": "taskFailedEventDetails",
     "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails",
@@ -29,10 +30,15 @@ class StateRun:
     output: Any = None
     attempts: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    redrive: int = 0  # the execution's redrive count when this visit ran (0: first run)
+    visit: int = 1  # the how-manyth visit of this state in the execution (across redrives)
+    closed: bool = False  # the execution ended (failed, timed out, aborted) in this state
 
     @property
     def status(self) -> str:
         if self.exited is None:
+            if self.closed:
+                return "failed"
             return "failed" if self.errors and self.type == "Fail" else "running"
         if self.type == "Fail":
             return "failed"
@@ -69,17 +75,28 @@ def _json(text: Any) -> Any:
 def state_runs(events: list[dict[str, Any]]) -> list[StateRun]:
     runs: list[StateRun] = []
     current: StateRun | None = None
+    redrive = 0
+    visits: dict[str, int] = {}
     for event in events:
         kind = event["type"]
         if kind.endswith("StateEntered"):
             details = event.get("stateEnteredEventDetails", {})
+            name = details.get("name", "?")
+            visits[name] = visits.get(name, 0) + 1
             current = StateRun(
-                name=details.get("name", "?"),
+                name=name,
                 type=kind.removesuffix("StateEntered"),
                 entered=_ts(event["timestamp"]),
                 input=_json(details.get("input")),
+                redrive=redrive,
+                visit=visits[name],
             )
             runs.append(current)
+        elif kind in _EXECUTION_ENDS and current is not None and current.exited is None:
+            current.closed = True
+        elif kind == "ExecutionRedriven":
+            redrive = int(event.get("executionRedrivenEventDetails", {}).get("redriveCount", 0))
+            current = None
         elif kind.endswith("StateExited") and current is not None:
             details = event.get("stateExitedEventDetails", {})
             current.exited = _ts(event["timestamp"])
@@ -106,6 +123,18 @@ def failure(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
             state = runs[-1].name if runs else "?"
             return state, str(d.get("error", "")), str(d.get("cause", ""))
     return None
+
+
+def note(run: StateRun) -> str:
+    """What a row says besides status and duration: retries, a redrive, a repeated visit."""
+    parts = []
+    if run.retries:
+        parts.append(f"retried {run.retries}x")
+    if run.redrive:
+        parts.append(f"redrive {run.redrive}")
+    if run.visit > 1 and run.type == "Task" and not run.name.startswith("Poll"):
+        parts.append(f"run {run.visit}")  # a restarted step: its job's next attempt
+    return ", ".join(parts)
 
 
 def pretty_cause(cause: str, limit: int = 600) -> str:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from sfn_mlops.history import StateRun, pretty_cause, state_runs
+from sfn_mlops.history import StateRun, note, pretty_cause, state_runs
 
 HIDDEN_TYPES = {"Choice", "Pass"}
 _MARK = {"succeeded": "ok", "running": "..", "failed": "FAIL", "caught": "ERR"}
@@ -26,7 +26,7 @@ def get_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
 
 def _line(run: StateRun) -> str:
     secs = f"{run.seconds:6.2f}s" if run.seconds is not None else "      -"
-    extra = f"  (retried {run.retries}x)" if run.retries else ""
+    extra = f"  ({note(run)})" if note(run) else ""
     if run.errors and run.status in ("caught", "failed"):
         error, cause = run.errors[-1]
         extra += f"  {error}: {pretty_cause(cause, 160)}"
@@ -42,7 +42,9 @@ class PlainView:
         print(title, file=self.out, flush=True)
 
     def update(self, key: str, runs: list[StateRun]) -> None:
-        done = [r for r in runs if r.type not in HIDDEN_TYPES and r.exited is not None]
+        done = [
+            r for r in runs if r.type not in HIDDEN_TYPES and (r.exited is not None or r.closed)
+        ]
         for run in done[self._printed.get(key, 0) :]:
             print(f"  [{_MARK.get(run.status, '?'):>4}] {_line(run)}", file=self.out, flush=True)
         self._printed[key] = len(done)
@@ -86,14 +88,14 @@ class RichView:
             if run.type in HIDDEN_TYPES:
                 continue
             secs = run.seconds if run.seconds is not None else now - run.entered.timestamp()
-            note = f"retried {run.retries}x " if run.retries else ""
+            text = f"{note(run)} " if note(run) else ""
             if run.errors and run.status in ("caught", "failed"):
-                note += f"{run.errors[-1][0]}: {pretty_cause(run.errors[-1][1], 200)}"
+                text += f"{run.errors[-1][0]}: {pretty_cause(run.errors[-1][1], 200)}"
             table.add_row(
                 run.name,
                 f"[{style.get(run.status, 'white')}]{run.status}[/]",
                 f"{secs:.2f}s",
-                note,
+                text,
             )
         return table
 

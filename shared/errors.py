@@ -66,8 +66,17 @@ class TransientServiceError(PipelineError):
     """An AWS call was throttled or failed transiently; the state machine retries it."""
 
 
+class ResourceLimitError(PipelineError):
+    """SageMaker refused to start a job: ResourceLimitExceeded (an account quota, e.g. of
+    instances in use). The state machine retries it with a long backoff; if the quota stays
+    exhausted the execution fails at the Start state, and a Redrive after raising the quota
+    (or after other jobs ended) starts the job."""
+
+
 #: Errors the state machine retries (besides AWS's recommended Lambda.* errors).
 RETRYABLE_ERRORS: tuple[type[PipelineError], ...] = (TransientServiceError,)
+#: Retried too, but with a long backoff (quotas free up in minutes, not seconds).
+CAPACITY_ERRORS: tuple[type[PipelineError], ...] = (ResourceLimitError,)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

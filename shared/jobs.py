@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.adapters.sagemaker import JobKind, JobStatus, SageMaker
 from shared.errors import JobFailedError, TransientServiceError
-from shared.models import PipelineInput
+from shared.models import Compute, PipelineInput
 from shared.naming import resource_name
 from shared.observability import logger
 
@@ -81,7 +81,12 @@ def job_tags(execution_name: str, step: str) -> list[dict[str, str]]:
     ]
 
 
-def s3_input(name: str, uri: str, local_dir: str) -> dict[str, Any]:
+def distribution(sharded: bool) -> str:
+    """S3DataDistributionType: each host a disjoint subset of the objects, or all of them."""
+    return "ShardedByS3Key" if sharded else "FullyReplicated"
+
+
+def s3_input(name: str, uri: str, local_dir: str, *, sharded: bool = False) -> dict[str, Any]:
     return {
         "InputName": name,
         "S3Input": {
@@ -89,7 +94,7 @@ def s3_input(name: str, uri: str, local_dir: str) -> dict[str, Any]:
             "LocalPath": local_dir,
             "S3DataType": "S3Prefix",
             "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
+            "S3DataDistributionType": distribution(sharded),
         },
     }
 
@@ -109,11 +114,13 @@ def processing_job_request(
     execution_name: str,
     inputs: list[dict[str, Any]],
     outputs: dict[str, str],
+    compute: Compute,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """CreateProcessingJob for a container `step` (preprocess, evaluate): the image's
-    `python3 -m sfn_container <step>`, the configured compute and runtime limit, the target
-    column and problem type as environment, S3 `inputs`, and one S3 output per `outputs`
-    entry (name -> URI, written from /opt/ml/processing/output/<name>)."""
+    `python3 -m sfn_container <step>`, `compute` and the runtime limit, the target column and
+    problem type (and `environment`) as environment, S3 `inputs`, and one S3 output per
+    `outputs` entry (name -> URI, written from /opt/ml/processing/output/<name>)."""
     return {
         "ProcessingJobName": name,
         "RoleArn": role_arn,
@@ -123,15 +130,16 @@ def processing_job_request(
         },
         "ProcessingResources": {
             "ClusterConfig": {
-                "InstanceCount": config.processing.instance_count,
-                "InstanceType": config.processing.instance_type,
-                "VolumeSizeInGB": config.processing.volume_size_gb,
+                "InstanceCount": compute.instance_count,
+                "InstanceType": compute.instance_type,
+                "VolumeSizeInGB": compute.volume_size_gb,
             }
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
         "Environment": {
             "TARGET_COLUMN": config.target_column,
             "PROBLEM_TYPE": config.problem_type,
+            **(environment or {}),
         },
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {

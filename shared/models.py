@@ -53,6 +53,25 @@ class Compute(Strict):
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
 
 
+class TrainingCompute(Compute):
+    """Training's compute: several instances train one model (distributed XGBoost); Spot
+    trains on spare capacity, resuming from checkpoints when interrupted."""
+
+    use_spot: bool = Field(
+        default=False,
+        description="Managed Spot training: EnableManagedSpotTraining with a CheckpointConfig",
+    )
+    max_wait_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        description="Spot: MaxWaitTimeInSeconds (waiting for capacity + running); default "
+        "twice max_runtime_seconds; must be >= max_runtime_seconds",
+    )
+    checkpoint_interval: int = Field(
+        default=10, ge=1, le=10_000, description="Spot: a checkpoint every this many rounds"
+    )
+
+
 class PipelineInput(Strict):
     """One execution's resolved configuration: payload over config/pipeline.yaml defaults."""
 
@@ -65,7 +84,12 @@ class PipelineInput(Strict):
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
     objective: Objective
     processing: Compute
-    training: Compute
+    training: TrainingCompute
+    evaluation: Compute | None = Field(
+        default=None,
+        description="evaluation's compute (default: processing's instance type, 1 instance); "
+        "instance_count must be 1",
+    )
     endpoint: Compute
     max_runtime_seconds: int = Field(ge=60, le=432000)
     poll_interval_seconds: int = Field(ge=1, le=3600)
@@ -115,7 +139,50 @@ class PipelineInput(Strict):
                 "max_poll_interval_seconds must be >= end_poll_interval_seconds (lower "
                 "end_poll_interval_seconds too)"
             )
+        if self.evaluation is not None and self.evaluation.instance_count != 1:
+            raise ValueError(
+                f"evaluation.instance_count must be 1, got {self.evaluation.instance_count}: "
+                "evaluation scores the challenger and the champion on the whole test split in "
+                "one process (an AUC is not a sum over shards), so more instances would each "
+                "score everything and cost more; scale evaluation with a larger instance_type"
+            )
+        if (
+            self.training.max_wait_seconds is not None
+            and self.training.max_wait_seconds < self.max_runtime_seconds
+        ):
+            raise ValueError(
+                f"training.max_wait_seconds ({self.training.max_wait_seconds}) must be >= "
+                f"max_runtime_seconds ({self.max_runtime_seconds}): SageMaker requires "
+                "MaxWaitTimeInSeconds >= MaxRuntimeInSeconds; raise it or drop it for the "
+                "default (twice max_runtime_seconds)"
+            )
+        if self.training.max_wait_seconds is not None and not self.training.use_spot:
+            raise ValueError(
+                "training.max_wait_seconds applies to Spot training only: set "
+                "training.use_spot: true, or drop max_wait_seconds"
+            )
         return self
+
+    @property
+    def spot_max_wait_seconds(self) -> int:
+        """Spot's MaxWaitTimeInSeconds: the given value, else twice the runtime (SageMaker
+        requires it >= MaxRuntimeInSeconds; the rest is time waiting for Spot capacity)."""
+        return self.training.max_wait_seconds or 2 * self.max_runtime_seconds
+
+    @property
+    def longest_job_seconds(self) -> int:
+        """How long one job may take from start to end (what the poll loop must cover)."""
+        spot = self.spot_max_wait_seconds if self.training.use_spot else 0
+        return max(self.max_runtime_seconds, spot)
+
+    @property
+    def evaluation_compute(self) -> Compute:
+        """The compute evaluation runs on (one instance of processing's type by default)."""
+        return self.evaluation or Compute(
+            instance_type=self.processing.instance_type,
+            instance_count=1,
+            volume_size_gb=self.processing.volume_size_gb,
+        )
 
 
 class ExecutionRef(Strict):
@@ -156,9 +223,12 @@ class PollState(Strict):
     `elapsed_seconds`: the sum of the waits so far, this one included (the time of the next
     poll since the start); `expected_seconds`: the step's duration as history predicts it,
     looked up once at the start and carried, not re-read per poll; `reason`: why this wait.
+    `Restart`: the job (or endpoint update) ended unsuccessfully and is started again as its
+    next attempt after `wait_seconds` (a transient SageMaker failure, or a redrive after the
+    failure: shared/job_retry.py).
     """
 
-    status: Literal["InProgress", "Completed"]
+    status: Literal["InProgress", "Completed", "Restart"]
     attempt: int = Field(ge=0)
     wait_seconds: int = Field(ge=1)
     elapsed_seconds: int = Field(default=0, ge=0)
@@ -166,7 +236,20 @@ class PollState(Strict):
     reason: str = ""
 
 
-class PreprocessOutput(Strict):
+class Restartable(Strict):
+    """A step that starts a job (or an endpoint update) followed by a poll loop."""
+
+    redrive_count: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "the execution's RedriveCount when this step started: set by the definition from "
+            "$$.Execution.RedriveCount, so a poll can tell a redrive from its first run"
+        ),
+    )
+
+
+class PreprocessOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["processing"] = "processing"
     reused: bool
@@ -178,7 +261,7 @@ class PreprocessOutput(Strict):
     poll: PollState
 
 
-class TrainOutput(Strict):
+class TrainOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["training"] = "training"
     reused: bool
@@ -186,7 +269,7 @@ class TrainOutput(Strict):
     poll: PollState
 
 
-class EvaluateOutput(Strict):
+class EvaluateOutput(Restartable):
     job_name: SageMakerName
     job_type: Literal["processing"] = "processing"
     reused: bool
@@ -195,7 +278,7 @@ class EvaluateOutput(Strict):
     poll: PollState
 
 
-class RecheckOutput(Strict):
+class RecheckOutput(Restartable):
     """CheckChampion: the champion serving now, taken under the deployment lock. `changed`:
     it is not the one the evaluation compared with, so a re-evaluation job (`job_name`) scores
     the challenger and the new champion on the same test split (`report_uri`)."""
@@ -241,6 +324,9 @@ class PollRequest(Strict):
     expected_seconds: int | None = Field(default=None, ge=1)  # ditto
     expected_config_name: str | None = None  # endpoint polls: the config the update must land on
     execution_name: str | None = None  # optional: the logs' correlation id
+    # $$.Execution.RedriveCount now, and when the followed job was started (Restartable)
+    redrive_count: int = Field(default=0, ge=0)
+    started_redrive_count: int = Field(default=0, ge=0)
 
 
 ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
@@ -276,7 +362,7 @@ class RegisterOutput(Strict):
     reused: bool
 
 
-class DeployOutput(Strict):
+class DeployOutput(Restartable):
     endpoint_name: SageMakerName
     endpoint_config_name: SageMakerName
     model_name: SageMakerName

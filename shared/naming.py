@@ -68,7 +68,32 @@ def resource_name(execution_name: str, step: str, attempt: int = 1) -> str:
     return name
 
 
+def checkpoint_uri(bucket: str, checkpoints_prefix: str, execution_name: str, step: str) -> str:
+    """`s3://bucket/<checkpoints_prefix>/<execution>/<step>`: a training step's checkpoints.
+
+    Per execution, not per job attempt: a later attempt of the same execution (a redrive
+    after a failure or a MaxRuntime stop) trains the same data with the same settings, so it
+    resumes from the checkpoints of the attempt before it instead of starting over."""
+    prefix = checkpoints_prefix.strip("/")
+    return f"s3://{bucket}/{prefix}/{execution_name}/{step}"
+
+
 def artifact_prefix(bucket: str, artifacts_prefix: str, execution_name: str, step: str) -> str:
     """`s3://bucket/<artifacts_prefix>/<execution>/<step>`: where a step writes its outputs."""
     prefix = artifacts_prefix.strip("/")
     return f"s3://{bucket}/{prefix}/{execution_name}/{step}"
+
+
+def attempt_of(resource: str) -> tuple[str, int]:
+    """(`name without its attempt`, attempt) of a name made by `resource_name`."""
+    base, _, attempt = resource.rpartition("-")
+    if not base or not attempt.isdigit() or int(attempt) < 1:
+        raise ValueError(f"{resource!r} is not a name with an attempt number")
+    return base, int(attempt)
+
+
+def with_attempt(base: str, attempt: int) -> str:
+    """The name of `attempt` for a base from `attempt_of` (inverse of attempt_of)."""
+    if attempt < 1:
+        raise ValueError("attempt starts at 1")
+    return f"{base}-{attempt}"

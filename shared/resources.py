@@ -21,6 +21,9 @@ ECR_REPOSITORY = f"{PROJECT}-model"
 FAILURE_TOPIC = f"{PROJECT}-notifications"
 DATA_PREFIX = "data/"  # raw CSV files; an Object Created here starts a retraining run
 ARTIFACTS_PREFIX = "runs/"  # <execution>/<step>/... outputs of every step
+# <execution>/train/: Spot training checkpoints (CheckpointConfig), expired after some days
+CHECKPOINTS_PREFIX = "checkpoints/"
+CHECKPOINT_EXPIRY_DAYS = 14
 METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
@@ -30,7 +33,13 @@ DATA_EVENTS_QUEUE = f"{PROJECT}-new-data"
 SCHEDULE_RULE = f"{PROJECT}-schedule"
 #: DynamoDB: the endpoints' deployment locks and the trigger's event claims (pk, owner index).
 COORDINATION_TABLE = f"{PROJECT}-coordination"
+#: Execution status change (any closing status) -> functions/lock: releases a closed
+#: execution's deployment locks, starts a due follow-up data run.
 EXECUTION_CLOSED_RULE = f"{PROJECT}-execution-closed"
+#: Execution status change -> the topic (failure notifications come from here, not a state)
+EXECUTION_STATUS_RULE = f"{PROJECT}-execution-failed"
+#: Statuses it notifies: values of botocore's ExecutionStatus enum (checked by a test).
+NOTIFIED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 #: The endpoint's one production variant: the endpoint alarms' VariantName dimension, so the
 #: deploy function must name its variant this for the rollback alarms to see its metrics.
 ENDPOINT_VARIANT_NAME = "AllTraffic"
@@ -323,3 +332,53 @@ def function_environment(spec: FunctionSpec, values: dict[str, str]) -> dict[str
         POWERTOOLS_LOG_LEVEL="INFO",
     )
     return env
+
+
+def execution_status_event_pattern(state_machine_arn: str) -> dict[str, Any]:
+    """This state machine's executions that ended unsuccessfully (redrivable ones)."""
+    return {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"stateMachineArn": [state_machine_arn], "status": list(NOTIFIED_STATUSES)},
+    }
+
+
+#: The notification's fields: name -> JSONPath into the status change event. The event has
+#: no "failed state" field: AWS's status change event does not carry it, so the message gives
+#: the error and cause and the console link (the failed state is highlighted there, next to
+#: the Redrive button); `sfn-mlops describe` names it.
+NOTIFICATION_PATHS = {
+    "execution_name": "$.detail.name",
+    "status": "$.detail.status",
+    "error": "$.detail.error",
+    "cause": "$.detail.cause",
+    "execution_arn": "$.detail.executionArn",
+    "redrive_count": "$.detail.redriveCount",
+    "region": "$.region",
+}
+#: The console page of an execution, from NOTIFICATION_PATHS placeholders.
+CONSOLE_URL_TEMPLATE = (
+    "https://<region>.console.aws.amazon.com/states/home?region=<region>"
+    "#/v2/executions/details/<execution_arn>"
+)
+
+
+def notification_template() -> dict[str, str]:
+    """The message object: every path's value, the console link, and what to do."""
+    message = {name: f"<{name}>" for name in NOTIFICATION_PATHS if name != "region"}
+    message["subject"] = f"{PROJECT} <status>: <execution_name>"
+    message["console_url"] = CONSOLE_URL_TEMPLATE
+    message["next_step"] = (
+        "fix the cause, then Redrive (console, `sfn-mlops redrive <execution_name>`): the "
+        "run continues from the state that failed"
+    )
+    return message
+
+
+def notification_input_transformer() -> dict[str, Any]:
+    """The rule target's InputTransformer (the local cloud's; CDK builds the same one from
+    EventFields): a whole-value placeholder is inserted as JSON, one inside a string as text."""
+    template = json.dumps(notification_template(), indent=None)
+    for name in NOTIFICATION_PATHS:
+        template = template.replace(f'"<{name}>"', f"<{name}>")
+    return {"InputPathsMap": dict(NOTIFICATION_PATHS), "InputTemplate": template}

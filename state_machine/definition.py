@@ -12,8 +12,14 @@ Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
   status, else ``WaitFor<Step>`` (SecondsPath, adaptive) and ``Poll<Step>`` refresh it.
   The poll Lambda raises PollLimitExceededError after ``config.max_polls``, so a loop
   adds at most ``max_polls`` iterations to the history.
-- Any Task failure: Catch ``States.ALL`` -> ``$.error`` -> NotifyFailure (SNS) -> Fail,
-  whose error and cause are the original ones (ErrorPath/CausePath).
+- Redrive-first failure handling: a Task retries its transient errors, and any other error
+  fails the execution *at that Task* (no Catch, no Fail state), so a console Redrive
+  continues from it. A poll that restarts its step (``poll.status == "Restart"``: a transient
+  SageMaker failure, or a redrive after a failed job) goes through ``Restart<Step>`` (Wait)
+  back to the start state, which starts the job's next attempt (shared/job_retry.py). Each
+  start state records ``$$.Execution.RedriveCount`` in its result, so the poll can tell.
+- Failure notifications come from EventBridge (execution status change -> SNS, infra/), not
+  from states; NotifySuccess publishes the gate's decision at the end of a successful run.
 
 Rendering is pure: no AWS region, credentials or calls. Lambda ARNs and the topic ARN
 are ``${...}`` placeholders filled by CDK's definition substitutions (and the local cloud).
@@ -28,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
-from stepfunctions.steps import Catch, Choice, ChoiceRule, Fail, Graph, Retry, Succeed, Task, Wait
+from stepfunctions.steps import Choice, ChoiceRule, Graph, Retry, Succeed, Task, Wait
 from stepfunctions.steps.states import State
 
 from shared import errors, models
@@ -60,7 +66,6 @@ SNS_TRANSIENT_ERRORS = (
     "SNS.KMSThrottlingException",
 )
 ALL_ERRORS = "States.ALL"
-ERROR_RESULT_PATH = "$.error"
 
 #: Seconds a Lambda Task waits beyond the function's own timeout (invoke overhead, cold start).
 LAMBDA_TASK_TIMEOUT_MARGIN_SECONDS = 30
@@ -86,7 +91,15 @@ LAMBDA_RETRIES = (
         [e.__name__ for e in errors.RETRYABLE_ERRORS], interval=5, max_attempts=4, backoff=2.0
     ),
 )
+#: A job start refused by a quota (ResourceLimitExceeded): minutes, not seconds, free it up.
+JOB_START_RETRIES = (
+    retry_policy(
+        [e.__name__ for e in errors.CAPACITY_ERRORS], interval=60, max_attempts=3, backoff=2.0
+    ),
+)
 SNS_RETRIES = (retry_policy(SNS_TRANSIENT_ERRORS, interval=2, max_attempts=3, backoff=2.0),)
+#: The context object's redrive count, recorded by each start state (models.Restartable).
+REDRIVE_COUNT = "$$.Execution.RedriveCount"
 
 
 # --- SDK extensions: ASL fields the SDK (2.3) does not know -----------------------------------
@@ -96,8 +109,6 @@ class _ExtraField(enum.Enum):
     """Snake-case names the SDK pascal-cases on output, like its own `Field` enum."""
 
     ResultSelector = "result_selector"
-    ErrorPath = "error_path"
-    CausePath = "cause_path"
 
 
 class SelectingTask(Task):  # type: ignore[misc]
@@ -107,33 +118,18 @@ class SelectingTask(Task):  # type: ignore[misc]
         return [*super().allowed_fields(), _ExtraField.ResultSelector]
 
 
-class FailFromPath(Fail):  # type: ignore[misc]
-    """A Fail state whose error and cause come from the state (`ErrorPath`/`CausePath`)."""
-
-    def allowed_fields(self) -> list[Any]:
-        return [*super().allowed_fields(), _ExtraField.ErrorPath, _ExtraField.CausePath]
-
-
 # --- the one Retry/Catch helper ---------------------------------------------------------------
 
 
-def with_error_handling(
-    task: Task,
-    *,
-    retries: Iterable[Mapping[str, Any]],
-    on_error: State,
-    result_path: str = ERROR_RESULT_PATH,
-) -> Task:
-    """Give `task` its retriers and one final Catch of States.ALL into `on_error`.
-
-    States.ALL is the only catcher, so it is alone and last by construction; the error
-    object ``{Error, Cause}`` is stored at `result_path` and the original state is kept.
-    """
+def with_error_handling(task: Task, *, retries: Iterable[Mapping[str, Any]]) -> Task:
+    """Give `task` its retriers, and no Catch: an error that is not retried away fails the
+    execution at `task`, so Redrive restarts there (a catch-all into a Fail state would make
+    the Fail state the one a Redrive reruns). No error in this workflow is part of its logic:
+    restarts are poll results (``status: Restart``), not caught errors."""
     for policy in retries:
         if ALL_ERRORS in policy["error_equals"]:
-            raise ValueError("States.ALL belongs in the Catch, not in a retrier")
+            raise ValueError("States.ALL would retry permanent errors too: name the errors")
         task.add_retry(Retry(**policy))
-    task.add_catch(Catch(next_step=on_error, error_equals=[ALL_ERRORS], result_path=result_path))
     return task
 
 
@@ -152,12 +148,13 @@ def lambda_step(
     payload: Mapping[str, Any] | str,
     output_model: type[BaseModel],
     result_path: str,
-    on_error: State,
     comment: str,
+    retries: Iterable[Mapping[str, Any]] = LAMBDA_RETRIES,
 ) -> Task:
     """Invoke one of the pipeline's functions (shared.resources.FUNCTIONS) and keep exactly
     the fields of its output model. `payload` is a Parameters object, or a JSONPath that
-    becomes the whole payload."""
+    becomes the whole payload. A `Restartable` output's redrive_count comes from the
+    context object, not from the function."""
     spec = FUNCTIONS_BY_KEY[function_key]
     if spec.asl_placeholder is None:
         raise ValueError(f"function {function_key!r} has no ASL placeholder")
@@ -166,19 +163,22 @@ def lambda_step(
         parameters["Payload.$"] = payload
     else:
         parameters["Payload"] = dict(payload)
+    selector = result_selector(output_model)
+    if issubclass(output_model, models.Restartable):
+        selector["redrive_count.$"] = REDRIVE_COUNT
     task = SelectingTask(
         state_id,
         comment=comment,
         resource=LAMBDA_INVOKE,
         parameters=parameters,
-        result_selector=result_selector(output_model),
+        result_selector=selector,
         result_path=result_path,
         timeout_seconds=spec.timeout_seconds + LAMBDA_TASK_TIMEOUT_MARGIN_SECONDS,
     )
-    return with_error_handling(task, retries=LAMBDA_RETRIES, on_error=on_error)
+    return with_error_handling(task, retries=retries)
 
 
-def validate_step(on_error: State) -> Task:
+def validate_step() -> Task:
     return lambda_step(
         "ValidateInput",
         "validate",
@@ -189,7 +189,6 @@ def validate_step(on_error: State) -> Task:
         },
         output_model=models.ValidateOutput,
         result_path="$",
-        on_error=on_error,
         comment="Payload over config/pipeline.yaml defaults; a bad field fails the run here",
     )
 
@@ -199,7 +198,6 @@ def start_step(
     function_key: str,
     output_model: type[BaseModel],
     result_key: str,
-    on_error: State,
     comment: str,
 ) -> Task:
     """A job-starting (or endpoint-updating) Lambda: whole state in, result at $.<key>."""
@@ -209,8 +207,10 @@ def start_step(
         payload="$",
         output_model=output_model,
         result_path=f"$.{result_key}",
-        on_error=on_error,
         comment=comment,
+        retries=(*LAMBDA_RETRIES, *JOB_START_RETRIES)
+        if issubclass(output_model, models.Restartable)
+        else LAMBDA_RETRIES,
     )
 
 
@@ -229,6 +229,8 @@ def poll_payload(result_key: str, *, endpoint: bool = False) -> dict[str, str]:
         "elapsed_seconds.$": f"$.{result_key}.poll.elapsed_seconds",
         "expected_seconds.$": f"$.{result_key}.poll.expected_seconds",
         "execution_name.$": "$.execution_name",
+        "redrive_count.$": REDRIVE_COUNT,
+        "started_redrive_count.$": f"$.{result_key}.redrive_count",
     }
     if endpoint:
         payload["expected_config_name.$"] = f"$.{result_key}.endpoint_config_name"
@@ -236,12 +238,14 @@ def poll_payload(result_key: str, *, endpoint: bool = False) -> dict[str, str]:
 
 
 def poll_loop(
-    label: str, result_key: str, *, on_error: State, then: State, endpoint: bool = False
+    label: str, result_key: str, *, then: State, restart: State, endpoint: bool = False
 ) -> Choice:
-    """``Is<label>Complete? -> WaitFor<label> -> Poll<label> -> Is<label>Complete?``.
+    """``Is<label>Complete? -> WaitFor<label> -> Poll<label> -> Is<label>Complete?``, and
+    ``Is<label>Complete? -> Restart<label> -> restart`` when the poll restarts the step.
 
     Entered at the Choice, so a reused job that already completed costs no wait. The wait
-    is the poll Lambda's adaptive `wait_seconds`; the loop is bounded by its max_polls.
+    is the poll Lambda's adaptive `wait_seconds`; the loop is bounded by its max_polls, the
+    restarts by shared/job_retry.py.
     """
     done = "InService" if endpoint else "Complete"
     check = Choice(
@@ -259,17 +263,26 @@ def poll_loop(
         payload=poll_payload(result_key, endpoint=endpoint),
         output_model=models.PollState,
         result_path=f"$.{result_key}.poll",
-        on_error=on_error,
-        comment="Status of the job/endpoint; raises on Failed/Stopped or after max_polls",
+        comment=(
+            "Status of the job/endpoint; raises on Failed/Stopped or after max_polls, "
+            "or restarts the step (transient SageMaker failure; redrive)"
+        ),
     )
+    backoff = Wait(
+        f"Restart{label}",
+        seconds_path=f"$.{result_key}.poll.wait_seconds",
+        comment="Backoff before the next attempt of the job (or endpoint update)",
+    )
+    backoff.next(restart)
     check.add_choice(ChoiceRule.StringEquals(f"$.{result_key}.poll.status", "Completed"), then)
+    check.add_choice(ChoiceRule.StringEquals(f"$.{result_key}.poll.status", "Restart"), backoff)
     check.default_choice(wait)
     wait.next(poll)
     poll.next(check)
     return check
 
 
-def smoke_test_step(on_error: State) -> Task:
+def smoke_test_step() -> Task:
     return lambda_step(
         "SmokeTest",
         "invoke",
@@ -280,12 +293,11 @@ def smoke_test_step(on_error: State) -> Task:
         },
         output_model=models.InvokeOutput,
         result_path="$.smoke_test",
-        on_error=on_error,
         comment="Sample rows (feature-only) through the endpoint that was just deployed",
     )
 
 
-def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> State:
+def deploy_lock_steps(*, deploy: State, release: State) -> State:
     """Between ShouldDeploy and UpdateEndpoint: one deployment per endpoint at a time, decided
     against the champion that serves when it happens.
 
@@ -302,7 +314,6 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
         payload="$",
         output_model=models.LockState,
         result_path="$.lock",
-        on_error=on_error,
         comment="Conditional write of the endpoint's lock item (owner = this execution)",
     )
     held = Choice("IsDeployLockHeld", comment="Held -> compare with today's champion; else wait")
@@ -316,7 +327,6 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
         "recheck",
         models.RecheckOutput,
         "recheck",
-        on_error,
         "Champion changed since evaluation? Then re-evaluate both on the same test split",
     )
     changed = Choice("ChampionChanged", comment="Unchanged -> the gate's decision stands")
@@ -325,7 +335,6 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
         "gate",
         models.GateOutput,
         "gate",
-        on_error,
         "The gate again, on the re-evaluation against the champion serving now",
     )
     still = Choice("StillBetter", comment="Deploy only if it still beats the newer champion")
@@ -334,7 +343,6 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
         "register",
         models.RegisterOutput,
         "register",
-        on_error,
         "The model package's approval status from the fresh decision (Rejected or pending)",
     )
     acquire.next(held)
@@ -343,7 +351,7 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
     wait.next(acquire)
     check.next(changed)
     changed.add_choice(ChoiceRule.BooleanEquals("$.recheck.changed", False), deploy)
-    changed.default_choice(poll_loop("Recheck", "recheck", on_error=on_error, then=fresh_gate))
+    changed.default_choice(poll_loop("Recheck", "recheck", then=fresh_gate, restart=check))
     fresh_gate.next(still)
     still.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), deploy)
     still.default_choice(update_registration)
@@ -351,13 +359,12 @@ def deploy_lock_steps(*, on_error: State, deploy: State, release: State) -> Stat
     return acquire
 
 
-def release_lock_step(on_error: State) -> Task:
+def release_lock_step() -> Task:
     return start_step(
         "ReleaseDeployLock",
         "lock-release",
         models.LockReleaseOutput,
         "lock_release",
-        on_error,
         "Deletes the endpoint's lock item if this execution holds it",
     )
 
@@ -375,7 +382,7 @@ def _console_url() -> str:
     )
 
 
-def notify_success_step(on_error: State) -> Task:
+def notify_success_step() -> Task:
     """SNS publish of the outcome: what was registered, whether it deployed and why."""
     task = SelectingTask(
         "NotifySuccess",
@@ -402,46 +409,7 @@ def notify_success_step(on_error: State) -> Task:
         result_path="$.notification",
         timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
     )
-    return with_error_handling(task, retries=SNS_RETRIES, on_error=on_error)
-
-
-def notify_failure_step(fail: State) -> Task:
-    """SNS publish of the failure. Its own failure is caught into a path that does not
-    overwrite $.error, so the Fail state still reports the original error and cause."""
-    task = SelectingTask(
-        "NotifyFailure",
-        comment="Publishes the error and cause of the failed run to the notification topic",
-        resource=SNS_PUBLISH,
-        parameters={
-            "TopicArn": _topic(),
-            "Subject.$": f"States.Format('{PROJECT} FAILED: {{}}', $$.Execution.Name)",
-            "Message": {
-                "status": "FAILED",
-                "execution_name.$": "$$.Execution.Name",
-                "execution_arn.$": "$$.Execution.Id",
-                "error.$": "$.error.Error",
-                "cause.$": "$.error.Cause",
-                "console_url.$": _console_url(),
-                "input.$": "$$.Execution.Input",
-            },
-        },
-        result_selector={"message_id.$": "$.MessageId"},
-        result_path="$.notification",
-        timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
-    )
-    task.next(fail)
-    return with_error_handling(
-        task, retries=SNS_RETRIES, on_error=fail, result_path="$.notification_error"
-    )
-
-
-def fail_step() -> Fail:
-    return FailFromPath(
-        "Failed",
-        comment="Ends the run with the error and cause of the state that failed",
-        error_path=f"{ERROR_RESULT_PATH}.Error",
-        cause_path=f"{ERROR_RESULT_PATH}.Cause",
-    )
+    return with_error_handling(task, retries=SNS_RETRIES)
 
 
 # --- the workflow -----------------------------------------------------------------------------
@@ -449,18 +417,14 @@ def fail_step() -> Fail:
 
 def build() -> Graph:
     """The whole workflow as an SDK Graph (see the module docstring for the data flow)."""
-    failed = fail_step()
-    notify_failure = notify_failure_step(failed)
-    on_error = notify_failure
-
     succeeded = Succeed("Succeeded", comment="Output carries $.gate.reasons: why (not) deployed")
-    notify_success = notify_success_step(on_error)
+    notify_success = notify_success_step()
     notify_success.next(succeeded)
 
-    release_lock = release_lock_step(on_error)
+    release_lock = release_lock_step()
     release_lock.next(notify_success)
 
-    smoke_test = smoke_test_step(on_error)
+    smoke_test = smoke_test_step()
     smoke_test.next(release_lock)
 
     update_endpoint = start_step(
@@ -468,15 +432,14 @@ def build() -> Graph:
         "deploy",
         models.DeployOutput,
         "deploy",
-        on_error,
         "New model and endpoint config; CreateEndpoint, or blue/green UpdateEndpoint",
     )
     update_endpoint.next(
-        poll_loop("Endpoint", "deploy", on_error=on_error, then=smoke_test, endpoint=True)
+        poll_loop("Endpoint", "deploy", then=smoke_test, restart=update_endpoint, endpoint=True)
     )
 
     should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
-    take_lock = deploy_lock_steps(on_error=on_error, deploy=update_endpoint, release=release_lock)
+    take_lock = deploy_lock_steps(deploy=update_endpoint, release=release_lock)
     should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), take_lock)
     should_deploy.default_choice(notify_success)
 
@@ -485,7 +448,6 @@ def build() -> Graph:
         "register",
         models.RegisterOutput,
         "register",
-        on_error,
         "Model package with metrics and lineage; Approved if the gate passed, else Rejected",
     )
     register.next(should_deploy)
@@ -495,7 +457,6 @@ def build() -> Graph:
         "gate",
         models.GateOutput,
         "gate",
-        on_error,
         "Gate: threshold met and champion beaten by min_improvement? Reasons either way",
     )
     gate.next(register)
@@ -508,19 +469,20 @@ def build() -> Graph:
     then: State = gate
     for label, key, output_model, what in reversed(jobs):
         start = start_step(
-            f"Start{label}", key, output_model, key, on_error, f"Processing/Training job: {what}"
+            f"Start{label}", key, output_model, key, f"Processing/Training job: {what}"
         )
-        start.next(poll_loop(label, key, on_error=on_error, then=then))
+        start.next(poll_loop(label, key, then=then, restart=start))
         then = start
 
-    validate = validate_step(on_error)
+    validate = validate_step()
     validate.next(then)
 
     return Graph(
         validate,
         comment=(
             f"{PROJECT}: validate, preprocess, train, evaluate, gate, register and - only when "
-            "the new model is better - deploy and smoke-test; every failure is notified"
+            "the new model is better - deploy and smoke-test; a failure fails the run where it "
+            "happened, so Redrive continues from there"
         ),
         timeout_seconds=EXECUTION_TIMEOUT_SECONDS,
     )

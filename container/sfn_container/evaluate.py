@@ -35,6 +35,11 @@ Output: ``$OPT_ML/processing/output/evaluation/evaluation.json``::
                 "champion": {...} | null}     # regression: "residuals" (actual,
     }                                         #   predicted, histogram)
 
+Also, when the ``profile`` input is present (preprocess's profile prefix: one
+``profile.json``, or one per host of a sharded preprocessing job), the data profile of the
+whole data set, merged from the hosts' partial profiles (:mod:`sfn_container.profiles`), is
+written next to the report as ``profile.json``.
+
 A metric that is undefined on the data (e.g. AUC with one class) is ``null``. So
 ``report["challenger"]["binary_classification_metrics"]["auc"]["value"]`` and
 ``report["challenger"]["metrics"]["auc"]`` both read the challenger's AUC.
@@ -159,6 +164,12 @@ def main() -> None:
     out = opt_ml.processing_output("evaluation") / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    profile_dir = opt_ml.processing_input("profile")
+    if profile_dir.is_dir():
+        from sfn_container.profiles import merge_dir
+
+        merged = merge_dir(profile_dir)
+        (out.parent / "profile.json").write_text(json.dumps(merged, indent=2) + "\n")
     summary = {
         "challenger": report["challenger"]["metrics"],
         "champion": report["champion"]["metrics"] if report["champion"] else None,

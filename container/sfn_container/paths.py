@@ -27,6 +27,11 @@ class OptMl:
     def processing_output(self, name: str) -> Path:
         return self.root / "processing" / "output" / name
 
+    @property
+    def processing_resource_config(self) -> Path:
+        """The hosts of a processing job (SageMaker writes it under ``config/``)."""
+        return self.root / "config" / "resourceconfig.json"
+
     # --- training jobs ---------------------------------------------------------------
     def channel(self, name: str) -> Path:
         return self.root / "input" / "data" / name
@@ -34,6 +39,16 @@ class OptMl:
     @property
     def hyperparameters(self) -> Path:
         return self.root / "input" / "config" / "hyperparameters.json"
+
+    @property
+    def resource_config(self) -> Path:
+        """The hosts of a training job (``current_host``, ``hosts``)."""
+        return self.root / "input" / "config" / "resourceconfig.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Synced with the job's CheckpointConfig S3 prefix (Spot training)."""
+        return self.root / "checkpoints"
 
     @property
     def model_dir(self) -> Path:

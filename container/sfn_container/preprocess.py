@@ -29,6 +29,11 @@ of parsing the CSV again, see :mod:`sfn_container.binsplit`),
 ``profile/profile.json`` (rows per split, per-column count/missing/mean/std/min/max, class
 balance) and ``sample/sample.csv`` (header + a few test rows without the target column).
 The input is streamed in blocks, so memory stays flat whatever the data size.
+
+Several hosts (``$OPT_ML/config/resourceconfig.json``) or ``SPLIT_PARTS`` > 1: each host
+splits its shard of the raw objects the same way and writes its files under its own
+prefix, the profile with the raw moments a merge needs (:mod:`sfn_container.shards`,
+:mod:`sfn_container.profiles`).
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sfn_container import csvdata
+from sfn_container import csvdata, profiles, shards
 from sfn_container.binsplit import SplitWriter
+from sfn_container.distributed import Cluster
 from sfn_container.errors import ConfigError, EmptyInputError, SchemaError
 from sfn_container.paths import OptMl
 
@@ -63,6 +69,7 @@ class PreprocessConfig:
     validation_fraction: float = 0.15
     seed: int = 0
     sample_rows: int = 5
+    parts: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PreprocessConfig:
@@ -75,6 +82,7 @@ class PreprocessConfig:
                 validation_fraction=float(env.get("VALIDATION_FRACTION", "0.15")),
                 seed=int(env.get("SPLIT_SEED", "0")),
                 sample_rows=int(env.get("SAMPLE_ROWS", "5")),
+                parts=int(env.get("SPLIT_PARTS", "1")),
             )
         except ValueError as exc:
             raise ConfigError(f"invalid preprocessing setting: {exc}") from exc
@@ -91,6 +99,8 @@ class PreprocessConfig:
             raise ConfigError("TEST_FRACTION and VALIDATION_FRACTION must be in (0, 1), sum < 1")
         if self.sample_rows < 1:
             raise ConfigError("SAMPLE_ROWS must be >= 1")
+        if not 1 <= self.parts <= 1000:
+            raise ConfigError("SPLIT_PARTS must be between 1 and 1000")
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -226,15 +236,21 @@ def _check_header(files: list[Path], config: PreprocessConfig) -> list[str]:
     return header
 
 
-def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> dict:
-    """Run the whole step; returns the profile (also written to profile/profile.json)."""
-    files = csvdata.csv_files(input_dir)
+def preprocess(
+    input_dir: Path, output_dir: Path, config: PreprocessConfig, host: str | None = None
+) -> dict:
+    """Run the whole step; returns the profile (also written to profile/profile.json).
+
+    `host`: this host's name when the job has several (its files go under its own prefix)."""
+    files = _shard_files(input_dir, host)
     header = _check_header(files, config)
     target_idx = header.index(config.target_column)
     features = [c for c in header if c != config.target_column]
     order = sorted(range(len(header)), key=lambda i: header[i])
 
-    out_paths = [output_dir / name / f"{name}.csv" for name in SPLITS]
+    parts = config.parts
+    out_paths = shards.split_paths(output_dir, SPLITS, parts, host)
+    bucket_dtype = np.uint8 if (DROPPED + 1) * parts <= 256 else np.uint16
     for path in out_paths:
         path.parent.mkdir(parents=True, exist_ok=True)
     writers = [SplitWriter(path, header, config.target_column) for path in out_paths]
@@ -250,7 +266,8 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
                 values = csvdata.parse_block(block, header, path, dtype=np.float64)
                 target = values[:, target_idx]
                 _check_target(target, config, path)
-                split = assign_splits(row_hash(values, order, config.seed), config)
+                hashes = row_hash(values, order, config.seed)
+                split = assign_splits(hashes, config)
                 split[np.isnan(target)] = DROPPED
                 rows += np.bincount(split, minlength=4)
                 file_rows[str(path.relative_to(input_dir))] += values.shape[0]
@@ -258,7 +275,11 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
                 stats.update(values if kept.all() else values[kept])
                 if config.problem_type == "binary_classification":
                     positives += np.bincount(split[target == 1], minlength=4)[:3]
-                _write_lines(block.data, split, values, writers)
+                # the writer of each row; a small dtype: _write_lines repeats it per byte
+                bucket = (split.astype(np.int64) * parts + shards.part_of(hashes, parts)).astype(
+                    bucket_dtype
+                )
+                _write_lines(block.data, bucket, values, writers)
                 if len(sample) < config.sample_rows:
                     sample.extend(_sample_lines(block.data, split, target_idx, config))
     except BaseException:
@@ -272,13 +293,13 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
     if total == 0:
         raise EmptyInputError(f"no usable data rows in {input_dir} (files: {list(file_rows)})")
     for i, name in enumerate(SPLITS):
-        if rows[i] == 0:
+        if rows[i] == 0 and host is None:  # one host's shard may lack a split; the union not
             raise EmptyInputError(
                 f"the {name} split is empty: {total} rows are too few for test_fraction "
                 f"{config.test_fraction} and validation_fraction {config.validation_fraction}"
             )
 
-    sample_path = output_dir / "sample" / "sample.csv"
+    sample_path = shards.output_file(output_dir, "sample", "sample.csv", host)
     sample_path.parent.mkdir(parents=True, exist_ok=True)
     sample_header = (",".join(features) + "\n").encode()
     sample_path.write_bytes(sample_header + b"".join(sample[: config.sample_rows]))
@@ -301,22 +322,35 @@ def preprocess(input_dir: Path, output_dir: Path, config: PreprocessConfig) -> d
         },
         "columns": stats.describe(header),
     }
+    if shards.per_host(host, parts):
+        profile["host"] = host
+        profile["partial"] = profiles.partial(stats, header, rows, positives, SPLITS)
     if config.problem_type == "binary_classification":
         profile["class_balance"] = {
             name: {"rows": int(rows[i]), "positive": int(positives[i])}
             for i, name in enumerate(SPLITS)
         }
-    profile_path = output_dir / "profile" / "profile.json"
+    profile_path = shards.output_file(output_dir, "profile", "profile.json", host)
     profile_path.parent.mkdir(parents=True, exist_ok=True)
     profile_path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
     return profile
 
 
+def _shard_files(input_dir: Path, host: str | None) -> list[Path]:
+    if host is not None and not any(p.is_file() for p in input_dir.rglob("*")):
+        raise EmptyInputError(
+            f"host {host} received no raw objects: ShardedByS3Key gives each host whole S3 "
+            "objects, so the raw data needs at least as many CSV objects as processing hosts"
+        )
+    return csvdata.csv_files(input_dir)
+
+
 def _write_lines(
     data: bytes, split: np.ndarray, values: np.ndarray, writers: list[SplitWriter]
 ) -> None:
-    """Copy each line of ``data`` to its split's CSV, byte-exact, and its parsed values to
-    the split's binary copy (vectorised)."""
+    """Copy each line of ``data`` to its writer's CSV (``split`` holds each row's writer
+    index; rows with no writer are skipped), byte-exact, and its parsed values to the
+    writer's binary copy (vectorised)."""
     ends = csvdata.line_ends(data)
     lengths = np.diff(ends, prepend=0)
     byte_split = np.repeat(split, lengths)
@@ -346,7 +380,9 @@ def _sample_lines(
 def main() -> None:
     config = PreprocessConfig.from_env()
     opt_ml = OptMl.from_env()
-    profile = preprocess(opt_ml.processing_input("raw"), opt_ml.processing_output(""), config)
+    cluster = Cluster.from_file(opt_ml.processing_resource_config)
+    host = cluster.current_host if cluster.size > 1 else None
+    profile = preprocess(opt_ml.processing_input("raw"), opt_ml.processing_output(""), config, host)
     print(
         "preprocess: " + json.dumps({"rows": profile["rows"], "target": config.target_column}),
         file=sys.stdout,

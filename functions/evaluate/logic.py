@@ -73,6 +73,8 @@ def processing_request(
     inputs = [
         s3_input("test", request.preprocess.test_uri, f"{PROCESSING_INPUT}/test"),
         s3_input("challenger", request.train.model_artifact_uri, f"{PROCESSING_INPUT}/challenger"),
+        # one profile per preprocessing host: evaluate writes the merged profile
+        s3_input("profile", request.preprocess.profile_uri, f"{PROCESSING_INPUT}/profile"),
     ]
     if champion_uri:
         inputs.append(s3_input("champion", champion_uri, f"{PROCESSING_INPUT}/champion"))
@@ -84,6 +86,7 @@ def processing_request(
         request.execution_name,
         inputs,
         {"evaluation": output},
+        request.config.evaluation_compute,
     )
 
 

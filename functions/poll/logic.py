@@ -7,10 +7,16 @@ Completed (endpoint: InService on the expected config) -> PollState(Completed);
 Failed -> JobFailedError(FailureReason); Stopped -> JobStoppedError; still running after
 `max_polls` polls -> PollLimitExceededError. Endpoint: Failed, or InService on another config
 after an update (a blue/green rollback) -> EndpointUpdateFailedError(FailureReason).
+
+Restarts (shared/job_retry.py, separate from the wait schedule): a transient SageMaker failure
+(capacity, internal error) -> PollState(Restart) after a backoff, a bounded number of times;
+and a poll rerun by a Redrive after one of the failures above -> PollState(Restart), so the
+step starts its next attempt instead of failing again on the old job.
 """
 
 from __future__ import annotations
 
+from shared import job_retry
 from shared.adapters.sagemaker import JobKind, SageMaker
 from shared.errors import (
     EndpointUpdateFailedError,
@@ -26,14 +32,19 @@ ENDPOINT_IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "Rol
 
 def _job_done(
     request: PollRequest, sagemaker: SageMaker
-) -> tuple[bool, Progress | None, str | None]:
-    """(done, the job's reported progress, SageMaker's SecondaryStatus) from one Describe."""
+) -> tuple[bool | PollState, Progress | None, str | None]:
+    """(done, the job's reported progress, SageMaker's SecondaryStatus) from one Describe;
+    done is a PollState(Restart) when a transient failure restarts the step."""
     kind: JobKind = "processing" if request.job_type == "processing" else "training"
     job = sagemaker.describe_job(kind, request.job_name)
     if job is None:
         raise JobFailedError(f"{kind} job {request.job_name} does not exist")
     if job.status == "Completed":
         return True, None, None
+    if job.status == "Failed" and not job_retry.redriven(request):
+        retry = job_retry.transient_retry(job, lambda name: sagemaker.describe_job(kind, name))
+        if retry is not None:
+            return retry, None, None
     if job.status == "Failed":
         raise JobFailedError(
             f"{kind} job {request.job_name} failed: {job.failure_reason or 'no FailureReason'}"
@@ -69,10 +80,27 @@ def _endpoint_done(request: PollRequest, sagemaker: SageMaker) -> bool:
 
 
 def poll(request: PollRequest, sagemaker: SageMaker) -> PollState:
+    try:
+        return _poll(request, sagemaker)
+    except (
+        JobFailedError,
+        JobStoppedError,
+        EndpointUpdateFailedError,
+        PollLimitExceededError,
+    ) as exc:
+        if job_retry.redriven(request):
+            return job_retry.restart_after_redrive(request, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _poll(request: PollRequest, sagemaker: SageMaker) -> PollState:
+    done: bool | PollState
     if request.job_type == "endpoint":
         done, progress, detail = _endpoint_done(request, sagemaker), None, None
     else:
         done, progress, detail = _job_done(request, sagemaker)
+    if isinstance(done, PollState):
+        return done
     attempt = request.attempt + 1
     elapsed = request.elapsed_seconds
     if done:

@@ -32,15 +32,27 @@ def output_uris(settings: JobSettings, execution_name: str) -> dict[str, str]:
 def processing_request(
     name: str, request: StepRequest, settings: JobSettings, outputs: dict[str, str]
 ) -> dict[str, Any]:
-    raw = s3_input("raw", request.config.raw_data_uri, f"{PROCESSING_INPUT}/raw")
+    config = request.config
+    # Several hosts: each preprocesses a disjoint subset of the raw objects (the split is a
+    # hash of each row, so it does not depend on the host count) and writes its own files.
+    # SPLIT_PARTS: a training job with N hosts reads its channels sharded too, so every
+    # split needs at least N CSV objects.
+    raw = s3_input(
+        "raw",
+        config.raw_data_uri,
+        f"{PROCESSING_INPUT}/raw",
+        sharded=config.processing.instance_count > 1,
+    )
     return processing_job_request(
         name,
         STEP,
-        request.config,
+        config,
         settings.sagemaker_role_arn,
         request.execution_name,
         [raw],
         outputs,
+        config.processing,
+        {"SPLIT_PARTS": str(config.training.instance_count)},
     )
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
-from shared.jobs import MODEL_ARCHIVE, job_tags, start_or_reuse
+from shared.jobs import MODEL_ARCHIVE, distribution, job_tags, start_or_reuse
 from shared.models import PipelineInput, TrainOutput, TrainRequest
-from shared.naming import artifact_prefix
+from shared.naming import artifact_prefix, checkpoint_uri
+from shared.resources import CHECKPOINTS_PREFIX
 from shared.schedule import PROGRESS_METRIC, job_first_poll
 from shared.settings import JobSettings
 
 STEP = "train"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 # The container logs XGBoost's "[12]\ttrain-auc:0.99\tvalidation-auc:0.97" each round and
 # "validation-auc: 0.97" at the end.
@@ -25,6 +27,8 @@ def hyperparameters(config: PipelineInput) -> dict[str, str]:
     params = {name: str(value) for name, value in config.hyperparameters.items()}
     params["target_column"] = config.target_column
     params["problem_type"] = config.problem_type
+    if config.training.use_spot:
+        params["checkpoint_interval"] = str(config.training.checkpoint_interval)
     return params
 
 
@@ -40,7 +44,9 @@ def metric_definitions(config: PipelineInput) -> list[dict[str, str]]:
         for name in names
     ] + [
         # the round index of each "[12]\t..." line: the poll's progress (shared/schedule.py)
-        {"Name": PROGRESS_METRIC, "Regex": r"^\[([0-9]+)\]\s"}
+        # one host prints "[12]\t..."; the first host of several logs it through XGBoost's
+        # collective, which prefixes the time: "[08:32:05] [12]\t..."
+        {"Name": PROGRESS_METRIC, "Regex": r"^(?:\[[0-9:]+\] )?\[([0-9]+)\]\s"}
     ]
 
 
@@ -55,7 +61,7 @@ def model_artifact_uri(output: str, job_name: str) -> str:
     return f"{output}/{job_name}/output/{MODEL_ARCHIVE}"
 
 
-def _channel(name: str, uri: str) -> dict[str, Any]:
+def _channel(name: str, uri: str, sharded: bool) -> dict[str, Any]:
     return {
         "ChannelName": name,
         "ContentType": "text/csv",
@@ -64,7 +70,7 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
             "S3DataSource": {
                 "S3DataType": "S3Prefix",
                 "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": distribution(sharded),
             }
         },
     }
@@ -74,7 +80,10 @@ def training_request(
     name: str, request: TrainRequest, settings: JobSettings, output: str
 ) -> dict[str, Any]:
     config = request.config
-    return {
+    # Several hosts: each trains on its shard of train and validation (preprocess wrote
+    # SPLIT_PARTS = instance_count parts per split, so every host gets some).
+    sharded = config.training.instance_count > 1
+    body: dict[str, Any] = {
         "TrainingJobName": name,
         "RoleArn": settings.sagemaker_role_arn,
         "AlgorithmSpecification": {
@@ -84,8 +93,8 @@ def training_request(
         },
         "HyperParameters": hyperparameters(config),
         "InputDataConfig": [
-            _channel("train", request.preprocess.train_uri),
-            _channel("validation", request.preprocess.validation_uri),
+            _channel("train", request.preprocess.train_uri, sharded),
+            _channel("validation", request.preprocess.validation_uri, sharded),
         ],
         "OutputDataConfig": {"S3OutputPath": output},
         "ResourceConfig": {
@@ -95,6 +104,25 @@ def training_request(
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
         "Tags": job_tags(request.execution_name, STEP),
+    }
+    if config.training.use_spot:
+        body.update(spot_settings(settings, request.execution_name))
+        body["StoppingCondition"]["MaxWaitTimeInSeconds"] = config.spot_max_wait_seconds
+    return body
+
+
+def spot_settings(settings: JobSettings, execution_name: str) -> dict[str, Any]:
+    """Managed Spot training: spare capacity (often far cheaper), interruptible; the
+    container checkpoints to /opt/ml/checkpoints, which SageMaker syncs with this prefix and
+    copies back when it restarts the interrupted job."""
+    return {
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {
+            "S3Uri": checkpoint_uri(
+                settings.artifact_bucket, CHECKPOINTS_PREFIX, execution_name, STEP
+            ),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
     }
 
 

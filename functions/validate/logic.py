@@ -35,40 +35,49 @@ def defaults(settings: ValidateSettings) -> dict[str, Any]:
     return deep_merge(base, settings.pipeline_defaults)
 
 
+def _longest(config: PipelineInput) -> tuple[int, str]:
+    """How long one job may take (a Spot training job: its max wait, capacity waits and
+    interruptions included), and how to name it in a problem."""
+    longest = config.longest_job_seconds
+    if longest == config.max_runtime_seconds:
+        return longest, f"max_runtime_seconds={config.max_runtime_seconds}"
+    return longest, f"Spot training's max wait ({longest}s)"
+
+
 def schedule_problems(config: PipelineInput) -> list[str]:
-    """The poll loop must be able to wait out a job that runs for max_runtime_seconds."""
+    """The poll loop must be able to wait out a job that runs for max_runtime_seconds (a
+    Spot training job: for its max wait)."""
     if config.poll_schedule == "predictive":
         return _predictive_problems(config)
+    longest, what = _longest(config)
     covered = schedule_seconds(
         config.max_polls, config.poll_interval_seconds, config.max_poll_interval_seconds
     )
-    if covered >= config.max_runtime_seconds:
+    if covered >= longest:
         return []
-    needed = polls_needed(
-        config.max_runtime_seconds, config.poll_interval_seconds, config.max_poll_interval_seconds
-    )
+    needed = polls_needed(longest, config.poll_interval_seconds, config.max_poll_interval_seconds)
     return [
         f"max_polls: {config.max_polls} polls (interval {config.poll_interval_seconds}s "
         f"doubling to {config.max_poll_interval_seconds}s) cover only {covered}s of "
-        f"max_runtime_seconds={config.max_runtime_seconds}; set max_polls >= {needed}, "
-        "or raise max_poll_interval_seconds"
+        f"{what}; set max_polls >= {needed}, or raise max_poll_interval_seconds"
     ]
 
 
 def _predictive_problems(config: PipelineInput) -> list[str]:
-    """However wrong a prediction, max_polls must still outlast max_runtime_seconds."""
+    """However wrong a prediction, max_polls must still outlast the longest job."""
     settings = settings_of(config)
-    if worst_case_seconds(config.max_polls, settings) >= config.max_runtime_seconds:
+    longest, what = _longest(config)
+    if worst_case_seconds(config.max_polls, settings) >= longest:
         return []
     needed = next(
         (n for n in range(config.max_polls, 10_001)
-         if worst_case_seconds(n, settings) >= config.max_runtime_seconds),
+         if worst_case_seconds(n, settings) >= longest),
         10_000,
     )  # fmt: skip
     covered = worst_case_seconds(config.max_polls, settings)
     return [
         f"max_polls: {config.max_polls} polls of the predictive schedule cover only "
-        f"{covered:.0f}s of max_runtime_seconds={config.max_runtime_seconds} when the prediction "
+        f"{covered:.0f}s of {what} when the prediction "
         f"is wrong (end_poll_interval_seconds={config.end_poll_interval_seconds}, then half "
         f"the overrun up to max_poll_interval_seconds={config.max_poll_interval_seconds}); "
         f"set max_polls >= {needed}, or raise end_poll_interval_seconds"

@@ -63,6 +63,7 @@ class SageMakerResources(Construct):
     def _grant_execution(self, bucket: s3.IBucket, repository: ecr.IRepository) -> None:
         data = resources.DATA_PREFIX
         runs = resources.ARTIFACTS_PREFIX
+        checkpoints = resources.CHECKPOINTS_PREFIX
         statements = [
             iam.PolicyStatement(
                 sid="ReadInputs",
@@ -74,11 +75,21 @@ class SageMakerResources(Construct):
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[bucket.arn_for_objects(f"{runs}*")],
             ),
+            # Spot training: SageMaker uploads /opt/ml/checkpoints to the job's
+            # CheckpointConfig prefix while it runs and copies it back (list + get) when it
+            # restarts an interrupted job. No delete: the bucket's lifecycle expires them.
+            iam.PolicyStatement(
+                sid="SyncTrainingCheckpoints",
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{checkpoints}*")],
+            ),
             iam.PolicyStatement(
                 sid="ListInputPrefixes",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{data}*", f"{runs}*"]}},
+                conditions={
+                    "StringLike": {"s3:prefix": [f"{data}*", f"{runs}*", f"{checkpoints}*"]}
+                },
             ),
             iam.PolicyStatement(
                 sid="BucketLocation",
@@ -129,12 +140,14 @@ class SageMakerResources(Construct):
         nag.acknowledge(
             policy,
             "IAM5",
-            "SageMaker jobs read raw data under data/ and read/write run outputs under runs/: "
-            "object names are per execution, so the grant is the prefix; ListBucket is further "
-            "limited by an s3:prefix condition",
+            "SageMaker jobs read raw data under data/, read/write run outputs under runs/ and "
+            "sync Spot training checkpoints under checkpoints/: object names are per "
+            "execution, so the grant is the prefix; ListBucket is further limited by an "
+            "s3:prefix condition",
             applies_to=[
                 f"Resource::{nag.arn_of(bucket)}/{data}*",
                 f"Resource::{nag.arn_of(bucket)}/{runs}*",
+                f"Resource::{nag.arn_of(bucket)}/{checkpoints}*",
             ],
         )
         nag.acknowledge(

@@ -96,4 +96,11 @@ class Storage(Construct):
             noncurrent_versions_to_retain=3,
             abort_incomplete_multipart_upload_after=Duration.days(7),
         )
-        return [runs, versions]
+        # Spot checkpoints are needed only while their training job (or a redrive of its
+        # execution) can still resume from them; after that they are storage cost.
+        checkpoints = s3.LifecycleRule(
+            id="expire-training-checkpoints",
+            prefix=resources.CHECKPOINTS_PREFIX,
+            expiration=Duration.days(resources.CHECKPOINT_EXPIRY_DAYS),
+        )
+        return [runs, checkpoints, versions]

@@ -88,6 +88,7 @@ class PipelineStack(Stack):
             topic_key=notifications.key,
             log_retention=settings.log_retention,
         )
+        notifications.notify_unsuccessful_executions(state_machine_arn)
         triggers = Triggers(
             self,
             "Triggers",

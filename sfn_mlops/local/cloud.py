@@ -26,6 +26,7 @@ from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
 from sfn_mlops.local.queues import EventSourcePoller
 from sfn_mlops.local.sagemaker import LocalSageMaker
+from sfn_mlops.local.sfn import SimulatedClock
 from shared import resources
 
 DEFAULT_REGION = resources.LOCAL_REGION
@@ -98,6 +99,8 @@ class LocalCloud:
         self.sagemaker: LocalSageMaker
         self.events: EventRouter
         self.queues: EventSourcePoller | None = None
+        #: Step Functions' clock for the redrive window (tests advance it: sfn.SimulatedClock)
+        self.sfn_clock = SimulatedClock()
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -289,11 +292,9 @@ class LocalCloud:
     def _install_sfn(self) -> None:
         from sfn_mlops.local.sfn import install, install_fast_waits
 
-        install(self._patches)
-        # The closing status-change event (issue 9's redrive work emits these too: keep one).
-        from sfn_mlops.local import status_events
-
-        status_events.install(self._patches, self.route_event)
+        # Execution status change events (RUNNING, redrive, SUCCEEDED | FAILED | TIMED_OUT |
+        # ABORTED) into the EventBridge rules: notifications, the execution-closed rule.
+        install(self._patches, self.sfn_clock, emit=self.route_event)
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 

@@ -9,6 +9,10 @@ moto gaps fixed here:
   asynchronously, with the async-invoke retries (a function error is retried twice more).
 - moto's SQS rule target reads its internal numeric `time` and fails on an AWS-shaped event:
   SQS targets get the event JSON as the message body, as AWS sends it.
+- Nor SNS topics: an SNS target publishes its (input-transformed) message to the topic, so
+  the topic's subscribers (the local stack's SQS inbox) receive it. moto's transformer does
+  not escape strings; ours inserts a whole-value placeholder as JSON and escapes one inside
+  a string, as EventBridge does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -134,6 +139,8 @@ class EventRouter:
     def __init__(self, invoke: Callable[[str, dict[str, Any]], tuple[Any, str | None]]) -> None:
         self._invoke = invoke
         self.deliveries: list[Delivery] = []
+        #: (rule, topic ARN, message) of every SNS target delivery
+        self.published: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._sequence = 0
 
@@ -166,6 +173,23 @@ class EventRouter:
         finally:
             delivery.done.set()
 
+    def publish(self, rule_name: str, target: dict[str, Any], event: dict[str, Any]) -> str:
+        """An SNS target: the (transformed) event published to the topic, synchronously."""
+        from moto.sns.models import sns_backends
+
+        transformer = target.get("InputTransformer")
+        message = (
+            input_transform(transformer, event)
+            if transformer
+            else target.get("Input") or json.dumps(event)
+        )
+        arn = str(target["Arn"])
+        _, _, _, region, account, _ = arn.split(":", 5)
+        sns_backends[account][region].publish(message=message, arn=arn)
+        with self._lock:
+            self.published.append((rule_name, arn, message))
+        return message
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every delivery so far has finished (tests, the CLI)."""
         with self._lock:
@@ -176,6 +200,48 @@ class EventRouter:
             if left <= 0 or not d.done.wait(left):
                 return False
         return True
+
+
+_TEMPLATE_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|<([A-Za-z0-9_.-]+)>')
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.-]+)>")
+
+
+def _path_value(event: dict[str, Any], path: str) -> Any:
+    """A simple `$.a.b` JSONPath (what input paths use) into the event; None if absent."""
+    value: Any = event
+    for part in path.removeprefix("$").strip(".").split("."):
+        if not part:
+            continue
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def input_transform(transformer: dict[str, Any], event: dict[str, Any]) -> str:
+    """A target's InputTransformer applied to `event`: the text the target receives."""
+    values = {
+        name: _path_value(event, path)
+        for name, path in (transformer.get("InputPathsMap") or {}).items()
+    }
+    template = str(transformer.get("InputTemplate", ""))
+
+    def as_text(value: Any) -> str:
+        return value if isinstance(value, str) else "" if value is None else json.dumps(value)
+
+    def inside(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            return match.group(0)
+        return json.dumps(as_text(values[name]))[1:-1]  # escaped for a JSON string
+
+    def token(match: re.Match[str]) -> str:
+        if match.group(1) is None:  # a quoted string: placeholders inside are text
+            return _PLACEHOLDER.sub(inside, match.group(0))
+        name = match.group(1)
+        return json.dumps(values[name]) if name in values else match.group(0)
+
+    return _TEMPLATE_TOKENS.sub(token, template)
 
 
 def route_event(event: dict[str, Any], account: str, region: str) -> None:
@@ -209,7 +275,11 @@ def install(patches: Any, router: EventRouter) -> None:
         queue_targets = [t for t in rule.targets if ":sqs:" in t["Arn"]]
         for target in queue_targets:
             send_to_queue(target["Arn"], event)
-        others = [t for t in rule.targets if t not in lambda_targets + queue_targets]
+        topic_targets = [t for t in rule.targets if ":sns:" in t["Arn"]]
+        for target in topic_targets:
+            router.publish(rule.name, target, event)
+        handled = lambda_targets + queue_targets + topic_targets
+        others = [t for t in rule.targets if t not in handled]
         if others:
             shadow = copy.copy(rule)
             shadow.targets = others

@@ -8,28 +8,161 @@
   transitions are unchanged; only idle wall time is skipped, like a clock that jumps to the
   next event. Local jobs take seconds where SageMaker's take minutes, so the poll schedule
   (tuned for AWS) would otherwise dominate a local run.
-- RedriveExecution: moto has no implementation. The local cloud does not redrive; it
-  answers with a clear error that says so and points at `sfn-mlops rerun` (a new
-  execution with the same input), instead of moto's HTTP 500.
+- RedriveExecution, as AWS does it (moto has none): the same execution (same ARN) continues
+  from its unsuccessful state, with the input that state had, in the definition the execution
+  started with; the history continues with `ExecutionRedriven` and the redriven states;
+  DescribeExecution answers `redriveCount`, `redriveDate`, `redriveStatus`(+`Reason`);
+  `$$.Execution.RedriveCount` is in the context object (0 before any redrive).
+  `ExecutionNotRedrivable` for a RUNNING or SUCCEEDED execution, one closed more than 14 days
+  ago (on the cloud's `clock`, which tests can advance) and one whose state machine
+  definition changed since it started.
+- Execution status change events (`aws.states`, "Step Functions Execution Status Change"):
+  RUNNING on start and on redrive, then SUCCEEDED | FAILED | TIMED_OUT | ABORTED, with
+  AWS's detail fields, handed to `emit` (the cloud routes them into its EventBridge rules).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.exceptions import ServiceException
 
-REDRIVE_UNSUPPORTED = (
-    "RedriveExecution is not supported by the sfn-mlops local cloud. Start a new execution "
-    "with the same input instead: sfn-mlops rerun --local EXECUTION (the console's "
-    "'New execution'); on AWS, sfn-mlops redrive EXECUTION continues from the failed state."
-)
+REDRIVE_WINDOW = dt.timedelta(days=14)
+STATUS_CHANGE = "Step Functions Execution Status Change"
+CLOSED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+Emit = Callable[[dict[str, Any]], None]
 
 
-class UnsupportedOperation(ServiceException):
-    code = "UnsupportedOperation"
+class ExecutionNotRedrivable(ServiceException):
+    code = "ExecutionNotRedrivable"
+
+
+class SimulatedClock:
+    """Wall time plus an offset that tests advance (e.g. past the 14-day redrive window)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.offset += delta
+
+
+@dataclass
+class RedriveRecord:
+    """What the local cloud knows about an execution's redrives (kept on the execution)."""
+
+    count: int = 0
+    date: dt.datetime | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def record_of(execution: Any) -> RedriveRecord:
+    record = execution.__dict__.get("_sfn_mlops_redrive")
+    if record is None:
+        record = RedriveRecord()
+        execution.__dict__["_sfn_mlops_redrive"] = record
+    return record  # type: ignore[no-any-return]
+
+
+def unsuccessful_state(events: list[Mapping[str, Any]]) -> tuple[str, Any] | None:
+    """(name, input) of the state that was entered and never exited: where the run ended."""
+    open_states: list[tuple[str, Any]] = []
+    for event in events:
+        kind = str(event["type"])
+        if kind.endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            open_states.append((details["name"], details.get("input")))
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            for i in range(len(open_states) - 1, -1, -1):
+                if open_states[i][0] == name:
+                    del open_states[i]
+                    break
+    if not open_states:
+        return None
+    name, text = open_states[-1]
+    return name, json.loads(text) if isinstance(text, str) else text
+
+
+def not_redrivable_reason(execution: Any, current_definition: str, now: dt.datetime) -> str | None:
+    """Why AWS would refuse to redrive `execution` (None: it is redrivable)."""
+    status = str(execution.status)
+    if status == "RUNNING":
+        return "Execution is RUNNING and cannot be redriven"
+    if status == "SUCCEEDED":
+        return "Execution is SUCCEEDED and cannot be redriven"
+    if status not in CLOSED:
+        return f"Execution is {status} and cannot be redriven"
+    if execution.stop_date is not None and now - execution.stop_date > REDRIVE_WINDOW:
+        return "Execution can only be redriven within 14 days of closing"
+    if _canonical(execution.state_machine.definition) != _canonical(current_definition):
+        return (
+            "The state machine definition was updated after the execution started; "
+            "start a new execution"
+        )
+    return None
+
+
+def _canonical(definition: str) -> Any:
+    try:
+        return json.loads(definition)
+    except (TypeError, ValueError):
+        return definition
+
+
+def _millis(value: dt.datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def status_change_event(execution: Any, clock: SimulatedClock) -> dict[str, Any]:
+    """The EventBridge event AWS emits when `execution` changes status."""
+    record = record_of(execution)
+    status = str(execution.status)
+    output = None
+    if status == "SUCCEEDED" and execution.output is not None:
+        output = (
+            execution.output
+            if isinstance(execution.output, str)
+            else json.dumps(execution.output, separators=(",", ":"))
+        )
+    detail: dict[str, Any] = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _millis(execution.start_date),
+        "stopDate": _millis(execution.stop_date) if status != "RUNNING" else None,
+        "input": execution.execution_input,
+        "output": output,
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True} if output is not None else None,
+        "error": execution.error,
+        "cause": execution.cause,
+        "redriveCount": record.count,
+        "redriveDate": _millis(record.date),
+        "redriveStatus": "REDRIVABLE" if status in CLOSED else "NOT_REDRIVABLE",
+    }
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": STATUS_CHANGE,
+        "source": "aws.states",
+        "account": execution.account_id,
+        "time": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": execution.region_name,
+        "resources": [execution.exec_arn],
+        "detail": detail,
+    }
 
 
 def install_fast_waits(
@@ -47,11 +180,130 @@ def install_fast_waits(
     patches.set(WaitFunction, "_wait_interval", _wait_interval)
 
 
-def install(patches: Any) -> None:
+def install_context(patches: Any) -> None:
+    """`$$.Execution.RedriveCount` (and `RedriveTime` after a redrive) in the context object."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original = ExecutionWorker._get_evaluation_environment
+
+    def _get_evaluation_environment(worker: Any) -> Any:
+        env = original(worker)
+        execution = getattr(worker._execution_communication, "execution", None)
+        record = record_of(execution) if execution is not None else RedriveRecord()
+        data = env.states.context_object.context_object_data["Execution"]
+        data["RedriveCount"] = record.count
+        if record.date is not None:
+            data["RedriveTime"] = record.date.isoformat()
+        return env
+
+    patches.set(ExecutionWorker, "_get_evaluation_environment", _get_evaluation_environment)
+
+
+def _redrive_worker_class() -> type:
+    from moto.stepfunctions.parser.api import ExecutionRedrivenEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventHistoryContext
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    class RedriveWorker(ExecutionWorker):  # type: ignore[misc]
+        """Runs the execution's program from `start_at` with `state_input`, appending to the
+        previous run's history (same event manager, ids continue)."""
+
+        def __init__(
+            self, previous_env: Any, start_at: str, state_input: Any, count: int, **kw: Any
+        ) -> None:
+            super().__init__(**kw)
+            self._previous_env = previous_env
+            self._start_at = start_at
+            self._state_input = state_input
+            self._count = count
+
+        def _get_evaluation_entrypoint(self) -> Any:
+            definition = json.loads(self._evaluation_details.state_machine_details.definition)
+            definition["StartAt"] = self._start_at  # the program re-entered at that state
+            return AmazonStateLanguageParser.parse(json.dumps(definition))[0]
+
+        def _execution_logic(self) -> None:
+            program = self._get_evaluation_entrypoint()
+            env = self._get_evaluation_environment()
+            events = self._previous_env.event_manager
+            last_id = len(events.get_event_history())
+            env.event_manager = events
+            env.event_history_context = EventHistoryContext(previous_event_id=last_id)
+            env.states.reset(self._state_input)
+            events.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ExecutionRedriven,
+                event_details=EventDetails(
+                    executionRedrivenEventDetails=ExecutionRedrivenEventDetails(
+                        redriveCount=self._count
+                    )
+                ),
+            )
+            self.env = env
+            program.eval(env)
+            self._execution_communication.terminated()
+
+    return RedriveWorker
+
+
+def redrive(backend: Any, execution_arn: str, clock: SimulatedClock, emit: Emit | None) -> Any:
+    """RedriveExecution on moto's parser backend; returns the redrive date."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.asl.eval.evaluation_details import EvaluationDetails
+
+    execution = backend.describe_execution(execution_arn)  # ExecutionDoesNotExist
+    current = backend._get_state_machine_for_execution(execution_arn)
+    record = record_of(execution)
+    with record.lock:
+        reason = not_redrivable_reason(execution, current.definition, clock.now())
+        if reason is not None:
+            raise ExecutionNotRedrivable(reason)
+        previous_env = execution.exec_worker.env
+        where = unsuccessful_state(previous_env.event_manager.get_event_history())
+        if where is None:
+            raise ExecutionNotRedrivable("Execution has no unsuccessful state to redrive")
+        start_at, state_input = where
+        record.count += 1
+        record.date = clock.now()
+        execution.exec_status = ExecutionStatus.RUNNING
+        execution.stop_date = None
+        execution.error = None
+        execution.cause = None
+        execution.output = None
+        worker = _redrive_worker_class()(
+            previous_env,
+            start_at,
+            state_input,
+            record.count,
+            evaluation_details=EvaluationDetails(
+                aws_execution_details=execution._get_start_aws_execution_details(),
+                execution_details=execution.get_start_execution_details(),
+                state_machine_details=execution.get_start_state_machine_details(),
+            ),
+            exec_comm=execution._get_start_execution_worker_comm(),
+            cloud_watch_logging_session=execution._cloud_watch_logging_session,
+            activity_store=execution._activity_store,
+        )
+        execution.exec_worker = worker
+    if emit is not None:
+        emit(status_change_event(execution, clock))
+    worker.start()
+    return record.date
+
+
+def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None = None) -> None:
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
+    clock = clock or SimulatedClock()
+    install_context(patches)
     original_start = StepFunctionsParserBackend.start_execution
+    original_describe = StepFunctionResponse.describe_execution
+    original_terminated = BaseExecutionWorkerCommunication.terminated
 
     def start_execution(
         backend: Any,
@@ -60,13 +312,42 @@ def install(patches: Any) -> None:
         execution_input: Any = None,
         trace_header: Any = None,
     ) -> Any:
-        return original_start(
+        before = len(backend._get_executions())
+        execution = original_start(
             backend, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
         )
+        if emit is not None and len(backend._get_executions()) > before:
+            emit(status_change_event(execution, clock))
+        return execution
+
+    def terminated(comm: Any) -> None:
+        original_terminated(comm)
+        comm.execution.stop_date = clock.now()
+        if emit is not None:
+            emit(status_change_event(comm.execution, clock))
 
     def redrive_execution(resp: Any) -> Any:
-        resp.stepfunction_backend.describe_execution(resp._get_param("executionArn"))
-        raise UnsupportedOperation(REDRIVE_UNSUPPORTED)
+        date = redrive(resp.stepfunction_backend, resp._get_param("executionArn"), clock, emit)
+        return ActionResult({"redriveDate": date})
+
+    def describe_execution(resp: Any) -> Any:
+        result = original_describe(resp)
+        execution = resp.stepfunction_backend.describe_execution(resp._get_param("executionArn"))
+        record = record_of(execution)
+        current = resp.stepfunction_backend._get_state_machine_for_execution(execution.exec_arn)
+        body = dict(result.result)
+        body["redriveCount"] = record.count
+        if record.date is not None:
+            body["redriveDate"] = record.date
+        reason = not_redrivable_reason(execution, current.definition, clock.now())
+        body["redriveStatus"] = "REDRIVABLE" if reason is None else "NOT_REDRIVABLE"
+        if reason is not None:
+            body["redriveStatusReason"] = reason
+        if str(execution.status) in CLOSED and "stopDate" not in body:
+            body["stopDate"] = execution.stop_date
+        return ActionResult(body)
 
     patches.set(StepFunctionsParserBackend, "start_execution", start_execution)
+    patches.set(BaseExecutionWorkerCommunication, "terminated", terminated)
     patches.set(StepFunctionResponse, "redrive_execution", redrive_execution)
+    patches.set(StepFunctionResponse, "describe_execution", describe_execution)

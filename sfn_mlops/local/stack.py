@@ -34,6 +34,10 @@ LOCAL_OVERRIDES: dict[str, Any] = {
 }
 
 
+#: Local only: the SQS queue subscribed to the notification topic (read it back).
+NOTIFICATION_INBOX = f"{resources.PROJECT}-notifications-inbox"
+
+
 @dataclass
 class Stack:
     region: str
@@ -45,6 +49,8 @@ class Stack:
     state_machine_arn: str
     function_arns: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: SQS queue subscribed to the topic: the local cloud's notifications, to read back
+    notification_queue_url: str = ""
 
     @property
     def data_uri(self) -> str:
@@ -247,9 +253,66 @@ def deploy(
         function_arns=pipeline.function_arns,
         defaults=defaults,
     )
+    stack.notification_queue_url = notify_unsuccessful_executions(cloud, stack)
     if triggers:
         enable_triggers(cloud, stack)
     return stack
+
+
+def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
+    """The execution status rule -> topic, as in the CDK app; plus an SQS queue subscribed
+    to the topic, where the local cloud's notifications can be read back. Its URL."""
+    events = cloud.client("events")
+    events.put_rule(
+        Name=resources.EXECUTION_STATUS_RULE,
+        EventPattern=json.dumps(resources.execution_status_event_pattern(stack.state_machine_arn)),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.EXECUTION_STATUS_RULE,
+        Targets=[
+            {
+                "Id": "topic",
+                "Arn": stack.topic_arn,
+                "InputTransformer": resources.notification_input_transformer(),
+            }
+        ],
+    )
+    sqs = cloud.client("sqs")
+    url = str(sqs.create_queue(QueueName=NOTIFICATION_INBOX)["QueueUrl"])
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    cloud.client("sns").subscribe(
+        TopicArn=stack.topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return url
+
+
+def read_notifications(cloud: LocalCloud, stack: Stack, wait_seconds: int = 0) -> list[Any]:
+    """Every notification waiting in the inbox (JSON messages parsed), removing them."""
+    sqs = cloud.client("sqs")
+    found: list[Any] = []
+    while True:
+        out = sqs.receive_message(
+            QueueUrl=stack.notification_queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds if not found else 0,
+        )
+        messages = out.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            try:
+                found.append(json.loads(message["Body"]))
+            except ValueError:
+                found.append(message["Body"])
+            sqs.delete_message(
+                QueueUrl=stack.notification_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
 
 
 def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.adapters._errors import ClientError, code_of, transient_errors
+from shared.aws import error_message
+from shared.errors import ResourceLimitError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -59,8 +61,11 @@ class SageMaker:
         return JobStatus(name, kind, status, str(reason) if reason else None, desc)
 
     def create_job(self, kind: JobKind, request: dict[str, Any]) -> bool:
-        """Start a job; False if a job of that name already exists (ResourceInUse)."""
-        with transient_errors(f"Create{kind.title()}Job"):
+        """Start a job; False if a job of that name already exists (ResourceInUse).
+
+        ResourceLimitExceeded (a quota) raises ResourceLimitError, retried with backoff."""
+        operation = f"Create{kind.title()}Job"
+        with transient_errors(operation):
             try:
                 if kind == "processing":
                     self._client.create_processing_job(**request)
@@ -69,6 +74,10 @@ class SageMaker:
             except ClientError as exc:
                 if code_of(exc) == "ResourceInUse":
                     return False
+                if code_of(exc) == "ResourceLimitExceeded":
+                    raise ResourceLimitError(
+                        f"{operation}: ResourceLimitExceeded: {error_message(exc)}"
+                    ) from exc
                 raise
         return True
 

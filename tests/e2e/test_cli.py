@@ -20,7 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from sfn_mlops.cli import main
+from sfn_mlops.local.cloud import DEFAULT_ACCOUNT
 from sfn_mlops.local.procs import free_port
+from shared import resources
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +97,7 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-def test_aws_cli_starts_an_execution_on_local_up(tmp_path: Path) -> None:
+def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [SFN_MLOPS, "local", "up", "--port", str(port), "--workdir", str(tmp_path / "cloud")],
@@ -112,8 +114,15 @@ def test_aws_cli_starts_an_execution_on_local_up(tmp_path: Path) -> None:
         )
         env = {**os.environ, **exported}
         assert exported["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
+        # raw data under a prefix that is still empty: the preprocessing job fails for real
+        bucket = resources.bucket_name(DEFAULT_ACCOUNT, exported["AWS_DEFAULT_REGION"])
+        late = f"s3://{bucket}/late-data/"
         payload = tmp_path / "payload.json"
-        payload.write_text(json.dumps({"deploy_mode": "never", "tags": {"source": "aws-cli"}}))
+        payload.write_text(
+            json.dumps(
+                {"deploy_mode": "never", "tags": {"source": "aws-cli"}, "raw_data_uri": late}
+            )
+        )
 
         started = subprocess.run(
             [
@@ -134,11 +143,45 @@ def test_aws_cli_starts_an_execution_on_local_up(tmp_path: Path) -> None:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        deadline = time.monotonic() + 180
-        while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+
+        def wait() -> dict[str, Any]:
+            deadline = time.monotonic() + 180
+            while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+            return desc  # type: ignore[no-any-return]
+
+        failed = wait()
+        assert failed["status"] == "FAILED", failed
+        assert failed["redriveStatus"] == "REDRIVABLE"
+        # the data arrives (the cause is fixed), and the AWS CLI redrives the execution
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=exported["AWS_ENDPOINT_URL"],
+            region_name=exported["AWS_DEFAULT_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=resources.DATA_PREFIX)["Contents"]:
+            name = obj["Key"].rsplit("/", 1)[-1]
+            s3.copy_object(
+                Bucket=bucket,
+                Key=f"late-data/{name}",
+                CopySource={"Bucket": bucket, "Key": obj["Key"]},
+            )
+        redriven = subprocess.run(
+            [
+                AWS, "--endpoint-url", exported["AWS_ENDPOINT_URL"],
+                "stepfunctions", "redrive-execution", "--execution-arn", arn,
+            ],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert redriven.returncode == 0, redriven.stderr
+        assert "redriveDate" in json.loads(redriven.stdout)
+        desc = wait()
         assert desc["status"] == "SUCCEEDED", desc
+        assert desc["redriveCount"] == 1
+        assert desc["executionArn"] == arn
         output: dict[str, Any] = json.loads(desc["output"])
         assert output["config"]["tags"] == {"source": "aws-cli"}
         assert output["gate"]["deploy"] is False  # deploy_mode never
@@ -152,14 +195,18 @@ def test_aws_cli_starts_an_execution_on_local_up(tmp_path: Path) -> None:
         assert described.exit_code == 0, described.output
         assert "SUCCEEDED" in described.output
         assert "StartTraining" in described.output
+        assert "redrive 1: continues from PollPreprocessing" in described.output
+        assert "StartPreprocessing" in described.output
+        assert "run 2" in described.output
         unknown = CliRunner().invoke(
             main, ["describe", "--local", "no-such-execution"], env=runner_env
         )
         assert unknown.exit_code == 2
         assert "unknown execution" in unknown.output
         redrive = CliRunner().invoke(main, ["redrive", "--local", arn], env=runner_env)
-        assert redrive.exit_code == 2
-        assert "not supported by the sfn-mlops local cloud" in redrive.output
+        assert redrive.exit_code == 2  # SUCCEEDED now: AWS's ExecutionNotRedrivable
+        assert "cannot redrive: Execution is SUCCEEDED" in redrive.output
+        assert "sfn-mlops rerun" in redrive.output
         children = _children(proc.pid)
         assert children  # warm Lambda workers at least
     finally:

@@ -263,19 +263,46 @@ def test_sagemaker_role_is_limited_to_bucket_prefixes_and_the_repository(
             assert {
                 r["Fn::Join"][1][0]["Fn::GetAtt"][0] for r in as_list(statement["Resource"])
             } == {bucket}
-            allowed = {f"/{resources.DATA_PREFIX}*", f"/{resources.ARTIFACTS_PREFIX}*"}
+            allowed = {
+                f"/{resources.DATA_PREFIX}*",
+                f"/{resources.ARTIFACTS_PREFIX}*",
+                f"/{resources.CHECKPOINTS_PREFIX}*",
+            }
             assert prefixes <= allowed
             if "s3:PutObject" in actions:
-                assert prefixes == {f"/{resources.ARTIFACTS_PREFIX}*"}
+                assert prefixes in (
+                    {f"/{resources.ARTIFACTS_PREFIX}*"},
+                    {f"/{resources.CHECKPOINTS_PREFIX}*"},
+                )
         if "s3:ListBucket" in actions:
             assert statement["Condition"]["StringLike"]["s3:prefix"] == [
                 f"{resources.DATA_PREFIX}*",
                 f"{resources.ARTIFACTS_PREFIX}*",
+                f"{resources.CHECKPOINTS_PREFIX}*",
             ]
         if "ecr:BatchGetImage" in actions:
             (repository,) = resources_of(pipeline_json, "AWS::ECR::Repository")
             assert statement["Resource"] == {"Fn::GetAtt": [repository, "Arn"]}
     assert not {a for a in _actions(statements) if a.startswith("s3:Delete")}
+
+
+def test_sagemaker_role_syncs_spot_checkpoints_under_their_prefix_which_expires(
+    pipeline_json: dict[str, Any],
+) -> None:
+    # Given the SageMaker execution role and the data bucket
+    statements = statements_of(pipeline_json, _sagemaker_role_id(pipeline_json))
+    bucket = pipeline_json["Resources"][_data_bucket_id(pipeline_json)]["Properties"]
+    # Then the role may read and write checkpoints (SageMaker's sync of /opt/ml/checkpoints)
+    (sync,) = [s for s in statements if s.get("Sid") == "SyncTrainingCheckpoints"]
+    assert {"s3:GetObject", "s3:PutObject"} <= set(as_list(sync["Action"]))
+    assert {r["Fn::Join"][1][1] for r in as_list(sync["Resource"])} == {
+        f"/{resources.CHECKPOINTS_PREFIX}*"
+    }
+    # And the checkpoints expire: they only matter while their execution can resume
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    rule = rules["expire-training-checkpoints"]
+    assert rule["Prefix"] == resources.CHECKPOINTS_PREFIX
+    assert rule["ExpirationInDays"] == resources.CHECKPOINT_EXPIRY_DAYS
 
 
 def test_model_package_group_is_the_configured_one(pipeline: Template) -> None:
@@ -497,3 +524,60 @@ def test_failed_executions_alarm_notifies(pipeline_json: dict[str, Any]) -> None
     assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut"}
     (topic,) = resources_of(pipeline_json, "AWS::SNS::Topic")
     assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_unsuccessful_executions_are_notified_from_their_status_change_event(
+    pipeline_json: dict[str, Any],
+) -> None:
+    import botocore.session
+
+    # Given the rule on this state machine's status change events
+    rule_id = _by_property(
+        pipeline_json, "AWS::Events::Rule", "Name", resources.EXECUTION_STATUS_RULE
+    )
+    rule = pipeline_json["Resources"][rule_id]["Properties"]
+    # Then it matches aws.states status changes of this state machine, unsuccessful ones only
+    (arn,) = rule["EventPattern"]["detail"]["stateMachineArn"]
+    assert f":stateMachine:{resources.STATE_MACHINE_NAME}" in json.dumps(arn)
+    assert rule["EventPattern"] == resources.execution_status_event_pattern(arn)
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    statuses = set(model.shape_for("ExecutionStatus").enum)
+    assert set(resources.NOTIFIED_STATUSES) <= statuses
+    assert {"SUCCEEDED", "RUNNING"}.isdisjoint(rule["EventPattern"]["detail"]["status"])
+    # ... and targets the topic with a message carrying name, status, error, cause and link
+    (topic_id,) = resources_of(pipeline_json, "AWS::SNS::Topic")
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    transformer = target["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) == set(resources.NOTIFICATION_PATHS.values())
+    template = transformer["InputTemplate"]
+    for key in ("execution_name", "status", "error", "cause", "console_url", "redrive_count"):
+        assert f'"{key}":' in template, key
+    assert "console.aws.amazon.com/states/home" in template
+    # ... with the least permissions: the topic accepts EventBridge's publish, and the key
+    # may be used by EventBridge only on behalf of this rule
+    (policy,) = resources_of(pipeline_json, "AWS::SNS::TopicPolicy").values()
+    publishes = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    (publish,) = publishes
+    assert as_list(publish["Action"]) == ["sns:Publish"]
+    assert publish["Resource"] == {"Ref": topic_id}
+    (rule_arn,) = publish["Condition"]["ArnEquals"].values()
+    assert f":rule/{resources.EXECUTION_STATUS_RULE}" in json.dumps(rule_arn)
+    key_id = pipeline_json["Resources"][topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key_statements = pipeline_json["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
+    (events_key,) = [
+        s for s in key_statements if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    assert set(as_list(events_key["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert events_key["Condition"] == publish["Condition"]  # this rule only
+
+
+def test_the_workflow_no_longer_publishes_failures_itself(pipeline_json: dict[str, Any]) -> None:
+    (machine,) = resources_of(pipeline_json, "AWS::StepFunctions::StateMachine").values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "NotifyFailure" not in definition
+    assert '\\"Catch\\"' not in definition

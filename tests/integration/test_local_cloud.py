@@ -490,6 +490,62 @@ def test_endpoint_lifecycle_blue_green(cloud: LocalCloud, trained: dict[str, Any
         )
 
 
+def _invoke_error(cloud: LocalCloud, name: str, body: bytes) -> dict[str, Any]:
+    with pytest.raises(ClientError) as info:
+        cloud.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=name, ContentType="text/csv", Body=body
+        )
+    return info.value.response  # type: ignore[return-value]
+
+
+def test_endpoint_fails_as_sagemaker_does(cloud: LocalCloud, trained: dict[str, Any]) -> None:
+    sm = cloud.client("sagemaker")
+    _model(cloud, "fragile", trained["final"]["ModelArtifacts"]["S3ModelArtifacts"])
+    sm.create_endpoint(EndpointName="fragile-ep", EndpointConfigName="fragile-config")
+    assert _endpoint_settled(cloud, "fragile-ep")["EndpointStatus"] == "InService"
+    server = cloud.sagemaker.servers["fragile-ep"]
+
+    # a model-server 4xx: ModelError (424) with the container's message
+    error = _invoke_error(cloud, "fragile-ep", b"1,2,3")
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert "expects" in error["Error"]["Message"]
+
+    # a body over InvokeEndpoint's 6 MiB: ValidationError, before it reaches the model
+    log_before = (server.workdir / "serve.log").read_bytes()
+    error = _invoke_error(cloud, "fragile-ep", b"1," * (5 * 1024 * 1024))
+    assert error["Error"]["Code"] == "ValidationError"
+    assert "6291456" in error["Error"]["Message"]
+    assert (server.workdir / "serve.log").read_bytes() == log_before
+    assert len(_predict(cloud, "fragile-ep")) == 2
+
+    # the server crashes: ServiceUnavailable naming the endpoint and the cause ...
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    error = _invoke_error(cloud, "fragile-ep", b"1")
+    assert error["Error"]["Code"] == "ServiceUnavailable"
+    assert "<html" not in json.dumps(error).lower()
+    assert "fragile-ep" in error["Error"]["Message"]
+    assert "exited with code -9" in error["Error"]["Message"]
+
+    # ... the endpoint's health says so while the instance is replaced ...
+    def variant() -> dict[str, Any]:
+        described = sm.describe_endpoint(EndpointName="fragile-ep")
+        assert described["EndpointStatus"] == "InService"
+        return described["ProductionVariants"][0]  # type: ignore[no-any-return]
+
+    unhealthy = wait(lambda: (v := variant()).get("VariantStatus") and v)
+    assert unhealthy["CurrentInstanceCount"] == 0
+    assert "exited with code -9" in unhealthy["VariantStatus"][0]["StatusMessage"]
+
+    # ... and a new server takes over, as SageMaker replaces an unhealthy instance
+    healthy = wait(lambda: "VariantStatus" not in (v := variant()) and v)
+    assert healthy["CurrentInstanceCount"] == 1
+    assert cloud.sagemaker.servers["fragile-ep"].proc is not server.proc
+    assert len(_predict(cloud, "fragile-ep")) == 2
+    sm.delete_endpoint(EndpointName="fragile-ep")
+
+
 # --- events --------------------------------------------------------------------------------
 
 

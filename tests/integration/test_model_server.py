@@ -15,12 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sfn_container import csvdata
-from sfn_container.data import write_dataset
-from sfn_container.model import Model, load_model
-from sfn_container.paths import OptMl
-from sfn_container.preprocess import PreprocessConfig, preprocess
-from sfn_container.train import TrainConfig, train
+from sfn_container.model import Model
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -33,13 +28,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(opt_ml: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
+def _start(
+    opt_ml: Path, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     port = _free_port()
     env = {
         **os.environ,
         "OPT_ML": str(opt_ml),
         "SERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "PYTHONPATH": f"{REPO / 'container'}{os.pathsep}{REPO}",
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "sfn_container", "serve", "--host", "127.0.0.1"]
     process = subprocess.Popen(
@@ -74,32 +72,8 @@ def _request(
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """breast_cancer -> preprocess -> train (in process), as the pipeline would."""
-    root = tmp_path_factory.mktemp("serve")
-    opt_ml = OptMl(root / "opt_ml")
-    write_dataset("breast_cancer", root / "raw")
-    preprocess(root / "raw", root / "splits", PreprocessConfig())
-    for channel in ("train", "validation"):
-        (opt_ml.channel(channel)).mkdir(parents=True)
-        (root / "splits" / channel / f"{channel}.csv").rename(
-            opt_ml.channel(channel) / f"{channel}.csv"
-        )
-    train(opt_ml, TrainConfig.from_hyperparameters({"num_round": "20", "max_depth": "3"}))
-    test_csv = root / "splits" / "test" / "test.csv"
-    header = csvdata.read_header(test_csv)
-    x, _ = csvdata.read_matrix([test_csv], header, "target")
-    return {
-        "opt_ml": opt_ml.root,
-        "model": load_model(opt_ml.model_dir),
-        "x": x,
-        "sample": (root / "splits" / "sample" / "sample.csv").read_bytes(),
-    }
-
-
-@pytest.fixture(scope="module")
-def server(trained: dict) -> Iterator[int]:
-    process, port = _start(trained["opt_ml"], workers=2)
+def server(served: dict) -> Iterator[int]:
+    process, port = _start(served["opt_ml"], workers=2)
     yield port
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
@@ -113,9 +87,9 @@ def test_ping(server: int) -> None:
     assert _request(server, "GET", "/ping")[0] == 200
 
 
-def test_one_csv_row_equals_in_process_prediction(server: int, trained: dict) -> None:
-    model: Model = trained["model"]
-    row = trained["x"][:1]
+def test_one_csv_row_equals_in_process_prediction(server: int, served: dict) -> None:
+    model: Model = served["model"]
+    row = served["x"][:1]
     status, body, kind = _request(
         server, "POST", "/invocations", _csv(row), {"Content-Type": "text/csv"}
     )
@@ -124,9 +98,9 @@ def test_one_csv_row_equals_in_process_prediction(server: int, trained: dict) ->
     assert [float(v) for v in body.split()] == model.predict(row).astype(float).tolist()
 
 
-def test_many_json_rows_equal_in_process_predictions(server: int, trained: dict) -> None:
-    model: Model = trained["model"]
-    x = trained["x"]
+def test_many_json_rows_equal_in_process_predictions(server: int, served: dict) -> None:
+    model: Model = served["model"]
+    x = served["x"]
     body = json.dumps({"instances": x.astype(float).tolist()}).encode()
     status, answer, kind = _request(
         server, "POST", "/invocations", body, {"Content-Type": "application/json"}
@@ -138,18 +112,18 @@ def test_many_json_rows_equal_in_process_predictions(server: int, trained: dict)
     assert predictions == model.predict(x).astype(float).tolist()
 
 
-def test_csv_with_header_answers_in_accept_type(server: int, trained: dict) -> None:
+def test_csv_with_header_answers_in_accept_type(server: int, served: dict) -> None:
     status, answer, kind = _request(
         server,
         "POST",
         "/invocations",
-        trained["sample"],
+        served["sample"],
         {"Content-Type": "text/csv", "Accept": "application/json"},
     )
     assert status == 200
     assert kind == "application/json"
     predictions = json.loads(answer)["predictions"]
-    assert len(predictions) == trained["sample"].count(b"\n") - 1
+    assert len(predictions) == served["sample"].count(b"\n") - 1
     assert all(0 <= p <= 1 for p in predictions)
 
 
@@ -200,26 +174,30 @@ def _raw(port: int, payload: bytes, responses: int) -> bytes:
         return data
 
 
-def test_keep_alive_pipelined_and_chunked(server: int, trained: dict) -> None:
-    row = _csv(trained["x"][:1])
+def test_keep_alive_and_pipelined(server: int, served: dict) -> None:
+    row = _csv(served["x"][:1])
     plain = (
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
         b"Content-Length: " + str(len(row)).encode() + b"\r\n\r\n" + row
     )
+    data = _raw(server, plain + plain + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    expected = repr(float(served["model"].predict(served["x"][:1])[0])).encode()
+    assert data.count(expected + b"\n") == 2
+
+
+def test_chunked_body_needs_a_content_length(server: int, served: dict) -> None:
+    row = _csv(served["x"][:1])
     chunked = (
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
-        + f"{len(row[:10]):x}\r\n".encode()
-        + row[:10]
-        + b"\r\n"
-        + f"{len(row[10:]):x}\r\n".encode()
-        + row[10:]
+        + f"{len(row):x}\r\n".encode()
+        + row
         + b"\r\n0\r\n\r\n"
     )
-    data = _raw(server, plain + chunked + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", 3)
-    assert data.count(b"HTTP/1.1 200 OK") == 3
-    expected = repr(float(trained["model"].predict(trained["x"][:1])[0])).encode()
-    assert data.count(expected + b"\n") == 2
+    data = _raw(server, chunked, 1)
+    assert data.startswith(b"HTTP/1.1 411 ")
+    assert b"Content-Length" in data
 
 
 def test_malformed_request_line(server: int) -> None:
@@ -228,8 +206,8 @@ def test_malformed_request_line(server: int) -> None:
     assert _request(server, "GET", "/ping")[0] == 200
 
 
-def test_sigterm_stops_cleanly(trained: dict) -> None:
-    process, port = _start(trained["opt_ml"], workers=1)
+def test_sigterm_stops_cleanly(served: dict) -> None:
+    process, port = _start(served["opt_ml"], workers=1)
     assert _request(port, "GET", "/ping")[0] == 200
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

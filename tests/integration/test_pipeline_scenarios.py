@@ -8,13 +8,13 @@ and a transient Lambda service error on the way), then each scenario is a manual
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from executions import wait_closed
 
 from sfn_mlops.history import failure, state_runs
 from sfn_mlops.local.cloud import LocalCloud
@@ -53,11 +53,7 @@ class Pipeline:
         return str(self.stack.defaults["endpoint_name"])
 
     def wait(self, arn: str) -> dict[str, Any]:
-        deadline = time.monotonic() + TIMEOUT
-        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{arn} still RUNNING"
-            time.sleep(0.2)
-        return desc  # type: ignore[no-any-return]
+        return wait_closed(self.sfn, arn, TIMEOUT)
 
     def start(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         arn = self.sfn.start_execution(
@@ -266,3 +262,42 @@ def test_invalid_manual_payload_fails_at_validation_without_sagemaker_jobs(
     for field in ("problem_type", "max_polls", "colour"):
         assert field in cause
     assert pipeline.job_counts() == jobs_before
+
+
+def test_scaled_out_spot_run_trains_on_two_hosts_and_evaluates_on_one(pipeline: Pipeline) -> None:
+    # GIVEN a run asking for 2 Spot training instances (and no deployment)
+    # (the local poll loop covers the runtime, so the Spot max wait is set to it)
+    runtime = pipeline.stack.defaults["max_runtime_seconds"]
+    desc, events = pipeline.start(
+        {
+            "training": {"instance_count": 2, "use_spot": True, "max_wait_seconds": runtime},
+            "deploy_mode": "never",
+        }
+    )
+    # THEN it succeeds through evaluation and registration
+    assert desc["status"] == "SUCCEEDED", failure(events)
+    output = json.loads(desc["output"])
+    job = pipeline.sagemaker.describe_training_job(TrainingJobName=output["train"]["job_name"])
+    # AND training ran on 2 hosts, each on its shard, as Spot with a checkpoint prefix
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert {
+        c["DataSource"]["S3DataSource"]["S3DataDistributionType"] for c in job["InputDataConfig"]
+    } == {"ShardedByS3Key"}
+    record = pipeline.cloud.sagemaker.jobs[job["TrainingJobName"]]
+    assert [h.name for h in sorted(record.workdir.iterdir()) if h.is_dir()] == ["algo-1", "algo-2"]
+    # AND evaluation ran on one instance and wrote the merged profile next to its report
+    evaluation = pipeline.sagemaker.describe_processing_job(
+        ProcessingJobName=output["evaluate"]["job_name"]
+    )
+    assert evaluation["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    report = output["evaluate"]["report_uri"]
+    bucket, _, key = report.removeprefix("s3://").partition("/")
+    profile_key = key.rsplit("/", 1)[0] + "/profile.json"
+    profile = json.loads(
+        pipeline.cloud.client("s3").get_object(Bucket=bucket, Key=profile_key)["Body"].read()
+    )
+    assert profile["rows"]["train"] > 0
+    # AND the Spot job's checkpoints were synced under the execution's checkpoint prefix
+    prefix = f"{resources.CHECKPOINTS_PREFIX}{desc['name']}/train/"
+    listed = pipeline.cloud.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    assert [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".ubj")]

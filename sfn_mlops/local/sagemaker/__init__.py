@@ -9,6 +9,8 @@ Where each part lives:
   uploaded, real statuses, MaxRuntimeInSeconds, StopXJob).
 - `endpoints.py`: endpoint model servers (`sfn_container serve` on a loopback port),
   blue/green UpdateEndpoint, DeleteEndpoint, InvokeEndpoint forwarding.
+- `faults.py`: the cloud's own records of create calls, and fault injection for tests (API
+  errors answered by an operation; jobs that fail as SageMaker fails them: capacity, ...).
 - `common.py`: what both share — activity tracking (`wait_for_change`, for fast Wait
   states), S3 transfer, the base environment, and tracked spawning: close() kills every
   process they started, replaced blue servers included.
@@ -25,6 +27,7 @@ from typing import Any
 
 from sfn_mlops.local.sagemaker.common import ENTRYPOINTS, Workspace
 from sfn_mlops.local.sagemaker.endpoints import HEALTH_TIMEOUT_SECONDS, EndpointManager
+from sfn_mlops.local.sagemaker.faults import Faults
 from sfn_mlops.local.sagemaker.jobs import JobHook, JobRunner
 
 __all__ = ["ENTRYPOINTS", "HEALTH_TIMEOUT_SECONDS", "JobHook", "LocalSageMaker"]
@@ -40,6 +43,9 @@ class LocalSageMaker(Workspace):
         self.jobs = self.job_runner.jobs
         self.hooks: list[JobHook] = self.job_runner.hooks
         self.servers = self.endpoints.servers
+        #: create-call records and fault injection (faults.py)
+        self.faults = Faults()
+        self.job_runner.faults = self.faults
 
     def close(self) -> None:
         with self.lock:

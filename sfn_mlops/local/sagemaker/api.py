@@ -103,12 +103,41 @@ def install(patches: Any, local: Any) -> None:
     class ModelError(ServiceException):
         code = "ModelError"
 
+    class ServiceUnavailable(ServiceException):
+        code = "ServiceUnavailable"
+
+    class InternalFailure(ServiceException):
+        code = "InternalFailure"
+
+    class RuntimeValidationError(ServiceException):
+        code = "ValidationError"  # sagemaker-runtime's (the control plane's is ...Exception)
+
+    from sfn_mlops.local.sagemaker.endpoints import (
+        EndpointDownError,
+        NoAnswerError,
+        max_body_bytes,
+    )
+
+    max_body = max_body_bytes()
+
     def invoke_endpoint(resp: Any) -> Any:
+        """InvokeEndpoint; any error is one of the operation's modelled errors (never moto's
+        generic HTML 500)."""
+        try:
+            return forward(resp)
+        except ServiceException:
+            raise
+        except Exception as exc:
+            raise InternalFailure(
+                f"InvokeEndpoint failed in the local cloud: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def forward(resp: Any) -> Any:
         name = resp.path.strip("/").split("/")[1]
         fake = sagemaker_backends[resp.current_account][resp.region].endpoints.get(name)
         if fake is None:
-            raise ValidationError(
-                message=f"Endpoint {name} of account {resp.current_account} not found."
+            raise RuntimeValidationError(
+                f"Endpoint {name} of account {resp.current_account} not found."
             )
         headers = {
             k: v
@@ -119,12 +148,30 @@ def install(patches: Any, local: Any) -> None:
             if v
         }
         body = resp.body if isinstance(resp.body, bytes) else (resp.body or "").encode()
+        if len(body) > max_body:  # before anything reaches the model, as SageMaker does
+            raise RuntimeValidationError(
+                "1 validation error detected: Value at 'body' failed to satisfy "
+                f"constraint: Member must have length less than or equal to {max_body}"
+            )
         try:
             status, out_headers, out = endpoints.invoke(name, body, headers)
         except LookupError as exc:
-            raise ValidationError(
-                message=f"Endpoint {name} of account {resp.current_account} is not InService."
+            raise RuntimeValidationError(
+                f"Endpoint {name} of account {resp.current_account} is not InService."
             ) from exc
+        except EndpointDownError as exc:
+            raise ServiceUnavailable(
+                f"Endpoint {name}: the primary container is not running ({exc}); the instance "
+                "is being replaced, try your call again."
+            ) from exc
+        except NoAnswerError as exc:
+            err = ModelError(
+                f'Received server error (0) from primary with message "{exc}". '
+                f"Endpoint {name}. See CloudWatch logs."
+            )
+            err.OriginalStatusCode = 0  # type: ignore[attr-defined]
+            err.OriginalMessage = str(exc)  # type: ignore[attr-defined]
+            raise err from exc
         if status >= 400:
             text = out.decode(errors="replace")[:500]
             err = ModelError(
@@ -146,3 +193,41 @@ def install(patches: Any, local: Any) -> None:
     patches.set(SageMakerResponse, "update_endpoint", update_endpoint)
     patches.set(SageMakerResponse, "delete_endpoint", delete_endpoint)
     patches.set(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+    _record_and_inject(patches, SageMakerResponse, local.faults)
+
+
+#: Operations whose accepted calls the local cloud records (faults.py), by response method,
+#: with the parameter that names what they create.
+RECORDED = {
+    "create_processing_job": "ProcessingJobName",
+    "create_training_job": "TrainingJobName",
+    "create_model": "ModelName",
+    "create_endpoint_config": "EndpointConfigName",
+    "create_endpoint": "EndpointName",
+    "update_endpoint": "EndpointName",
+    "create_model_package": "ModelPackageGroupName",
+}
+
+
+def _record_and_inject(patches: Any, responses: Any, faults: Any) -> None:
+    """Wrap each RECORDED call: an injected error answers first; an accepted call is recorded."""
+    from moto.core.exceptions import ServiceException
+
+    class InjectedServiceError(ServiceException):
+        """Defined here, not in moto: moto would look the code up in a 'core' model."""
+
+    def wrap(method: str, param: str, inner: Any) -> Any:
+        operation = "".join(part.title() for part in method.split("_"))
+
+        def call(resp: Any) -> Any:
+            fault = faults.take_api_error(operation)
+            if fault is not None:
+                raise InjectedServiceError(*fault)
+            result = inner(resp)
+            faults.record(operation, str(resp._get_param(param)))
+            return result
+
+        return call
+
+    for method, param in RECORDED.items():
+        patches.set(responses, method, wrap(method, param, getattr(responses, method)))

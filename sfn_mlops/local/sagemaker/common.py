@@ -76,26 +76,37 @@ class Workspace:
     def s3(self) -> Any:
         return self._s3_factory()
 
-    def download(self, uri: str, dest: Path) -> None:
-        """An S3 prefix (or one object) into `dest`, keeping relative paths."""
+    def download(
+        self, uri: str, dest: Path, shard: tuple[int, int] | None = None, required: bool = True
+    ) -> None:
+        """An S3 prefix (or one object) into `dest`, keeping relative paths.
+
+        `shard` = (host index, host count): only that host's ShardedByS3Key share of the
+        objects (see sfn_mlops.local.hosts.shard_keys); a host whose share is empty gets an
+        empty directory, as on SageMaker. `required`: no object at all is an error."""
         bucket, prefix = split_s3(uri)
         dest.mkdir(parents=True, exist_ok=True)
         paginator = self.s3.get_paginator("list_objects_v2")
-        found = False
+        wanted: dict[str, str] = {}
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 if key.endswith("/"):
                     continue
                 rel = key[len(prefix) :].lstrip("/") if key != prefix else key.rsplit("/", 1)[-1]
-                if not rel:
-                    continue
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(bucket, key, str(target), Config=_whole_objects())
-                found = True
-        if not found:
+                if rel:
+                    wanted[key] = rel
+        if not wanted and required:
             raise FileNotFoundError(f"no S3 objects under {uri}")
+        keys = list(wanted)
+        if shard is not None:
+            from sfn_mlops.local.hosts import shard_keys
+
+            keys = shard_keys(keys, shard[1], shard[0])
+        for key in keys:
+            target = dest / wanted[key]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(bucket, key, str(target), Config=_whole_objects())
 
     def upload_dir(self, src: Path, uri: str) -> None:
         bucket, prefix = split_s3(uri)

@@ -4,13 +4,23 @@ UpdateEndpoint (not in moto) is blue/green: the new server must be healthy befor
 moves, then the old one is stopped; a failed update leaves the endpoint InService on the
 old config with FailureReason set. InvokeEndpoint forwards to the endpoint's current
 server; DeleteEndpoint stops it.
+
+Failures come back as SageMaker's: a body over InvokeEndpoint's limit (botocore's model:
+6 MiB) is a ValidationError before any byte reaches the model; a server that has exited is
+ServiceUnavailable naming the endpoint and the exit code; a connection dropped without an
+answer or a timeout is ModelError (status 0), as SageMaker reports a container that did not
+answer. A watcher restarts a server that exits on its own (SageMaker replaces an unhealthy
+instance): meanwhile DescribeEndpoint shows the variant with CurrentInstanceCount 0 and a
+VariantStatus saying why, and both return to normal once the new server passes /ping.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +32,26 @@ from sfn_mlops.local import procs
 from sfn_mlops.local.sagemaker.common import Workspace, now, split_s3, tail
 
 HEALTH_TIMEOUT_SECONDS = 60.0
+INVOKE_TIMEOUT_SECONDS = 60.0  # InvokeEndpoint's model timeout
+WATCH_INTERVAL_SECONDS = 0.2
+RESTART_BACKOFF_SECONDS = 5.0
+
+
+def max_body_bytes() -> int:
+    """InvokeEndpoint's payload limit, from botocore's model of sagemaker-runtime."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    body = model.operation_model("InvokeEndpoint").input_shape.members["Body"]
+    return int(body.metadata["max"])
+
+
+class EndpointDownError(Exception):
+    """The endpoint's model server is not running (SageMaker: ServiceUnavailable)."""
+
+
+class NoAnswerError(Exception):
+    """The model server took the request and gave no answer (SageMaker: ModelError)."""
 
 
 @dataclass
@@ -31,6 +61,12 @@ class Server:
     proc: Any
     workdir: Path
 
+    def exit_cause(self) -> str | None:
+        code = self.proc.poll()
+        if code is None:
+            return None
+        return f"the model server exited with code {code}: {tail(self.workdir / 'serve.log', 2)}"
+
 
 class EndpointManager:
     """The model servers behind moto's endpoints (see the module docstring)."""
@@ -38,6 +74,8 @@ class EndpointManager:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.servers: dict[str, Server] = {}  # endpoint name -> the server taking traffic
+        self._resources: dict[str, tuple[Any, Any]] = {}  # endpoint -> (moto fake, backend)
+        self._watcher: threading.Thread | None = None
 
     def _start_server(self, endpoint: str, config_name: str, backend: Any) -> Server:
         """Start the model server for `config_name` and wait until /ping answers 200."""
@@ -103,7 +141,7 @@ class EndpointManager:
             fake.failure_reason = str(exc)[:1024]
             fake.endpoint_status = "Failed"
         else:
-            self._take_traffic(fake.endpoint_name, server)
+            self._take_traffic(fake.endpoint_name, server, fake, backend)
             fake.endpoint_status = "InService"
         fake.last_modified_time = now()
 
@@ -121,7 +159,7 @@ class EndpointManager:
             fake.endpoint_status = "InService"
             fake.last_modified_time = now()
             return
-        self._take_traffic(fake.endpoint_name, server)
+        self._take_traffic(fake.endpoint_name, server, fake, backend)
         fake.endpoint_config_name = config_name
         fake.production_variants = fake._process_production_variants(
             backend.endpoint_configs[config_name].production_variants
@@ -130,17 +168,69 @@ class EndpointManager:
         fake.last_modified_time = now()
         fake.endpoint_status = "InService"
 
-    def _take_traffic(self, endpoint: str, server: Server) -> None:
+    def _take_traffic(self, endpoint: str, server: Server, fake: Any, backend: Any) -> None:
         """Traffic moves to `server` (green); the one it replaces (blue) is stopped."""
         with self.ws.lock:
             old = self.servers.get(endpoint)
             self.servers[endpoint] = server
+            self._resources[endpoint] = (fake, backend)
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="endpoint-watcher", daemon=True
+                )
+                self._watcher.start()
         if old is not None:
             procs.kill(old.proc)
+
+    def _watch(self) -> None:
+        """Restart a model server that exited on its own (not one stopped by an update or a
+        delete: those leave `servers` first). Runs until the local cloud closes."""
+        next_try: dict[str, float] = {}
+        while not self.ws.closed:
+            time.sleep(WATCH_INTERVAL_SECONDS)
+            with self.ws.lock:
+                crashed = [(e, s) for e, s in self.servers.items() if s.proc.poll() is not None]
+            for endpoint, server in crashed:
+                if self.ws.closed or time.monotonic() < next_try.get(endpoint, 0.0):
+                    continue
+                self._replace(endpoint, server)
+                next_try[endpoint] = time.monotonic() + RESTART_BACKOFF_SECONDS
+
+    def _replace(self, endpoint: str, crashed: Server) -> None:
+        fake, backend = self._resources[endpoint]
+        cause = crashed.exit_cause() or "the model server stopped"
+        procs.forget(crashed.proc)
+        for variant in fake.production_variants:
+            variant["CurrentInstanceCount"] = 0
+            variant["VariantStatus"] = [
+                {
+                    "Status": "Creating",
+                    "StatusMessage": f"replacing the unhealthy instance: {cause}"[:1024],
+                    "StartTime": now().isoformat(),
+                }
+            ]
+        try:
+            server = self._start_server(endpoint, crashed.config_name, backend)
+        except Exception as exc:  # the watcher tries again after the backoff
+            for variant in fake.production_variants:
+                variant["VariantStatus"][0]["StatusMessage"] = (
+                    f"replacing the unhealthy instance: {cause}; the new one failed: {exc}"
+                )[:1024]
+            return
+        with self.ws.lock:
+            current = self.servers.get(endpoint)
+            if current is not crashed:  # updated or deleted meanwhile
+                procs.kill(server.proc)
+                return
+            self.servers[endpoint] = server
+        for variant in fake.production_variants:
+            variant["CurrentInstanceCount"] = variant.get("DesiredInstanceCount", 1)
+            variant.pop("VariantStatus", None)
 
     def delete_endpoint(self, name: str) -> None:
         with self.ws.lock:
             server = self.servers.pop(name, None)
+            self._resources.pop(name, None)
         if server is not None:
             procs.kill(server.proc)
 
@@ -150,14 +240,32 @@ class EndpointManager:
         server = self.servers.get(endpoint)
         if server is None:
             raise LookupError(endpoint)
+        cause = server.exit_cause()
+        if cause:
+            raise EndpointDownError(cause)
         request = urllib.request.Request(
             f"http://127.0.0.1:{server.port}/invocations", data=body, headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as r:
+            with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_SECONDS) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
+        except TimeoutError as exc:
+            raise NoAnswerError(
+                "Your invocation timed out while waiting for a response from container primary."
+            ) from exc
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            # the process may be on its way out: give it a moment to report its exit code
+            deadline = time.monotonic() + 1.0
+            while server.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            cause = server.exit_cause()
+            if cause:
+                raise EndpointDownError(cause) from exc
+            raise NoAnswerError(
+                f"the model server closed the connection without an answer ({exc})"
+            ) from exc
 
     def close(self) -> None:
         with self.ws.lock:

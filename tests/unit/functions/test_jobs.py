@@ -82,7 +82,11 @@ def test_processing_jobs_get_target_and_problem_type_as_environment(context: Any
     # WHEN the processing request is built
     built = processing_request("job", request, settings, output_uris(settings, EXECUTION))
     # THEN the container reads the target and problem type from its environment
-    assert built["Environment"] == {"TARGET_COLUMN": "price", "PROBLEM_TYPE": "regression"}
+    assert built["Environment"] == {
+        "TARGET_COLUMN": "price",
+        "PROBLEM_TYPE": "regression",
+        "SPLIT_PARTS": "1",  # parts per split: the training instance count
+    }
     assert built["AppSpecification"]["ContainerEntrypoint"] == [
         "python3", "-m", "sfn_container", "preprocess"
     ]  # fmt: skip
@@ -266,7 +270,7 @@ def test_evaluate_first_model_has_no_champion(moto: None, context: Any) -> None:
     # THEN only the challenger is scored on the test split
     assert out.champion_model_uri is None
     inputs = _evaluate_inputs(out.job_name)
-    assert set(inputs) == {"test", "challenger"}
+    assert set(inputs) == {"test", "challenger", "profile"}  # profile: merged into the report dir
     assert inputs["test"]["S3Uri"] == pre["test_uri"]
     assert inputs["challenger"]["S3Uri"] == train["model_artifact_uri"]
     assert inputs["challenger"]["LocalPath"] == "/opt/ml/processing/input/challenger"

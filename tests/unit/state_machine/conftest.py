@@ -20,8 +20,9 @@ from typing import Any, Literal
 import pytest
 from pydantic import ValidationError
 
+from sfn_mlops.local import sfn as sfn_fixes
 from sfn_mlops.local.lambdas import LambdaDispatcher, LambdaServiceError
-from shared import errors, models, polling
+from shared import errors, job_retry, models, polling
 from shared.resources import (
     ECR_REPOSITORY,
     FUNCTIONS_BY_KEY,
@@ -63,6 +64,9 @@ class FakePipeline:
         default_factory=lambda: {"processing": 2, "training": 3, "endpoint": 2}
     )
     failed_job_type: str | None = None  # this job type's poll raises JobFailedError
+    # the cause of failed_job_type's failure is fixed: the failed job stays Failed, its next
+    # attempt (started after a redrive) succeeds
+    fixed: bool = False
     failure_reason: str = "AlgorithmError: training diverged (loss is NaN)"
     challenger_score: float = 0.91
     deploy_action: Literal["create", "update"] = "create"
@@ -159,7 +163,10 @@ class FakePipeline:
         if request.job_type == "endpoint" and not request.expected_config_name:
             raise AssertionError("an endpoint poll must name the config the update lands on")
         attempt = request.attempt + 1
-        if request.job_type == self.failed_job_type:
+        failing = request.job_type == self.failed_job_type
+        if failing and (not self.fixed or job_retry.redriven(request)):
+            if job_retry.redriven(request):  # the real decision: redriven -> next attempt
+                return job_retry.restart_after_redrive(request, "failed before the redrive")
             raise errors.JobFailedError(
                 f"{request.job_type} job {request.job_name} failed: {self.failure_reason}"
             )
@@ -321,11 +328,18 @@ class PipelineHarness:
         self.state_machine_arn = pipeline.state_machine_arn
 
     def run(self, payload: dict[str, Any], name: str = "run-1") -> Execution:
-        import time
-
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload)
         )["executionArn"]
+        return self.wait(arn)
+
+    def redrive(self, run: Execution) -> Execution:
+        self.sfn.redrive_execution(executionArn=run.arn)
+        return self.wait(run.arn)
+
+    def wait(self, arn: str) -> Execution:
+        import time
+
         deadline = time.monotonic() + EXECUTION_DEADLINE_SECONDS
         while True:  # bounded poll: the interpreter runs the execution on its own thread
             described = self.sfn.describe_execution(executionArn=arn)
@@ -399,6 +413,13 @@ def pipeline(
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     dispatcher = LambdaDispatcher()
     fake.install(dispatcher)
+    # the local cloud's Step Functions fixes: $$.Execution.RedriveCount, RedriveExecution
+    from types import SimpleNamespace
+
+    def patch(owner: Any, name: str, value: Any) -> None:
+        monkeypatch.setattr(owner, name, value, raising=False)
+
+    sfn_fixes.install(SimpleNamespace(set=patch))
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config), dispatcher.install():  # type: ignore[arg-type]
         yield PipelineHarness(fake, dispatcher)

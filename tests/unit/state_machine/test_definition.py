@@ -13,7 +13,6 @@ from shared.resources import EXECUTION_TIMEOUT_SECONDS, FUNCTIONS, FUNCTIONS_BY_
 from state_machine.definition import (
     LAMBDA_INVOKE,
     LAMBDA_TRANSIENT_ERRORS,
-    SNS_PUBLISH,
     definition,
     placeholders,
     successors,
@@ -54,7 +53,7 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
     loops = {
         f"{verb}{job}"
         for job in ("Preprocessing", "Training", "Evaluation", "Recheck", "Endpoint")
-        for verb in ("WaitFor", "Poll")
+        for verb in ("WaitFor", "Poll", "Restart")
     }
     assert set(STATES) == loops | {
         "ValidateInput",
@@ -82,8 +81,6 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
         "ReleaseDeployLock",
         "NotifySuccess",
         "Succeeded",
-        "NotifyFailure",
-        "Failed",
     }
     assert ASL["StartAt"] == "ValidateInput"
 
@@ -102,7 +99,7 @@ def test_every_state_is_reachable_and_every_transition_exists() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_every_task_has_retry_timeout_and_a_final_catch_all(name: str) -> None:
+def test_every_task_has_retry_and_timeout_and_fails_the_execution_at_itself(name: str) -> None:
     task = TASKS[name]
     # Then: a timeout (no Task can hang until the execution's limit)
     assert isinstance(task.get("TimeoutSeconds"), int)
@@ -112,12 +109,25 @@ def test_every_task_has_retry_timeout_and_a_final_catch_all(name: str) -> None:
     for retrier in task["Retry"]:
         assert "States.ALL" not in retrier["ErrorEquals"]
         assert retrier["MaxAttempts"] >= 1
-    # ... and States.ALL caught alone, in the last catcher, keeping the state
-    assert task["Catch"], f"{name} has no Catch"
-    *others, last = task["Catch"]
-    assert last["ErrorEquals"] == ["States.ALL"]
-    assert all("States.ALL" not in c["ErrorEquals"] for c in others)
-    assert last["ResultPath"].startswith("$.")
+    # ... and no Catch: an error that is not retried away fails the execution here, so a
+    # Redrive restarts this Task (not a Fail state that would only fail again)
+    assert "Catch" not in task, f"{name} catches {task['Catch']}"
+
+
+def test_no_catch_path_reaches_a_fail_state_and_there_is_no_fail_state() -> None:
+    fails = {n for n, s in STATES.items() if s["Type"] == "Fail"}
+    catches = [(n, c) for n, s in STATES.items() for c in s.get("Catch", ())]
+    assert fails == set()
+    assert catches == []
+    # whatever a Catch could ever reach (none today) must not be a Fail state
+    for _, catch in catches:
+        seen, todo = set(), [catch["Next"]]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                assert STATES[name]["Type"] != "Fail"
+                todo.extend(successors(STATES[name]))
 
 
 @pytest.mark.parametrize("name", sorted(LAMBDA_TASKS))
@@ -142,7 +152,10 @@ def test_lambda_task_timeout_exceeds_the_function_timeout(name: str) -> None:
 def test_result_selector_is_exactly_the_output_model(name: str) -> None:
     model, result_path = CONTRACT[name]
     task = LAMBDA_TASKS[name]
-    assert task["ResultSelector"] == {f"{f}.$": f"$.Payload.{f}" for f in model.model_fields}
+    expected = {f"{f}.$": f"$.Payload.{f}" for f in model.model_fields}
+    if issubclass(model, models.Restartable):  # from the context object, not the function
+        expected["redrive_count.$"] = "$$.Execution.RedriveCount"
+    assert task["ResultSelector"] == expected
     assert task["ResultPath"] == result_path
 
 
@@ -173,6 +186,22 @@ def test_poll_loops_wait_adaptively_and_close(loop: str) -> None:
     assert wait["SecondsPath"] == f"$.{key}.poll.wait_seconds"
     assert wait["Next"] == f"Poll{loop}"
     assert poll["Next"] in (f"Is{loop}Complete", f"Is{loop}InService")
+    # a restart (transient SageMaker failure, redrive after a failed job) waits its backoff
+    # and goes back to the start state, which starts the next attempt
+    restart = STATES[f"Restart{loop}"]
+    assert check["Choices"][1] == {
+        "Variable": f"$.{key}.poll.status",
+        "StringEquals": "Restart",
+        "Next": f"Restart{loop}",
+    }
+    assert restart["SecondsPath"] == f"$.{key}.poll.wait_seconds"
+    start = "UpdateEndpoint" if loop == "Endpoint" else f"Start{loop}"
+    assert restart["Next"] == start
+    # the start records the redrive count; the poll compares it with the current one
+    assert STATES[start]["ResultSelector"]["redrive_count.$"] == "$$.Execution.RedriveCount"
+    payload = poll["Parameters"]["Payload"]
+    assert payload["redrive_count.$"] == "$$.Execution.RedriveCount"
+    assert payload["started_redrive_count.$"] == f"$.{key}.redrive_count"
 
 
 def test_deploy_only_when_the_gate_says_so() -> None:
@@ -197,28 +226,6 @@ def test_every_way_to_the_endpoint_holds_the_lock_and_releases_it() -> None:
     assert STATES["SmokeTest"]["Next"] == "ReleaseDeployLock"
     assert STATES["UpdateRegistration"]["Next"] == "ReleaseDeployLock"
     assert STATES["ReleaseDeployLock"]["Next"] == "NotifySuccess"
-
-
-def test_failure_path_notifies_then_fails_with_the_original_error() -> None:
-    notify = STATES["NotifyFailure"]
-    assert notify["Resource"] == SNS_PUBLISH
-    assert notify["Parameters"]["TopicArn"] == "${NotificationTopicArn}"
-    message = notify["Parameters"]["Message"]
-    assert message["error.$"] == "$.error.Error"
-    assert message["cause.$"] == "$.error.Cause"
-    assert message["execution_arn.$"] == "$$.Execution.Id"
-    assert notify["Next"] == "Failed"
-    # its own failure must not overwrite $.error, and still ends in Failed
-    assert notify["Catch"][-1]["Next"] == "Failed"
-    assert notify["Catch"][-1]["ResultPath"] != "$.error"
-    assert STATES["Failed"] == {
-        "Type": "Fail",
-        "Comment": STATES["Failed"]["Comment"],
-        "ErrorPath": "$.error.Error",
-        "CausePath": "$.error.Cause",
-    }
-    caught_into = {c["Next"] for n, s in TASKS.items() if n != "NotifyFailure" for c in s["Catch"]}
-    assert caught_into == {"NotifyFailure"}
 
 
 def test_execution_timeout_and_placeholders() -> None:

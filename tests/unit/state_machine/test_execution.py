@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import pytest
+from botocore.exceptions import ClientError
 
 from sfn_mlops.local.lambdas import LambdaResult
 from shared import models, polling
@@ -163,7 +164,7 @@ def test_deploy_mode_never_registers_approved_but_does_not_deploy(
 # --- failures -----------------------------------------------------------------------------------
 
 
-def test_training_job_failed_fails_with_the_reason_and_notifies(
+def test_training_job_failed_fails_at_the_poll_with_the_reason(
     pipeline: PipelineHarness, fake: FakePipeline
 ) -> None:
     # Given the training job ends Failed with SageMaker's FailureReason
@@ -178,15 +179,63 @@ def test_training_job_failed_fails_with_the_reason_and_notifies(
     # ... nothing after training ran, and it was not retried
     assert fake.calls["evaluate"] == fake.calls["register"] == fake.calls["deploy"] == 0
     assert _task_errors(run) == ["JobFailedError"]
-    assert run.entered()[-3:] == ["PollTraining", "NotifyFailure", "Failed"]
-    # ... and the failure was published with error and cause
-    (published,) = pipeline.published()
-    assert published.subject == "sfn-mlops FAILED: run-1"
-    assert published.message["status"] == "FAILED"
-    assert published.message["error"] == "JobFailedError"
-    assert fake.failure_reason in published.message["cause"]
-    assert published.message["execution_arn"] == run.arn
-    assert published.message["console_url"].startswith(f"https://{REGION}.console.aws")
+    # ... and it failed *at* PollTraining (no Catch, no Fail state): Redrive restarts there
+    assert run.entered()[-1] == "PollTraining"
+    assert run.history[-1]["type"] == "ExecutionFailed"
+    assert pipeline.published() == []  # failures are notified by EventBridge, not a state
+
+
+def test_redrive_continues_from_the_failed_poll_and_starts_the_next_attempt(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given a run that failed at PollTraining (the training job Failed)
+    fake.failed_job_type = "training"
+    failed = pipeline.run({})
+    assert failed.status == "FAILED"
+    before = dict(fake.calls)
+    # When the cause is fixed and the execution is redriven
+    fake.fixed = True
+    run = pipeline.redrive(failed)
+    # Then the same execution succeeds, continuing where it failed
+    assert run.arn == failed.arn
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    described = pipeline.sfn.describe_execution(executionArn=run.arn)
+    assert described["redriveCount"] == 1
+    assert described["redriveStatus"] == "NOT_REDRIVABLE"  # SUCCEEDED now
+    types = [e["type"] for e in run.history]
+    assert types.count("ExecutionStarted") == 1
+    assert types.count("ExecutionFailed") == 1
+    redriven = types.index("ExecutionRedriven")
+    assert run.history[redriven]["executionRedrivenEventDetails"] == {"redriveCount": 1}
+    assert [e["id"] for e in run.history] == list(range(1, len(run.history) + 1))
+    entered_after = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in run.history[redriven:]
+        if "stateEnteredEventDetails" in e
+    ]
+    # ... the redriven poll restarts training (its next attempt); nothing before it reruns
+    assert entered_after[:4] == [
+        "PollTraining",
+        "IsTrainingComplete",
+        "RestartTraining",
+        "StartTraining",
+    ]
+    assert fake.calls["validate"] == before["validate"] == 1
+    assert fake.calls["preprocess"] == before["preprocess"] == 1
+    assert fake.calls["train"] == before["train"] + 1
+    assert fake.calls["register"] == 1
+    # ... and the states saw the redrive count in the context object
+    assert run.output is not None
+    assert run.output["train"]["redrive_count"] == 1
+    assert run.output["preprocess"]["redrive_count"] == 0
+
+
+def test_redrive_of_a_succeeded_execution_is_not_redrivable(pipeline: PipelineHarness) -> None:
+    run = pipeline.run({})
+    assert run.status == "SUCCEEDED"
+    with pytest.raises(ClientError) as caught:
+        pipeline.sfn.redrive_execution(executionArn=run.arn)
+    assert caught.value.response["Error"]["Code"] == "ExecutionNotRedrivable"
 
 
 def test_invalid_input_fails_at_validate_and_runs_nothing_else(
@@ -202,10 +251,7 @@ def test_invalid_input_fails_at_validate_and_runs_nothing_else(
     assert "problem_type" in message
     assert "bogus" in message
     assert dict(fake.calls) == {"validate": 1}
-    assert run.entered() == ["ValidateInput", "NotifyFailure", "Failed"]
-    (published,) = pipeline.published()
-    assert published.message["error"] == "InvalidInputError"
-    assert published.message["input"] == {"problem_type": "multiclass", "bogus": 1}
+    assert run.entered() == ["ValidateInput"]
 
 
 def test_poll_limit_bounds_the_loop(pipeline: PipelineHarness, fake: FakePipeline) -> None:
@@ -231,22 +277,6 @@ def test_a_crashed_function_is_lambda_unknown_and_not_retried(
     assert run.error == "Lambda.Unknown"
     assert _task_errors(run) == ["Lambda.Unknown"]
     assert fake.calls["deploy"] == 0
-
-
-def test_a_failed_notification_still_fails_with_the_original_error(
-    pipeline: PipelineHarness, fake: FakePipeline
-) -> None:
-    # Given the topic is gone, and training fails
-    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=pipeline.topic_arn)
-    fake.failed_job_type = "training"
-    # When
-    run = pipeline.run({})
-    # Then NotifyFailure fails too, but the execution reports the training failure
-    assert run.status == "FAILED"
-    assert run.error == "JobFailedError"
-    assert _task_errors(run)[0] == "JobFailedError"
-    assert any(e.startswith("SNS.") for e in _task_errors(run)[1:])
-    assert run.entered()[-2:] == ["NotifyFailure", "Failed"]
 
 
 # --- transient errors are retried ---------------------------------------------------------------

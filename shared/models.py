@@ -433,6 +433,10 @@ class DeployRequest(StepRequest):
     # `register` would shadow BaseModel.register (ABCMeta), so the field reads $.register by alias
     registration: RegisterOutput = Field(alias="register")
     gate: GateOutput
+    # AcquireDeployLock's and CheckChampion's results: UpdateEndpoint checks it still holds the
+    # lock (a redrive after the FAILED event released it) against the champion decided on
+    lock: LockState | None = None
+    recheck: RecheckOutput | None = None
 
 
 # --- the evaluation report (written by the container's evaluate step) --------------------------

@@ -188,7 +188,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "functions.deploy.handler.lambda_handler",
         "Creates or blue/green-updates the endpoint with alarm auto-rollback",
         "DeployFunctionArn",
-        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES"),
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES", "COORDINATION_TABLE"),
         sagemaker_access=True,
     ),
     FunctionSpec(

@@ -72,6 +72,7 @@ class JobSettings(ArtifactSettings):
 
 class DeploySettings(JobSettings):
     endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
+    coordination_table: str = _table()  # the deployment lock (held, or taken back)
 
     @field_validator("endpoint_alarm_names", mode="before")
     @classmethod

@@ -243,6 +243,8 @@ PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
         _pass_role(g),
         # UpdateEndpoint's AutoRollbackConfiguration names the alarms; SageMaker reads them.
         Grant(["cloudwatch:DescribeAlarms"], [a.alarm_arn for a in g.sagemaker.alarms]),
+        # It still holds the deployment lock, or takes it back after a redrive (if free).
+        _items(g, ["GetItem", "PutItem"], LOCK_KEYS),
     ],
     "invoke": lambda g: [
         Grant(

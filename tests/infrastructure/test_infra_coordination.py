@@ -77,11 +77,15 @@ def test_each_function_touches_only_its_kind_of_item(pipeline_json: dict[str, An
     events = _dynamodb(pipeline_json, "lock-events")
     assert set(events) >= {"dynamodb:DeleteItem", "dynamodb:Query"}
     assert "/index/" in events["dynamodb:Query"][0]
-    for key in ("trigger", "lock-acquire", "lock-release", "lock-events"):
+    # UpdateEndpoint checks it holds the lock, and takes it back after a redrive
+    deploy = _dynamodb(pipeline_json, "deploy")
+    assert set(deploy) == {"dynamodb:PutItem", "dynamodb:GetItem"}
+    assert {v[1][0] for v in deploy.values()} == {"lock#*"}
+    for key in ("trigger", "lock-acquire", "lock-release", "lock-events", "deploy"):
         assert all(table_id in r for r, _ in _dynamodb(pipeline_json, key).values())
     # nobody else reaches the table
     others = [s.key for s in resources.FUNCTIONS if s.key not in
-              {"trigger", "lock-acquire", "lock-release", "lock-events"}]  # fmt: skip
+              {"trigger", "lock-acquire", "lock-release", "lock-events", "deploy"}]  # fmt: skip
     assert all(not _dynamodb(pipeline_json, key) for key in others)
 
 

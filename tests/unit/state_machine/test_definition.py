@@ -214,10 +214,12 @@ def test_deploy_only_when_the_gate_says_so() -> None:
 
 
 def test_every_way_to_the_endpoint_holds_the_lock_and_releases_it() -> None:
-    # Given the states that lead to UpdateEndpoint (not through a Catch)
+    # Given the states that lead to UpdateEndpoint
     preds = {n for n, s in STATES.items() if "UpdateEndpoint" in successors(s, catches=False)}
-    # Then: only the two fresh decisions, both after the lock was taken
-    assert preds == {"ChampionChanged", "StillBetter"}
+    # Then: the two fresh decisions, both after the lock was taken, and the endpoint poll's
+    # restart (under the lock too; a redrive that lost it is UpdateEndpoint's to check)
+    assert preds == {"ChampionChanged", "StillBetter", "RestartEndpoint"}
+    assert STATES["RestartRecheck"]["Next"] == "CheckChampion"
     assert STATES["IsDeployLockHeld"]["Choices"][0]["Next"] == "CheckChampion"
     assert STATES["IsDeployLockHeld"]["Default"] == "WaitForDeployLock"
     assert STATES["WaitForDeployLock"]["SecondsPath"] == "$.lock.wait_seconds"

@@ -23,6 +23,16 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[dev]"
 	@touch $@ $(VENV)/.stamp-local
 
+# The browser the report test renders pages in: Debian's chromium, installed with apt when
+# missing and we are root (CI and a fresh machine are); otherwise that test skips, saying why.
+CHROMIUM ?= /usr/bin/chromium
+$(VENV)/.stamp-browser: | $(BIN)/python
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  || echo "note: apt-get could not install chromium"; fi
+	@if [ -x $(CHROMIUM) ]; then touch $@; else \
+	  echo "note: no $(CHROMIUM): the report's browser test will skip (it says why)"; fi
+
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -31,7 +41,7 @@ node_modules/.stamp: package.json package-lock.json
 run: $(VENV)/.stamp-local ## the local pipeline end to end (no AWS account, no Docker)
 	$(BIN)/sfn-mlops local run
 
-test: $(VENV)/.stamp-dev node_modules/.stamp lint typecheck pytest ## lint, type checks and every test
+test: $(VENV)/.stamp-dev node_modules/.stamp $(VENV)/.stamp-browser lint typecheck pytest ## lint, type checks and every test
 
 # --- pieces -------------------------------------------------------------------------------
 lint: $(VENV)/.stamp-dev ## ruff
@@ -41,7 +51,7 @@ lint: $(VENV)/.stamp-dev ## ruff
 typecheck: $(VENV)/.stamp-dev ## mypy (strict for shared/ and functions/)
 	$(BIN)/mypy
 
-pytest: $(VENV)/.stamp-dev node_modules/.stamp ## the test suite
+pytest: $(VENV)/.stamp-dev node_modules/.stamp $(VENV)/.stamp-browser ## the test suite
 	$(BIN)/pytest
 
 asl: $(VENV)/.stamp-dev ## render the state machine: ASL JSON, Mermaid diagram, input schema

@@ -122,6 +122,7 @@ def pipeline_once(csv_path: Path, row: str, workdir: Path) -> tuple[float, dict[
             str(csv_path), stack.bucket, f"{resources.DATA_PREFIX}{csv_path.name}"
         )
         enable_triggers(cloud, stack)
+        cloud.lambdas.wait_warm()  # the stack is up: its provisioned workers initialised
         sfn, sm = cloud.client("stepfunctions"), cloud.client("sagemaker")
         runtime = cloud.client("sagemaker-runtime")
         known = _execution_names(sfn, stack.state_machine_arn)

@@ -36,6 +36,7 @@ MODULES: dict[str, tuple[str, int]] = {
     "inference_lambda": ("4 inference Lambda", 300),
     "transitions": ("5 transitions", 300),
     "training_scale": ("6 scale", 900),  # + 1 vs 2 hosts and a resumed Spot job at 1M
+    "load": ("7 load", 600),
 }
 
 

@@ -7,7 +7,12 @@
     sfn-mlops describe EXECUTION        status, states, error and cause, gate decision
     sfn-mlops rerun EXECUTION           a new execution with the same input ("New execution")
     sfn-mlops redrive EXECUTION         continue a failed execution from its failed state
-    sfn-mlops invoke --endpoint N r.csv predictions from an endpoint
+    sfn-mlops invoke --endpoint N r.csv predictions from an endpoint (a file, -, or CSV rows)
+    sfn-mlops report EXECUTION          one self-contained HTML page about an execution
+    sfn-mlops logs EXECUTION            its Lambda, job and endpoint logs (CloudWatch Logs)
+
+Commands that print data take --json (one JSON document on stdout; progress goes to
+stderr). `describe` exits 1 when the execution FAILED, TIMED_OUT or ABORTED.
 
 AWS commands use the standard credential chain (--profile, --region); --local (or
 --endpoint-url) talks to a local cloud started with `sfn-mlops local up`.
@@ -26,7 +31,14 @@ from typing import Any, TypeVar
 
 import click
 
-from sfn_mlops.aws import DEFAULT_LOCAL_PORT, Target, UserError, call, local_endpoint
+from sfn_mlops.aws import (
+    DEFAULT_LOCAL_PORT,
+    LOCAL_PORT_ENV,
+    Target,
+    UserError,
+    call,
+    local_endpoint,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +83,16 @@ def aws_options(fn: F) -> F:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text."
+    )(fn)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
 
 
 def _target(
@@ -118,8 +140,18 @@ def local() -> None:
 @click.option(
     "--baseline", is_flag=True, help="Also time preprocess+train+evaluate run as bare scripts."
 )
+@click.option(
+    "--dataset",
+    type=click.Choice(["breast_cancer", "diabetes"]),
+    default="breast_cancer",
+    show_default=True,
+    help="A data set that ships with scikit-learn: breast_cancer (binary classification) "
+    "or diabetes (regression).",
+)
 @_user_errors
-def local_run_cmd(run_dir: Path | None, port: int, plain: bool | None, baseline: bool) -> None:
+def local_run_cmd(
+    run_dir: Path | None, port: int, plain: bool | None, baseline: bool, dataset: str
+) -> None:
     """Run the whole pipeline locally: image push -> training execution -> endpoint ->
     prediction; new data -> retraining compared with the champion. Exit 1 on failure."""
     from sfn_mlops.local import procs
@@ -127,7 +159,7 @@ def local_run_cmd(run_dir: Path | None, port: int, plain: bool | None, baseline:
 
     procs.install_signal_handlers()
     run_dir = run_dir or default_run_dir()
-    code = local_run(run_dir, port=port, plain=plain)
+    code = local_run(run_dir, port=port, plain=plain, dataset=dataset)
     if baseline and code == 0:
         from sfn_mlops.local.baseline import bare_scripts
 
@@ -146,10 +178,28 @@ def local_run_cmd(run_dir: Path | None, port: int, plain: bool | None, baseline:
     help="Where jobs and logs go (default: a temp dir).",
 )
 @click.option("--no-data", is_flag=True, help="Do not seed the default data set under data/.")
+@click.option(
+    "--lambda-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="SFN_MLOPS_LAMBDA_CONCURRENCY",
+    show_envvar=True,
+    show_default="5 per CPU",
+    help="Concurrent Lambda invocations before Invoke is throttled (the account quota).",
+)
+@json_option
 @_user_errors
-def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
+def local_up_cmd(
+    port: int,
+    workdir: Path | None,
+    no_data: bool,
+    lambda_concurrency: int | None,
+    as_json: bool,
+) -> None:
     """Keep a local cloud with the stack deployed running until Ctrl-C, and print what
-    to export so that the AWS CLI and boto3 reach it."""
+    to export so that the AWS CLI and boto3 reach it. Its state (executions, buckets,
+    models, logs) lives in memory and is gone when it stops; job files stay in its work
+    dir."""
     import threading
 
     from sfn_mlops.local import procs
@@ -161,7 +211,7 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
     if port and procs.port_in_use(port):
         raise PortInUseError("127.0.0.1", port)
     procs.install_signal_handlers()
-    with LocalCloud(port=port, workdir=workdir) as cloud:
+    with LocalCloud(port=port, workdir=workdir, lambda_concurrency=lambda_concurrency) as cloud:
         stack = deploy(cloud, triggers=False)
         if not no_data:
             seed, _ = export_dataset(cloud.workdir / "data")
@@ -169,22 +219,28 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
                 str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}"
             )
         enable_triggers(cloud, stack)
-        env = cloud.env()
-        click.echo(f"local cloud running at {cloud.endpoint_url}  (Ctrl-C to stop)")
-        click.echo("# export these for the AWS CLI / boto3:")
-        for key, value in env.items():
-            click.echo(f"export {key}={value}")
-        click.echo(f"export SFN_MLOPS_STATE_MACHINE_ARN={stack.state_machine_arn}")
-        click.echo(f"export {('SFN_MLOPS_LOCAL_PORT')}={cloud.port}")
-        click.echo(f"# bucket: {stack.bucket}  repository: {stack.repository_uri}")
-        click.echo(
-            "# notifications (failed executions, outcomes): "
-            f"aws sqs receive-message --queue-url {stack.notification_queue_url}"
-        )
-        click.echo(
-            f"# e.g. aws --endpoint-url {cloud.endpoint_url} stepfunctions start-execution "
-            f"--state-machine-arn {stack.state_machine_arn} --input file://payload.json"
-        )
+        env = {
+            **cloud.env(),
+            "SFN_MLOPS_STATE_MACHINE_ARN": stack.state_machine_arn,
+            LOCAL_PORT_ENV: str(cloud.port),
+        }
+        if as_json:
+            _echo_json(
+                {
+                    "endpoint_url": cloud.endpoint_url,
+                    "workdir": str(cloud.workdir),
+                    "env": env,
+                    "bucket": stack.bucket,
+                    "repository_uri": stack.repository_uri,
+                    "state_machine_arn": stack.state_machine_arn,
+                    "notification_queue_url": stack.notification_queue_url,
+                    "lambda_concurrency": cloud.lambdas.concurrency,
+                }
+            )
+        else:
+            _print_local_up(
+                cloud.endpoint_url, cloud.workdir, env, stack, cloud.lambdas.concurrency
+            )
         sys.stdout.flush()
         try:
             threading.Event().wait()
@@ -192,75 +248,148 @@ def local_up_cmd(port: int, workdir: Path | None, no_data: bool) -> None:
             click.echo("stopping the local cloud")
 
 
+def _print_local_up(
+    url: str, workdir: Path, env: dict[str, str], stack: Any, concurrency: int
+) -> None:
+    click.echo(
+        f"local cloud running at {url}  (Ctrl-C to stop; Lambda concurrency limit {concurrency})"
+    )
+    click.echo(f"# work dir (job files, Lambda and job logs): {workdir}")
+    click.echo("# its state is in memory: executions, buckets and models are gone when it stops")
+    click.echo("# export these for the AWS CLI / boto3:")
+    for key, value in env.items():
+        click.echo(f"export {key}={value}")
+    click.echo(f"# bucket: {stack.bucket}  repository: {stack.repository_uri}")
+    click.echo(
+        "# notifications (failed executions, outcomes): "
+        f"aws sqs receive-message --queue-url {stack.notification_queue_url}"
+    )
+    click.echo(
+        f"# e.g. aws --endpoint-url {url} stepfunctions start-execution "
+        f"--state-machine-arn {stack.state_machine_arn} --input file://payload.json"
+    )
+
+
 # --- executions ----------------------------------------------------------------------------
-def _print_execution(target: Target, arn: str) -> str:
-    from sfn_mlops.history import failure, note, pretty_cause, state_runs
-    from sfn_mlops.progress import get_history
+FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _execution_info(target: Target, arn: str) -> dict[str, Any]:
+    """What `describe` shows, as data (its --json)."""
+    from sfn_mlops.history import failure, pretty_cause, state_runs
+    from sfn_mlops.progress import collapse_polls, get_history, row_note
 
     sfn = target.client("stepfunctions")
     desc = call(sfn.describe_execution, executionArn=arn)
     events = call(get_history, sfn, arn)
-    click.echo(f"{desc['name']}  {desc['status']}")
-    click.echo(f"  arn:     {desc['executionArn']}")
+    info: dict[str, Any] = {
+        key: desc.get(key)
+        for key in (
+            "name",
+            "executionArn",
+            "status",
+            "startDate",
+            "stopDate",
+            "redriveCount",
+            "redriveDate",
+            "redriveStatus",
+            "redriveStatusReason",
+        )
+    }
+    info["states"] = [
+        {
+            "name": row.name,
+            "type": row.type,
+            "status": row.status,
+            "seconds": row.seconds,
+            "retries": 0 if row.polls else row.retries,
+            "polls": row.polls,
+            "redrive": row.redrive,
+            "note": row_note(row),
+        }
+        for row in collapse_polls(state_runs(events))
+    ]
+    info["failure"] = None
+    if desc["status"] in FAILED_STATUSES:
+        state, error, cause = failure(events) or (
+            None,
+            desc.get("error"),
+            desc.get("cause"),
+        )
+        info["failure"] = {"state": state, "error": error, "cause": pretty_cause(str(cause), 4000)}
+    out = json.loads(desc["output"]) if desc.get("output") else None
+    info["gate"] = out.get("gate") if isinstance(out, dict) else None
+    info["output"] = out
+    return info
+
+
+def _print_execution(info: dict[str, Any]) -> None:
+    click.echo(f"{info['name']}  {info['status']}")
+    click.echo(f"  arn:     {info['executionArn']}")
     click.echo(
-        f"  started: {desc['startDate']}"
-        + (f"  stopped: {desc['stopDate']}" if desc.get("stopDate") else "")
+        f"  started: {info['startDate']}"
+        + (f"  stopped: {info['stopDate']}" if info.get("stopDate") else "")
     )
-    if desc.get("redriveCount"):
-        click.echo(f"  redrives: {desc['redriveCount']} (last {desc.get('redriveDate')})")
-    if desc.get("redriveStatus"):
-        reason = desc.get("redriveStatusReason")
-        click.echo(f"  redrive: {desc['redriveStatus']}" + (f" ({reason})" if reason else ""))
+    if info.get("redriveCount"):
+        click.echo(f"  redrives: {info['redriveCount']} (last {info.get('redriveDate')})")
+    if info.get("redriveStatus"):
+        reason = info.get("redriveStatusReason")
+        click.echo(f"  redrive: {info['redriveStatus']}" + (f" ({reason})" if reason else ""))
     click.echo("  states:")
     round_ = 0
-    for run in state_runs(events):
-        if run.type in ("Choice", "Pass"):
-            continue
-        if run.redrive != round_:
-            round_ = run.redrive
-            click.echo(f"    -- redrive {round_}: continues from {run.name} --")
-        secs = f"{run.seconds:.2f}s" if run.seconds is not None else "-"
-        extra = f" ({note(run)})" if note(run) else ""
-        click.echo(f"    {run.name:<26} {run.status:<10} {secs:>8}{extra}")
-    if desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
-        where = failure(events)
-        if where:
-            click.echo(f"  failed at {where[0]}: {where[1]}: {pretty_cause(where[2], 1000)}")
-        else:
-            click.echo(f"  error: {desc.get('error')}  cause: {desc.get('cause')}")
-    if desc.get("output"):
-        out = json.loads(desc["output"])
-        gate = out.get("gate") if isinstance(out, dict) else None
-        if gate:
-            click.echo(
-                f"  gate: {gate.get('metric')} challenger {gate.get('challenger')} champion "
-                f"{gate.get('champion')} -> {'deploy' if gate.get('deploy') else 'no deploy'}"
-            )
-            for reason in gate.get("reasons", []):
-                click.echo(f"    - {reason}")
-    return str(desc["status"])
+    for st in info["states"]:
+        if st["redrive"] != round_:
+            round_ = st["redrive"]
+            click.echo(f"    -- redrive {round_}: continues from {st['name']} --")
+        secs = f"{st['seconds']:.2f}s" if st["seconds"] is not None else "-"
+        note = f" ({st['note']})" if st["note"] else ""
+        click.echo(f"    {st['name']:<26} {st['status']:<10} {secs:>8}{note}")
+    where = info["failure"]
+    if where:
+        click.echo(f"  failed at {where['state']}: {where['error']}: {where['cause'][:1000]}")
+    gate = info["gate"]
+    if gate:
+        click.echo(
+            f"  gate: {gate.get('metric')} challenger {gate.get('challenger')} champion "
+            f"{gate.get('champion')} -> {'deploy' if gate.get('deploy') else 'no deploy'}"
+        )
+        for reason in gate.get("reasons", []):
+            click.echo(f"    - {reason}")
 
 
-def _wait(target: Target, arn: str, timeout: float) -> int:
-    from sfn_mlops.progress import follow, make_view
+def _wait(target: Target, arn: str, timeout: float, as_json: bool = False) -> int:
+    """Follow the execution (progress on stderr with --json); exit code 0 iff SUCCEEDED."""
+    from sfn_mlops.progress import PlainView, follow, make_view
 
-    view = make_view()
+    view = PlainView(out=sys.stderr) if as_json else make_view()
     view.start(f"execution {arn.rsplit(':', 1)[-1]}")
     try:
         desc, _ = call(follow, target.client("stepfunctions"), arn, view, timeout)
     finally:
         view.stop()
-    click.echo(f"{desc['name']}: {desc['status']}")
+    if as_json:
+        _echo_json(_execution_info(target, arn))
+    else:
+        click.echo(f"{desc['name']}: {desc['status']}")
     return 0 if desc["status"] == "SUCCEEDED" else 1
+
+
+def _started(target: Target, arn: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """After start/rerun: the ARN (with --json, a JSON object: with --wait, how it ended)."""
+    if not as_json:
+        click.echo(arn)
+    if wait:
+        sys.exit(_wait(target, arn, timeout, as_json))
+    if as_json:
+        _echo_json({"executionArn": arn, "name": arn.rsplit(":", 1)[-1]})
 
 
 @main.command()
 @click.option(
     "--input",
     "input_path",
-    required=True,
     type=click.Path(path_type=Path),
-    help="JSON payload (a partial PipelineInput).",
+    help="JSON payload (a partial PipelineInput; default {}: config/pipeline.yaml as is).",
 )
 @click.option("--name", help="Execution name (default: manual-<timestamp>-<random>).")
 @click.option(
@@ -273,13 +402,16 @@ def _wait(target: Target, arn: str, timeout: float) -> int:
     show_default=True,
     help="With --wait: give up after this many seconds.",
 )
+@json_option
 @aws_options
 @_user_errors
-def start(input_path: Path, name: str | None, wait: bool, timeout: float, **aws: Any) -> None:
+def start(
+    input_path: Path | None, name: str | None, wait: bool, timeout: float, as_json: bool, **aws: Any
+) -> None:
     """Start an execution with a JSON payload; it is validated first (every bad field listed)."""
     from sfn_mlops.payload import load, problems
 
-    payload = load(input_path)
+    payload = load(input_path) if input_path else {}
     bad = problems(payload)
     if bad:
         raise UserError("the payload is invalid:\n  " + "\n  ".join(bad))
@@ -292,9 +424,7 @@ def start(input_path: Path, name: str | None, wait: bool, timeout: float, **aws:
         name=name,
         input=json.dumps(payload),
     )
-    click.echo(out["executionArn"])
-    if wait:
-        sys.exit(_wait(target, out["executionArn"], timeout))
+    _started(target, out["executionArn"], wait, timeout, as_json)
 
 
 @main.command()
@@ -306,9 +436,10 @@ def start(input_path: Path, name: str | None, wait: bool, timeout: float, **aws:
     help="Only these.",
 )
 @click.option("--max", "max_items", type=int, default=20, show_default=True)
+@json_option
 @aws_options
 @_user_errors
-def executions(status: str | None, max_items: int, **aws: Any) -> None:
+def executions(status: str | None, max_items: int, as_json: bool, **aws: Any) -> None:
     """List the pipeline's recent executions."""
     target = _target(**aws)
     kwargs: dict[str, Any] = {
@@ -318,11 +449,26 @@ def executions(status: str | None, max_items: int, **aws: Any) -> None:
     if status:
         kwargs["statusFilter"] = status
     out = call(target.client("stepfunctions").list_executions, **kwargs)
-    if not out["executions"]:
+    rows = [
+        {
+            "name": e["name"],
+            "executionArn": e["executionArn"],
+            "status": e["status"],
+            "startDate": e["startDate"],
+            "stopDate": e.get("stopDate"),
+            "seconds": (e["stopDate"] - e["startDate"]).total_seconds()
+            if e.get("stopDate")
+            else None,
+        }
+        for e in out["executions"]
+    ]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
         click.echo("no executions")
-    for e in out["executions"]:
-        stop = e.get("stopDate")
-        secs = f"{(stop - e['startDate']).total_seconds():.1f}s" if stop else "-"
+    for e in rows:
+        secs = f"{e['seconds']:.1f}s" if e["seconds"] is not None else "-"
         click.echo(
             f"{e['name']:<60} {e['status']:<10} {e['startDate']:%Y-%m-%d %H:%M:%S} {secs:>8}"
         )
@@ -330,21 +476,29 @@ def executions(status: str | None, max_items: int, **aws: Any) -> None:
 
 @main.command()
 @click.argument("execution")
+@json_option
 @aws_options
 @_user_errors
-def describe(execution: str, **aws: Any) -> None:
-    """Show an execution (name or ARN): status, each state, failure cause, gate decision."""
+def describe(execution: str, as_json: bool, **aws: Any) -> None:
+    """Show an execution (name or ARN): status, each state, failure cause, gate decision.
+    Exit 1 if it FAILED, TIMED_OUT or ABORTED (so scripts can branch on it)."""
     target = _target(**aws)
-    _print_execution(target, target.execution_arn(execution))
+    info = _execution_info(target, target.execution_arn(execution))
+    if as_json:
+        _echo_json(info)
+    else:
+        _print_execution(info)
+    sys.exit(1 if info["status"] in FAILED_STATUSES else 0)
 
 
 @main.command()
 @click.argument("execution")
 @click.option("--name", help="Name of the new execution (default: <old>-rerun-<random>).")
 @click.option("--wait", is_flag=True, help="Follow the new execution until it ends.")
+@json_option
 @aws_options
 @_user_errors
-def rerun(execution: str, name: str | None, wait: bool, **aws: Any) -> None:
+def rerun(execution: str, name: str | None, wait: bool, as_json: bool, **aws: Any) -> None:
     """Start a NEW execution with the same input (the console's "New execution")."""
     target = _target(**aws)
     sfn = target.client("stepfunctions")
@@ -353,40 +507,40 @@ def rerun(execution: str, name: str | None, wait: bool, **aws: Any) -> None:
     out = call(
         sfn.start_execution, stateMachineArn=desc["stateMachineArn"], name=name, input=desc["input"]
     )
-    click.echo(out["executionArn"])
-    if wait:
-        sys.exit(_wait(target, out["executionArn"], 3600))
+    _started(target, out["executionArn"], wait, 3600, as_json)
 
 
 @main.command()
 @click.argument("execution")
 @click.option("--wait", is_flag=True, help="Follow the execution until it ends again.")
+@json_option
 @aws_options
 @_user_errors
-def redrive(execution: str, wait: bool, **aws: Any) -> None:
+def redrive(execution: str, wait: bool, as_json: bool, **aws: Any) -> None:
     """Redrive a failed execution: continue from the failed state with the same input and
     ARN; succeeded states are not run again (RedriveExecution)."""
     target = _target(**aws)
     sfn = target.client("stepfunctions")
     arn = target.execution_arn(execution)
     out = call(sfn.redrive_execution, executionArn=arn)
-    click.echo(f"redriven {arn} at {out['redriveDate']}")
+    if as_json and not wait:
+        _echo_json({"executionArn": arn, "redriveDate": out["redriveDate"]})
+        return
+    click.echo(f"redriven {arn} at {out['redriveDate']}", err=as_json)
     if wait:
-        sys.exit(_wait(target, arn, 3600))
+        sys.exit(_wait(target, arn, 3600, as_json))
 
 
 @main.command()
 @click.option("--endpoint", "endpoint_name", required=True, help="SageMaker endpoint name.")
-@click.argument("rows", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("rows", nargs=-1, required=True)
+@json_option
 @aws_options
 @_user_errors
-def invoke(endpoint_name: str, rows: Path, **aws: Any) -> None:
-    """Predictions for the CSV ROWS (features only; a header line is skipped)."""
-    lines = [ln for ln in rows.read_text().splitlines() if ln.strip()]
-    if lines and not _numeric(lines[0]):
-        lines = lines[1:]
-    if not lines:
-        raise UserError(f"{rows} has no data rows")
+def invoke(endpoint_name: str, rows: tuple[str, ...], as_json: bool, **aws: Any) -> None:
+    """Predictions for ROWS: a CSV file (features only; a header line is skipped), `-` for
+    standard input, or the rows themselves, e.g. `invoke --endpoint E "1,2,3" "4,5,6"`."""
+    lines = _csv_rows(rows)
     target = _target(**aws)
     out = call(
         target.client("sagemaker-runtime").invoke_endpoint,
@@ -395,7 +549,97 @@ def invoke(endpoint_name: str, rows: Path, **aws: Any) -> None:
         Accept="application/json",
         Body="\n".join(lines).encode(),
     )
-    click.echo(out["Body"].read().decode())
+    body = out["Body"].read().decode()
+    if not as_json:
+        click.echo(body)
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = body
+    _echo_json({"endpoint": endpoint_name, "rows": len(lines), "response": parsed})
+
+
+def _csv_rows(args: tuple[str, ...]) -> list[str]:
+    """The data rows of the ROWS arguments: files, `-` (stdin) or CSV text, in order."""
+    lines: list[str] = []
+    for arg in args:
+        if arg == "-":
+            text, source = sys.stdin.read(), "standard input"
+        elif Path(arg).is_file():
+            text, source = Path(arg).read_text(), arg
+        elif _numeric(arg.splitlines()[0] if arg.strip() else ""):
+            text, source = arg, "the command line"
+        else:
+            raise UserError(
+                f"ROWS {arg!r} is neither a file nor a CSV row of numbers "
+                '(e.g. "17.9,10.4,122.8"); pass a file, - for stdin, or the rows'
+            )
+        found = [ln for ln in text.splitlines() if ln.strip()]
+        if found and not _numeric(found[0]):
+            found = found[1:]  # a header line
+        if not found:
+            raise UserError(f"{source} has no data rows")
+        lines.extend(found)
+    return lines
+
+
+@main.command()
+@click.argument("execution")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The HTML file to write (default: ./report-<execution>.html).",
+)
+@json_option
+@aws_options
+@_user_errors
+def report(execution: str, out: Path | None, as_json: bool, **aws: Any) -> None:
+    """One self-contained HTML page about an execution (opens with no network): workflow
+    graph colored by outcome, timeline of states and jobs, gate decision, champion vs
+    challenger metrics and plots, feature importance, data profile, console links."""
+    from sfn_mlops.report import collect
+    from sfn_mlops.report.page import write_report
+
+    target = _target(**aws)
+    arn = target.execution_arn(execution)
+    data = call(collect, target, arn, target.session().region_name, not target.is_local)
+    path = write_report(data, out or Path(f"report-{data.name}.html"))
+    if as_json:
+        _echo_json(
+            {
+                "report": str(path),
+                "execution": arn,
+                "status": data.status,
+                "problems": data.problems,
+            }
+        )
+    else:
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("execution")
+@click.option("--state", "state_name", help="Only this state's lines (e.g. PollTraining).")
+@json_option
+@aws_options
+@_user_errors
+def logs(execution: str, state_name: str | None, as_json: bool, **aws: Any) -> None:
+    """The Lambda, SageMaker job and endpoint logs of an execution, oldest first, from
+    CloudWatch Logs (on AWS, or the local cloud's own: same group names)."""
+    from sfn_mlops.logs import execution_logs
+
+    target = _target(**aws)
+    lines = call(execution_logs, target, target.execution_arn(execution), state_name)
+    if as_json:
+        _echo_json([line.as_json() for line in lines])
+        return
+    if not lines:
+        click.echo("no log lines for this execution (yet)", err=True)
+    for line in lines:
+        jobs = line.group.startswith("/aws/sagemaker/") and "Jobs" in line.group
+        where = line.stream.split("/", 1)[0] if jobs else line.group.rsplit("/", 1)[-1]
+        click.echo(f"{line.timestamp:%H:%M:%S.%f}"[:-3] + f"  {where:<22} {line.message}")
 
 
 def _numeric(line: str) -> bool:

@@ -145,3 +145,17 @@ def pretty_cause(cause: str, limit: int = 600) -> str:
     else:
         text = str(cause)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def last_state_data(events: list[dict[str, Any]], output: Any = None) -> dict[str, Any]:
+    """The execution's state data: its output when it has one, else the input of the last
+    state it entered that carries the config (what had run until it failed)."""
+    data = _json(output)
+    if isinstance(data, dict) and data:
+        return data
+    for event in reversed(events):
+        details = event.get("stateEnteredEventDetails")
+        entered = _json(details.get("input")) if details else None
+        if isinstance(entered, dict) and "config" in entered:
+            return entered
+    return {}

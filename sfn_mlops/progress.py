@@ -3,6 +3,7 @@ table on a terminal (rich), plain lines otherwise (CI logs, pipes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -24,9 +25,61 @@ def get_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
         kwargs["nextToken"] = page["nextToken"]
 
 
-def _line(run: StateRun) -> str:
+@dataclasses.dataclass
+class Row(StateRun):
+    """A line of the progress view: one state visit, or one whole poll loop (its Wait and
+    Poll visits collapsed, `polls` of them)."""
+
+    polls: int = 0
+    wait: str = ""  # the loop's Wait state
+
+
+def collapse_polls(runs: list[StateRun]) -> list[Row]:
+    """Visible rows: Choice/Pass hidden; each run of Wait -> Poll visits of one loop becomes
+    one row named after its poll state, spanning the loop, with the poll count."""
+    rows: list[Row] = []
+    loop: Row | None = None
+    for run in runs:
+        if run.type in HIDDEN_TYPES:
+            continue
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(StateRun)}
+        if run.type == "Wait":
+            if loop is None or loop.wait != run.name:
+                loop = Row(**{**fields, "errors": list(run.errors)}, wait=run.name)
+                rows.append(loop)
+            loop.exited = None  # waiting again: the loop goes on
+            loop.type = "Wait"
+            continue
+        # the Poll Task after a Wait: one more poll of the loop. Another Task after a Wait
+        # (a Restart<Step> wait going back to Start<Step>) is a row of its own.
+        if loop is not None and loop.type == "Wait" and run.name.startswith("Poll"):
+            loop.name, loop.type = run.name, "Poll"
+            loop.polls += 1
+            loop.exited, loop.output, loop.closed = run.exited, run.output, run.closed
+            loop.attempts += run.attempts
+            loop.errors.extend(run.errors)
+            continue
+        if loop is not None and loop.type == "Wait":  # a Wait no poll followed: it is over
+            loop.exited = run.entered
+        loop = None
+        rows.append(Row(**fields))
+    return rows
+
+
+def row_note(row: Row) -> str:
+    """What a row says besides status and duration: a poll loop's count, else the visit's
+    retries, redrive round and repeated run (history.note)."""
+    if not row.polls:
+        return note(row)
+    parts = [f"{row.polls} poll{'s' if row.polls != 1 else ''}"]
+    if row.redrive:
+        parts.append(f"redrive {row.redrive}")
+    return ", ".join(parts)
+
+
+def _line(run: Row) -> str:
     secs = f"{run.seconds:6.2f}s" if run.seconds is not None else "      -"
-    extra = f"  ({note(run)})" if note(run) else ""
+    extra = f"  ({row_note(run)})" if row_note(run) else ""
     if run.errors and run.status in ("caught", "failed"):
         error, cause = run.errors[-1]
         extra += f"  {error}: {pretty_cause(cause, 160)}"
@@ -34,23 +87,38 @@ def _line(run: StateRun) -> str:
 
 
 class PlainView:
+    """One line per finished row; a poll loop's line when the loop is over (a later state
+    started, or the execution ended)."""
+
     def __init__(self, out: Any = None) -> None:
         self.out = out or sys.stdout
         self._printed: dict[str, int] = {}
+        self._last: tuple[str, list[Row]] | None = None
 
     def start(self, title: str) -> None:
         print(title, file=self.out, flush=True)
 
+    def _print(self, key: str, rows: list[Row]) -> None:
+        for row in rows[self._printed.get(key, 0) :]:
+            print(f"  [{_MARK.get(row.status, '?'):>4}] {_line(row)}", file=self.out, flush=True)
+        self._printed[key] = self._printed.get(key, 0) + len(rows[self._printed.get(key, 0) :])
+
     def update(self, key: str, runs: list[StateRun]) -> None:
-        done = [
-            r for r in runs if r.type not in HIDDEN_TYPES and (r.exited is not None or r.closed)
-        ]
-        for run in done[self._printed.get(key, 0) :]:
-            print(f"  [{_MARK.get(run.status, '?'):>4}] {_line(run)}", file=self.out, flush=True)
-        self._printed[key] = len(done)
+        rows = collapse_polls(runs)
+        done = 0
+        for i, row in enumerate(rows):
+            if (row.exited is None and not row.closed) or (row.polls and i == len(rows) - 1):
+                break  # still running, or a poll loop that may poll again
+            done = i + 1
+        self._print(key, rows[:done])
+        self._last = (key, rows)
 
     def stop(self) -> None:
-        pass
+        """The execution ended: its last rows are final."""
+        if self._last is not None:
+            key, rows = self._last
+            self._print(key, [r for r in rows if r.exited is not None or r.closed])
+            self._last = None
 
 
 class RichView:
@@ -63,7 +131,7 @@ class RichView:
         self.console = Console()
         self._live = Live(console=self.console, refresh_per_second=8, transient=False)
         self._title = ""
-        self._runs: list[StateRun] = []
+        self._runs: list[Row] = []
         self._started = False
 
     def start(self, title: str) -> None:
@@ -85,10 +153,8 @@ class RichView:
         style = {"succeeded": "green", "running": "yellow", "failed": "red", "caught": "red"}
         now = time.time()
         for run in self._runs:
-            if run.type in HIDDEN_TYPES:
-                continue
             secs = run.seconds if run.seconds is not None else now - run.entered.timestamp()
-            text = f"{note(run)} " if note(run) else ""
+            text = f"{row_note(run)} " if row_note(run) else ""
             if run.errors and run.status in ("caught", "failed"):
                 text += f"{run.errors[-1][0]}: {pretty_cause(run.errors[-1][1], 200)}"
             table.add_row(
@@ -100,8 +166,7 @@ class RichView:
         return table
 
     def update(self, key: str, runs: list[StateRun]) -> None:
-        # collapse poll loops: keep the last visit of Wait/Poll states per name
-        self._runs = runs
+        self._runs = collapse_polls(runs)
         self._live.update(self._table(), refresh=True)
 
     def stop(self) -> None:

@@ -25,13 +25,15 @@ Output: ``$OPT_ML/processing/output/evaluation/evaluation.json``::
           "confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}
         },                                    # regression: rmse, mae, mse, r2
         "metrics": {"auc": 0.98, "accuracy": ..., ...},   # flat: the objective names
-        "model": {"feature_names": [...], "objective": ..., "best_iteration": ...}
+        "model": {"feature_names": [...], "objective": ..., "best_iteration": ...,
+                  "feature_importance": {"<feature>": total_gain, ...}}
       },
       "champion": {same shape} | null,        # null: no champion given, or it cannot
       "champion_error": null | "why",         #   score this test split (reason here)
       "plots": {"challenger": {"roc_curve": {"false_positive_rates": [...],
                                              "true_positive_rates": [...],
-                                             "thresholds": [...]}},
+                                             "thresholds": [...]},
+                                 "pr_curve": {"recalls": [...], "precisions": [...]}},
                 "champion": {...} | null}     # regression: "residuals" (actual,
     }                                         #   predicted, histogram)
 
@@ -68,7 +70,8 @@ THRESHOLD = 0.5
 
 def _model_summary(model: Model) -> dict[str, Any]:
     keys = ("feature_names", "objective", "best_iteration", "num_round", "xgboost_version")
-    return {k: model.metadata.get(k) for k in keys}
+    summary = {k: model.metadata.get(k) for k in keys}
+    return {**summary, "feature_importance": model.feature_importance()}
 
 
 def _columns_for(model: Model, columns: list[str], role: str) -> list[int]:

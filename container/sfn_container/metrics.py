@@ -83,12 +83,22 @@ class Classification:
         fpr, tpr = self.roc(np.ones_like(self.y))
         thresholds = np.concatenate([[np.inf], self.thresholds])
         keep = _thin(len(fpr))
+        # precision-recall from the same cumulative counts (point 0, no row predicted
+        # positive, has no precision: it is left out)
+        positives, negatives = float(np.sum(self.y)), float(np.sum(1 - self.y))
+        tps, fps = tpr[1:] * positives, fpr[1:] * negatives
+        precision = np.divide(tps, tps + fps, out=np.full_like(tps, np.nan), where=tps + fps > 0)
+        pr_keep = _thin(len(precision))
         return {
+            "pr_curve": {
+                "recalls": _floats(tpr[1:][pr_keep]),
+                "precisions": _floats(precision[pr_keep]),
+            },
             "roc_curve": {
                 "false_positive_rates": _floats(fpr[keep]),
                 "true_positive_rates": _floats(tpr[keep]),
                 "thresholds": _floats(thresholds[keep]),
-            }
+            },
         }
 
 

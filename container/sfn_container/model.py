@@ -50,6 +50,17 @@ class Model:
             raise ModelError(f"expected {self.num_features} features, got shape {tuple(x.shape)}")
         return np.asarray(self.booster.inplace_predict(x, validate_features=False))
 
+    def feature_importance(self) -> dict[str, float]:
+        """XGBoost's total gain per feature (features never split on are 0), by feature name."""
+        names = self.feature_names
+        scores = self.booster.get_score(importance_type="total_gain")
+        by_name = {
+            # a booster saved without names reports f0, f1, ...: the metadata's order
+            (names[int(k[1:])] if k not in names and k[1:].isdigit() else k): float(v)
+            for k, v in scores.items()
+        }
+        return {name: by_name.get(name, 0.0) for name in names}
+
 
 def save_model(booster: Any, model_dir: Path, metadata: dict[str, Any]) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)

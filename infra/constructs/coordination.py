@@ -14,12 +14,6 @@ from constructs import Construct
 
 from shared import resources
 
-#: Key prefixes (dynamodb:LeadingKeys) each kind of item uses: shared/adapters/dynamodb.py
-#: callers (functions/lock/logic.py lock_key, functions/trigger/logic.py claim_key).
-LOCK_KEYS = "lock#*"
-CLAIM_KEYS = "event#*"
-DATA_RUN_KEYS = "datarun#*"  # shared/data_runs.py data_run_key
-
 
 class Coordination(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:

@@ -10,8 +10,8 @@ dependency layer. Code and layer come from the build directory made by
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import build_lambda, nag
-from infra.constructs.coordination import CLAIM_KEYS, DATA_RUN_KEYS, LOCK_KEYS
 from infra.constructs.sagemaker import SageMakerResources, sagemaker_arn
+from infra.permissions import PERMISSIONS, Grant
 from shared import resources
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -37,19 +37,9 @@ class BuildMissingError(FileNotFoundError):
     """The Lambda build directory is missing or was built for another runtime."""
 
 
-@dataclass
-class Grant:
-    """A policy statement, and why its wildcard resources are needed (if any)."""
-
-    actions: list[str]
-    resources: list[str]
-    why_wildcard: str | None = None
-    conditions: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class GrantScope:
-    """What the permission builders may reference."""
+    """The permission builders' scope (infra.permissions.Scope) over the app's constructs."""
 
     construct: Construct
     bucket: s3.IBucket
@@ -61,202 +51,37 @@ class GrantScope:
         return sagemaker_arn(self.construct, resource_type, name)
 
     @property
+    def bucket_arn(self) -> str:
+        return self.bucket.bucket_arn
+
+    def objects(self, pattern: str) -> str:
+        return self.bucket.arn_for_objects(pattern)
+
+    @property
+    def sagemaker_role_arn(self) -> str:
+        return self.sagemaker.role.role_arn
+
+    @property
+    def alarm_arns(self) -> list[str]:
+        return [a.alarm_arn for a in self.sagemaker.alarms]
+
+    @property
     def group(self) -> str:
         # SageMaker lower-cases names in ARNs.
         return self.sagemaker.model_package_group_name.lower()
 
+    @property
+    def table_arn(self) -> str:
+        return self.table.table_arn
 
-_PER_EXECUTION = (
-    "SageMaker job, model and endpoint-config names derive from each execution name "
-    "(shared/naming.py) and the endpoint name comes from the payload, so only the resource "
-    "type can be fixed in the ARN"
-)
-_RUN_OBJECTS = "run outputs are written under runs/<execution>/<step>/, one prefix per execution"
-_LIST_ONLY = (
-    "sagemaker:ListModelPackages has no resource-level permissions (IAM requires '*'); the "
-    "function reads packages of the configured group only"
-)
-
-
-_LIST_JOBS = (
-    "sagemaker:List*Jobs has no resource-level permissions (IAM requires '*'); the function "
-    "lists the step's last completed job once, to predict its duration (shared/schedule.py)"
-)
-
-
-def _job_grants(g: GrantScope, kind: str, create: str, describe: str) -> list[Grant]:
-    listing = "ListProcessingJobs" if kind == "processing-job" else "ListTrainingJobs"
-    return [
-        Grant(
-            [f"sagemaker:{create}", f"sagemaker:{describe}", "sagemaker:AddTags"],
-            [g.sm(kind)],
-            _PER_EXECUTION,
-        ),
-        Grant([f"sagemaker:{listing}"], ["*"], _LIST_JOBS),
-        _pass_role(g),
-    ]
-
-
-def _read_runs(g: GrantScope) -> Grant:
-    return Grant(
-        ["s3:GetObject"], [g.bucket.arn_for_objects(f"{resources.ARTIFACTS_PREFIX}*")], _RUN_OBJECTS
-    )
-
-
-def _list(g: GrantScope, prefix: str) -> Grant:
-    return Grant(
-        ["s3:ListBucket"],
-        [g.bucket.bucket_arn],
-        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-    )
-
-
-def _champion(g: GrantScope) -> list[Grant]:
-    """Find the production (champion) model: the endpoint's config and its model."""
-    return [
-        Grant(
-            ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-             "sagemaker:DescribeModel"],
-            [g.sm("endpoint"), g.sm("endpoint-config"), g.sm("model")],
-            _PER_EXECUTION,
-        ),
-    ]  # fmt: skip
-
-
-def _pass_role(g: GrantScope) -> Grant:
-    return Grant(
-        ["iam:PassRole"],
-        [g.sagemaker.role.role_arn],
-        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-    )
-
-
-_GROUP_VERSIONS = "model package versions of the configured group: <group>/<version>"
-
-
-def _items(g: GrantScope, actions: list[str], keys: str) -> Grant:
-    """Item-level access to the coordination table, limited to one kind of key."""
-    return Grant(
-        [f"dynamodb:{a}" for a in actions],
-        [g.table.table_arn],
-        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [keys]}},
-    )
-
-
-def _executions(g: GrantScope) -> str:
-    """Executions of this state machine: arn:...:execution:<state machine name>:*"""
-    return Stack.of(g.construct).format_arn(
-        service="states",
-        resource="execution",
-        resource_name=f"{resources.STATE_MACHINE_NAME}:*",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-
-
-_EXECUTIONS = (
-    "the lock's owner is any execution of this state machine (its name comes from the "
-    "triggering event), so only the state machine can be fixed in the ARN"
-)
-_OWNER_INDEX = "the owner index of the coordination table: a closed execution's locks"
-
-#: key -> the grants of that function's role (beyond its own log group and X-Ray): exactly
-#: the AWS calls its code makes (through shared/adapters), on the narrowest resources.
-PERMISSIONS: Mapping[str, Callable[[GrantScope], list[Grant]]] = {
-    # StartExecution; a claim per event (which delivery was the duplicate); the data-run
-    # item (take, mark a follow-up, see and DescribeExecution its RUNNING owner).
-    "trigger": lambda g: [
-        Grant(["states:StartExecution"], [g.state_machine_arn]),
-        _items(g, ["PutItem"], CLAIM_KEYS),
-        _items(g, ["PutItem", "GetItem", "UpdateItem"], DATA_RUN_KEYS),
-        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
-    ],
-    # Pure validation over the defaults in its environment: no AWS access at all.
-    "validate": lambda g: [],
-    "preprocess": lambda g: _job_grants(
-        g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"
-    ),
-    "train": lambda g: _job_grants(g, "training-job", "CreateTrainingJob", "DescribeTrainingJob"),
-    "poll": lambda g: [
-        Grant(["sagemaker:DescribeProcessingJob"], [g.sm("processing-job")], _PER_EXECUTION),
-        Grant(["sagemaker:DescribeTrainingJob"], [g.sm("training-job")], _PER_EXECUTION),
-        Grant(["sagemaker:DescribeEndpoint"], [g.sm("endpoint")], _PER_EXECUTION),
-    ],
-    "evaluate": lambda g: [
-        *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
-        *_champion(g),
-    ],
-    # The gate reads the evaluation report the evaluate job wrote under runs/.
-    "gate": lambda g: [_read_runs(g)],
-    # The deployment lock: take (conditional put), see the holder, DescribeExecution it.
-    "lock-acquire": lambda g: [
-        _items(g, ["PutItem", "GetItem"], LOCK_KEYS),
-        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
-    ],
-    # CheckChampion: the champion now; a re-evaluation job if it changed (as evaluate).
-    "recheck": lambda g: [
-        *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
-        *_champion(g),
-    ],
-    "lock-release": lambda g: [_items(g, ["DeleteItem"], LOCK_KEYS)],
-    # Execution closed: its locks by owner (index query), then a conditional delete of each;
-    # the data-run item freed, and the follow-up data run started (taking the item) if due.
-    "lock-events": lambda g: [
-        _items(g, ["DeleteItem"], LOCK_KEYS),
-        Grant(["dynamodb:Query"], [f"{g.table.table_arn}/index/*"], _OWNER_INDEX),
-        _items(g, ["PutItem", "GetItem", "UpdateItem", "DeleteItem"], DATA_RUN_KEYS),
-        Grant(["states:DescribeExecution"], [_executions(g)], _EXECUTIONS),
-        Grant(["states:StartExecution"], [g.state_machine_arn]),
-    ],
-    "register": lambda g: [
-        Grant(
-            ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
-             "sagemaker:AddTags"],
-            [g.sm("model-package-group", g.group)],
-        ),
-        Grant(
-            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-             "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
-            [g.sm("model-package", f"{g.group}/*")],
-            _GROUP_VERSIONS,
-        ),
-        Grant(["sagemaker:ListModelPackages"], ["*"], _LIST_ONLY),
-    ],
-    "deploy": lambda g: [
-        Grant(
-            ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:AddTags"],
-            [g.sm("model")],
-            _PER_EXECUTION,
-        ),
-        Grant(
-            ["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
-             "sagemaker:AddTags"],
-            [g.sm("endpoint-config")],
-            _PER_EXECUTION,
-        ),
-        # Create/UpdateEndpoint authorise on the endpoint and on the config it moves to.
-        Grant(
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
-             "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
-            [g.sm("endpoint"), g.sm("endpoint-config")],
-            _PER_EXECUTION,
-        ),
-        _pass_role(g),
-        # UpdateEndpoint's AutoRollbackConfiguration names the alarms; SageMaker reads them.
-        Grant(["cloudwatch:DescribeAlarms"], [a.alarm_arn for a in g.sagemaker.alarms]),
-        # It still holds the deployment lock, or takes it back after a redrive (if free).
-        _items(g, ["GetItem", "PutItem"], LOCK_KEYS),
-    ],
-    "invoke": lambda g: [
-        Grant(
-            ["sagemaker:InvokeEndpoint"],
-            [g.sm("endpoint")],
-            "the endpoint name is a per-request parameter (default from config/pipeline.yaml)",
-        ),
-        # Sample rows: the first .csv under the preprocess step's sample/ prefix.
-        _list(g, resources.ARTIFACTS_PREFIX),
-        _read_runs(g),
-    ],
-}  # fmt: skip
+    @property
+    def executions_arn(self) -> str:
+        return Stack.of(self.construct).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{resources.STATE_MACHINE_NAME}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:

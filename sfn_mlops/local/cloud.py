@@ -23,7 +23,9 @@ from typing import Any
 
 from sfn_mlops.local import procs
 from sfn_mlops.local.events import EventRouter
+from sfn_mlops.local.iam import Enforcer
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
+from sfn_mlops.local.logs import LocalLogs
 from sfn_mlops.local.queues import EventSourcePoller
 from sfn_mlops.local.sagemaker import LocalSageMaker
 from sfn_mlops.local.sfn import SimulatedClock
@@ -73,9 +75,13 @@ class LocalCloud:
         workdir: Path | None = None,
         region: str = DEFAULT_REGION,
         fast_waits: bool = True,
+        lambda_concurrency: int | None = None,
     ) -> None:
         """`fast_waits`: Wait states end when a local job or endpoint operation ends instead
-        of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time."""
+        of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time.
+        `lambda_concurrency`: the account's Lambda concurrency quota (lambda_runtime.py;
+        default sized from the machine)."""
+        self.lambda_concurrency = lambda_concurrency
         self.host = host
         self.fast_waits = fast_waits
         self.requested_port = port
@@ -134,14 +140,22 @@ class LocalCloud:
         self._reset_backends()
         # moto's ASL interpreter calls Lambda & co. at localhost:$MOTO_PORT (server mode)
         self._set_env("MOTO_PORT", str(self.port))
+        self.logs = LocalLogs(self.account, self.region)  # its own CloudWatch Logs
         self.lambdas = LambdaRuntime(
-            self.endpoint_url, self.region, self.workdir / "logs" / "lambda"
+            self.endpoint_url,
+            self.region,
+            self.workdir / "logs" / "lambda",
+            self.logs,
+            concurrency=self.lambda_concurrency,
         )
-        self.sagemaker = LocalSageMaker(lambda: self.client("s3"), self.workdir, self.region)
+        self.sagemaker = LocalSageMaker(
+            lambda: self.client("s3"), self.workdir, self.region, self.logs
+        )
         self.events = EventRouter(self._invoke_target)
         self.queues = EventSourcePoller(
             lambda: self.client("sqs"), self._invoke_target, self.region
         )
+        self.iam = Enforcer()
         self._install()
         return self
 
@@ -248,7 +262,7 @@ class LocalCloud:
     def _invoke_target(self, arn: str, event: dict[str, Any]) -> tuple[Any, str | None]:
         """An EventBridge rule's Lambda target (asynchronous invoke, through the seam)."""
         name = arn.split(":function:", 1)[-1].split(":", maxsplit=1)[0]
-        result = self.dispatcher.run(name, event)
+        result = self.dispatcher.run_queued(name, event)
         return result.payload, result.function_error
 
     def _install(self) -> None:
@@ -257,12 +271,19 @@ class LocalCloud:
         self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         for install in (
+            self._install_iam,
             self._install_lambda,
             self._install_sagemaker,
             self._install_events,
             self._install_sfn,
         ):
             install()
+
+    def _install_iam(self) -> None:
+        """Requests signed with a function role's credentials are checked (iam.py)."""
+        from sfn_mlops.local import iam
+
+        self._exit.enter_context(iam.install(self.iam))
 
     def _install_lambda(self) -> None:
         """Invoke -> the function's real handler in its warm workers (via the Lambda seam)."""

@@ -46,6 +46,20 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _warm_clients(services: str) -> None:
+    """Create the function's boto3 clients now (shared.aws caches them per service): about
+    60% of a first invocation was client creation. A failure here is left to the handler."""
+    if not services:
+        return
+    try:
+        from shared import aws
+
+        for service in services.split(","):
+            aws.client(service)
+    except Exception as exc:  # the handler will meet (and report) the same problem
+        print(f"warming clients {services}: {exc}", file=sys.stderr)
+
+
 def main() -> None:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the handler's prints and logs go to the function log (stderr)
@@ -62,6 +76,8 @@ def main() -> None:
         init_error["errorType"] = "Runtime.ImportModuleError"
         init_error["errorMessage"] = f"Unable to import module '{handler_path}': {exc}"
 
+    if init_error is None:
+        _warm_clients(os.environ.get("SFN_MLOPS_WARM_CLIENTS", ""))
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)

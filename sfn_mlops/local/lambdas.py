@@ -34,6 +34,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -52,6 +53,10 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Any], Any]
 
 UNHANDLED = "Unhandled"
+#: The Invoke error code of a throttled call (the account's concurrency is in use).
+THROTTLED = "TooManyRequestsException"
+#: How long an asynchronous invocation waits out throttling (AWS keeps trying up to 6 h).
+ASYNC_QUEUE_SECONDS = 900.0
 #: The error name Step Functions gives crashes, out-of-memory and timeouts.
 UNKNOWN_ERROR = "Lambda.Unknown"
 
@@ -209,6 +214,23 @@ class LambdaDispatcher:
         self._record(function_name, payload, result)
         return result
 
+    def run_queued(
+        self, function_name: str, payload: Any, max_wait_seconds: float = ASYNC_QUEUE_SECONDS
+    ) -> LambdaResult:
+        """An asynchronous invocation (InvocationType=Event, an EventBridge target): as
+        Lambda's event queue does, a throttled one is retried with backoff (bounded) instead
+        of failing; any other service error is raised."""
+        deadline = time.monotonic() + max_wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                return self.run(function_name, payload)
+            except _InvokeApiError as exc:
+                if exc.error_type != THROTTLED or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def _record(self, function_name: str, payload: Any, result: LambdaResult) -> None:
         error_type = None
         if result.function_error and isinstance(result.payload, Mapping):
@@ -298,7 +320,7 @@ def _make_invoke(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_async(dispatcher: LambdaDispatcher, name: str, event: Any) -> None:
     try:
-        result = dispatcher.run(name, event)
+        result = dispatcher.run_queued(name, event)
     except Exception:
         logger.exception("asynchronous invoke of %s failed", name)
         return
@@ -307,6 +329,7 @@ def _run_async(dispatcher: LambdaDispatcher, name: str, event: Any) -> None:
 
 
 __all__ = [
+    "THROTTLED",
     "UNKNOWN_ERROR",
     "Handler",
     "Invocation",

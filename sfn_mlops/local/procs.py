@@ -1,6 +1,13 @@
 """Child processes of the local cloud: every one in its own process group, all of them
 killed when the local cloud stops, when the interpreter exits (atexit) or on SIGTERM/SIGHUP
 (the CLI turns those into SystemExit). No process outlives the local cloud.
+
+Even a SIGKILL of the local cloud (no handler runs): on Linux each child is started with
+PR_SET_PDEATHSIG=SIGKILL, so the kernel kills it when its parent dies. The "parent" is the
+thread that forked, so every child is forked by one long-lived spawner thread (a thread
+serving a request would end and take its children with it). What a child itself starts
+(a model server's workers, say) is not covered by this; those die when the child's
+process group is killed in kill().
 """
 
 from __future__ import annotations
@@ -8,10 +15,13 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import ctypes
 import os
+import queue
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +33,68 @@ _children: dict[int, subprocess.Popen[Any]] = {}
 _started: collections.deque[int] = collections.deque(maxlen=10_000)
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Any:
+    """The preexec_fn that makes the child die when the spawner thread (its parent) dies,
+    or None where prctl does not exist. Resolved here, before any fork: the child only
+    calls an already-loaded function (what is safe between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would kill us
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """One long-lived daemon thread that forks every child (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue[Any]]] = queue.Queue()
+        self._preexec = _die_with_parent()
+        self._pid = os.getpid()
+        threading.Thread(target=self._serve, name="procs-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            kwargs, reply = self._requests.get()
+            try:
+                # preexec_fn is unsafe with threads when it takes locks or allocates; this
+                # one only calls prctl (resolved before any fork) and getppid.
+                reply.put(subprocess.Popen(**kwargs, preexec_fn=self._preexec))  # noqa: PLW1509
+            except BaseException as exc:  # handed to the caller, raised there
+                reply.put(exc)
+
+    def popen(self, **kwargs: Any) -> subprocess.Popen[Any]:
+        reply: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._requests.put((kwargs, reply))
+        result = reply.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+
+_spawners: dict[int, _Spawner] = {}  # by pid (a forked interpreter starts its own)
+
+
+def _get_spawner() -> _Spawner:
+    with _lock:
+        pid = os.getpid()
+        if pid not in _spawners:
+            _spawners[pid] = _Spawner()
+        return _spawners[pid]
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -32,9 +104,9 @@ def spawn(
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
 ) -> subprocess.Popen[Any]:
-    """Start a tracked child in a new session (its own process group)."""
-    proc = subprocess.Popen(
-        list(argv),
+    """Start a tracked child in a new session (its own process group) that dies with us."""
+    proc = _get_spawner().popen(
+        args=list(argv),
         env=env,
         cwd=cwd,
         stdin=stdin,
@@ -131,7 +203,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something listens on the port. SO_REUSEADDR as the servers themselves bind
+    (werkzeug's, like http.server's, sets allow_reuse_address): without it the probe fails
+    for the ~60 s (TCP TIME_WAIT) that a stopped server's closed connections linger, and a
+    restart on the same port was refused although nothing listened any more."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -17,15 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfn_mlops.history import failure, pretty_cause
+from sfn_mlops.history import failure, last_state_data, pretty_cause
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.stack import Stack, deploy, enable_triggers, push_image
 from sfn_mlops.progress import PlainView, RichView, follow, make_view
+from sfn_mlops.report import collect
+from sfn_mlops.report.page import write_index, write_report
 from shared import resources
 
 DATASET = "breast_cancer"
-SEED_ROWS = 400  # the first data set; the rest of the rows arrive later as a new batch
+#: The data sets that ship with the container (no download): rows in the first data set
+#: (the rest arrive later as a new batch) and the pipeline settings they need.
+DATASETS: dict[str, tuple[int, dict[str, Any]]] = {
+    "breast_cancer": (400, {}),
+    "diabetes": (
+        300,
+        {
+            "problem_type": "regression",
+            "objective": {"name": "rmse", "goal": "minimize", "threshold": 80.0},
+        },
+    ),
+}
 EXECUTION_TIMEOUT = 600.0
+SAMPLE_CSV = "sample.csv"  # the first execution's sample rows, for `sfn-mlops invoke`
 
 
 @dataclass
@@ -46,9 +60,9 @@ def default_run_dir() -> Path:
     return Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def export_dataset(out_dir: Path) -> tuple[Path, Path]:
-    """The default data set via the container's exporter, split into a seed set and a
-    later batch (same header)."""
+def export_dataset(out_dir: Path, dataset: str = DATASET) -> tuple[Path, Path]:
+    """A data set via the container's exporter, split into a seed set and a later batch
+    (same header)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
@@ -57,18 +71,19 @@ def export_dataset(out_dir: Path) -> tuple[Path, Path]:
             "sfn_container",
             "data",
             "--dataset",
-            DATASET,
+            dataset,
             "--out",
             str(out_dir),
         ],
         check=True,
         capture_output=True,
     )
-    lines = (out_dir / f"{DATASET}.csv").read_text().splitlines(keepends=True)
+    lines = (out_dir / f"{dataset}.csv").read_text().splitlines(keepends=True)
     header, rows = lines[0], lines[1:]
+    seed_rows = DATASETS[dataset][0]
     seed, batch = out_dir / "initial.csv", out_dir / "batch-0002.csv"
-    seed.write_text(header + "".join(rows[:SEED_ROWS]))
-    batch.write_text(header + "".join(rows[SEED_ROWS:]))
+    seed.write_text(header + "".join(rows[:seed_rows]))
+    batch.write_text(header + "".join(rows[seed_rows:]))
     return seed, batch
 
 
@@ -116,11 +131,14 @@ def run_execution(
     return report
 
 
-def invoke_inference(cloud: LocalCloud, stack: Stack, report: ExecutionReport) -> dict[str, Any]:
-    """The inference Lambda on the deployed endpoint, with the execution's sample rows."""
+def invoke_inference(
+    cloud: LocalCloud, stack: Stack, report: ExecutionReport, sample_uri: str
+) -> dict[str, Any]:
+    """The inference Lambda on the deployed endpoint, with the sample rows given (the same
+    rows after every execution, so the predictions differ only if the model changed)."""
     out = report.output
     endpoint = (out.get("deploy") or {}).get("endpoint_name") or out["config"]["endpoint_name"]
-    payload = {"endpoint_name": endpoint, "sample_uri": out["preprocess"]["sample_uri"]}
+    payload = {"endpoint_name": endpoint, "sample_uri": sample_uri}
     resp = cloud.client("lambda").invoke(
         FunctionName=resources.FUNCTIONS_BY_KEY["invoke"].function_name, Payload=json.dumps(payload)
     )
@@ -144,26 +162,40 @@ def _download(cloud: LocalCloud, uri: str | None, dest: Path) -> bool:
 
 
 def save_artifacts(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) -> Path:
-    """model.tar.gz, evaluation.json, history.json, execution.json of one execution."""
+    """model.tar.gz, evaluation.json, history.json, execution.json and report.html of one
+    execution."""
     dest = run_dir / report.name
     dest.mkdir(parents=True, exist_ok=True)
-    data = report.output
-    if not data:  # a failed execution: the last state input holds what ran
-        for event in reversed(report.history):
-            details = event.get("stateEnteredEventDetails")
-            if details and details.get("input"):
-                try:
-                    data = json.loads(details["input"])
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and "config" in data:
-                    break
+    data = last_state_data(report.history, report.output)
     _download(cloud, (data.get("train") or {}).get("model_artifact_uri"), dest / "model.tar.gz")
     _download(cloud, (data.get("evaluate") or {}).get("report_uri"), dest / "evaluation.json")
     (dest / "history.json").write_text(json.dumps(report.history, indent=2, default=str))
     (dest / "execution.json").write_text(json.dumps(report.describe, indent=2, default=str))
+    data = collect(cloud, report.describe["executionArn"], cloud.region, on_aws=False)
+    write_report(data, dest / "report.html")
     report.artifacts = dest
     return dest
+
+
+def _cli_path() -> str:
+    """This `sfn-mlops`, as the user can type it from here (.venv/bin/sfn-mlops for make run)."""
+    path = Path(sys.executable).parent / "sfn-mlops"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _index_entry(r: ExecutionReport) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "trigger": r.trigger,
+        "status": r.status,
+        "seconds": r.seconds,
+        "gate": r.output.get("gate"),
+        "failure": r.failure,
+        "report": f"{r.name}/report.html" if r.artifacts else None,
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -196,12 +228,18 @@ def summary(
         for reason in gate.get("reasons", []):
             lines.append(f"      - {reason}")
     endpoint_name = stack.defaults.get("endpoint_name", "")
+    cli = _cli_path()
     try:
         ep = cloud.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
         lines.append(
             f"  endpoint: {endpoint_name}  {ep['EndpointStatus']}  "
-            f"config {ep['EndpointConfigName']}"
-            f"  (invoke: sfn-mlops invoke --local --endpoint {endpoint_name} rows.csv)"
+            f"config {ep['EndpointConfigName']}  (stopped with this run)"
+        )
+        lines.append(
+            "  to predict yourself, keep a local cloud running and train into it:\n"
+            f"      {cli} local up &            # in memory: gone when it stops\n"
+            f"      {cli} start --local --wait  # once it is up: train and deploy\n"
+            f"      {cli} invoke --local --endpoint {endpoint_name} {run_dir / SAMPLE_CSV}"
         )
     except Exception:
         lines.append(f"  endpoint: {endpoint_name} (not created)")
@@ -217,12 +255,17 @@ def summary(
         if r.artifacts:
             files = ", ".join(sorted(p.name for p in r.artifacts.iterdir()))
             lines.append(f"    {r.artifacts}: {files}")
+    lines.append(f"  report: {run_dir / 'index.html'}")
     lines.append(f"  wall time: {wall:.1f}s")
     return "\n".join(lines)
 
 
 def local_run(
-    run_dir: Path, port: int = 0, plain: bool | None = None, overrides: dict[str, Any] | None = None
+    run_dir: Path,
+    port: int = 0,
+    plain: bool | None = None,
+    overrides: dict[str, Any] | None = None,
+    dataset: str = DATASET,
 ) -> int:
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -230,13 +273,15 @@ def local_run(
     reports: list[ExecutionReport] = []
     print(f"sfn-mlops local run -> {run_dir}", flush=True)
     with LocalCloud(port=port, workdir=run_dir / "cloud") as cloud:
-        stack = deploy(cloud, overrides=overrides, triggers=False)
+        settings = {**DATASETS[dataset][1], **(overrides or {})}
+        stack = deploy(cloud, overrides=settings, triggers=False)
         for spec in resources.FUNCTIONS:  # provisioned concurrency, so to speak
             cloud.lambdas.warm(spec.function_name)
-        seed, batch = export_dataset(run_dir / "data")
+        seed, batch = export_dataset(run_dir / "data", dataset)
         s3 = cloud.client("s3")
         s3.upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
         enable_triggers(cloud, stack)
+        cloud.lambdas.wait_warm()
         print(
             f"local cloud at {cloud.endpoint_url}; stack deployed; seed data at "
             f"{stack.data_uri}{seed.name}",
@@ -252,6 +297,7 @@ def local_run(
                 ),
             ),
         ]
+        sample_uri: str | None = None
         for trigger, fire in steps:
             known = set(_executions(cloud, stack))
             fire()
@@ -261,10 +307,16 @@ def local_run(
             save_artifacts(cloud, report, run_dir)
             if report.status != "SUCCEEDED":
                 break
-            report.prediction = invoke_inference(cloud, stack, report)
+            if sample_uri is None:  # the same rows after every execution
+                sample_uri = report.output["preprocess"]["sample_uri"]
+                # preprocess' sample output is a prefix holding sample.csv
+                _download(cloud, f"{sample_uri.rstrip('/')}/{SAMPLE_CSV}", run_dir / SAMPLE_CSV)
+            report.prediction = invoke_inference(cloud, stack, report, sample_uri)
         text = summary(reports, cloud, stack, run_dir, time.monotonic() - started)
+        write_index(run_dir / "index.html", [_index_entry(r) for r in reports], text)
     print(text, flush=True)
     (run_dir / "summary.txt").write_text(text + "\n")
+    print(f"\nopen {(run_dir / 'index.html').resolve()}", flush=True)
     failed = [r for r in reports if r.status != "SUCCEEDED"]
     if failed:
         state, error, cause = failed[0].failure or ("?", "?", "?")

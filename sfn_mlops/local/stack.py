@@ -13,11 +13,13 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.permissions import PERMISSIONS
+from sfn_mlops.local import iam
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.lambda_runtime import FunctionConfig
 from sfn_mlops.local.queues import EventSource
@@ -98,7 +100,7 @@ def _code_zip() -> bytes:
     return buf.getvalue()
 
 
-def _role(client: Callable[[str], Any], name: str, service: str) -> str:
+def _role(client: Callable[[str], Any], name: str, service: str, policy: str | None = None) -> str:
     iam = client("iam")
     doc = {
         "Version": "2012-10-17",
@@ -107,11 +109,14 @@ def _role(client: Callable[[str], Any], name: str, service: str) -> str:
         ],
     }
     try:
-        return str(
+        arn = str(
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(doc))["Role"]["Arn"]
         )
     except iam.exceptions.EntityAlreadyExistsException:
-        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    if policy is not None and json.loads(policy)["Statement"]:  # (none: a role with no policy)
+        iam.put_role_policy(RoleName=name, PolicyName="grants", PolicyDocument=policy)
+    return arn
 
 
 @dataclass
@@ -122,6 +127,8 @@ class Pipeline:
     topic_arn: str
     state_machine_arn: str
     role_arns: dict[str, str]
+    #: FunctionSpec.key -> the function's own role (when deployed with `policies`)
+    function_role_arns: dict[str, str] = field(default_factory=dict)
 
 
 def deploy_pipeline(
@@ -131,6 +138,7 @@ def deploy_pipeline(
     on_function: Callable[[resources.FunctionSpec, str, dict[str, str]], None] | None = None,
     definition: str | None = None,
     only_definition_functions: bool = False,
+    policies: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """The one "deploy the pipeline into moto" (the local cloud's stack, the state machine
     tests, the benchmarks): roles, one function per FunctionSpec (runtime, handler, timeout,
@@ -140,7 +148,9 @@ def deploy_pipeline(
 
     `client(service)` makes a boto3 client; `environment(spec)` gives a function's variables;
     `on_function(spec, arn, env)` is called for each function created (to register its
-    handler); `only_definition_functions` skips functions the definition does not call.
+    handler); `only_definition_functions` skips functions the definition does not call;
+    `policies` (FunctionSpec.key -> policy JSON, sfn_mlops/local/iam.py): each function gets
+    its own role with that policy, as the CDK app gives it, instead of the shared one.
     """
     roles = {
         kind: _role(client, f"{resources.PROJECT}-{kind}", f"{kind}.amazonaws.com")
@@ -149,14 +159,19 @@ def deploy_pipeline(
     lam = client("lambda")
     arns: dict[str, str] = {}
     zipped = _code_zip()
+    function_roles: dict[str, str] = {}
     for spec in resources.FUNCTIONS:
         if only_definition_functions and not spec.asl_placeholder:
             continue
         env = environment(spec) if environment else {}
+        role = roles["lambda"]
+        if policies is not None:
+            role = _role(client, iam.role_name(spec), "lambda.amazonaws.com", policies[spec.key])
+            function_roles[spec.key] = role
         fn = lam.create_function(
             FunctionName=spec.function_name,
             Runtime=resources.LAMBDA_RUNTIME,
-            Role=roles["lambda"],
+            Role=role,
             Handler=spec.handler,
             Code={"ZipFile": zipped},
             Description=spec.description[:256],
@@ -174,14 +189,19 @@ def deploy_pipeline(
         roleArn=roles["states"],
         type="STANDARD",
     )
-    return Pipeline(arns, topic_arn, str(created["stateMachineArn"]), roles)
+    return Pipeline(arns, topic_arn, str(created["stateMachineArn"]), roles, function_roles)
 
 
 def deploy(
-    cloud: LocalCloud, overrides: dict[str, Any] | None = None, triggers: bool = True
+    cloud: LocalCloud,
+    overrides: dict[str, Any] | None = None,
+    triggers: bool = True,
+    permissions: iam.Permissions | None = PERMISSIONS,
 ) -> Stack:
     """Create every resource. With triggers=False the S3/ECR rules are left for
-    enable_triggers() (so seed data can be uploaded without starting an execution)."""
+    enable_triggers() (so seed data can be uploaded without starting an execution).
+    `permissions`: the functions' grants (infra/permissions.py), enforced on each function's
+    worker (sfn_mlops/local/iam.py); None runs every function unchecked."""
     region, account = cloud.region, cloud.account
     bucket = resources.bucket_name(account, region)
     s3 = cloud.client("s3")
@@ -223,7 +243,25 @@ def deploy(
         "ENDPOINT_ALARM_NAMES": ",".join(resources.ENDPOINT_ALARM_NAMES),
     }
 
+    policies = None
+    if permissions is not None:
+        scope = iam.LocalScope(
+            region=region,
+            account=account,
+            bucket=bucket,
+            state_machine_arn=state_machine_arn,
+            sagemaker_role_arn=values["SAGEMAKER_ROLE_ARN"],
+            model_package_group=str(defaults["model_package_group"]),
+            alarm_names=tuple(resources.ENDPOINT_ALARM_NAMES),
+        )
+        policies = iam.role_policies(scope, permissions)
+
     def register(spec: resources.FunctionSpec, arn: str, env: dict[str, str]) -> None:
+        credentials, clients = None, ()
+        if policies is not None:  # the worker runs as the function's role
+            role = f"arn:aws:iam::{account}:role/{iam.role_name(spec)}"
+            credentials = cloud.iam.credentials(cloud.client("sts"), role, spec.function_name)
+            clients = iam.client_services(policies[spec.key])
         cloud.register_function(
             FunctionConfig(
                 name=spec.function_name,
@@ -232,6 +270,8 @@ def deploy(
                 environment=env,
                 timeout_seconds=spec.timeout_seconds,
                 memory_mb=spec.memory_mb,
+                credentials=credentials,
+                warm_clients=clients,
             )
         )
 
@@ -239,6 +279,7 @@ def deploy(
         cloud.client,
         environment=lambda spec: resources.function_environment(spec, values),
         on_function=register,
+        policies=policies,
     )
     assert pipeline.state_machine_arn == state_machine_arn, pipeline.state_machine_arn
     assert pipeline.role_arns["sagemaker"] == values["SAGEMAKER_ROLE_ARN"], pipeline.role_arns

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from browser import assert_drawn, render
 from click.testing import CliRunner
 
 from sfn_mlops.cli import main
@@ -61,10 +63,55 @@ def test_local_run_trains_deploys_predicts_and_retrains(tmp_path: Path) -> None:
     gate = json.loads(report["output"])["gate"]
     assert gate["champion"] is not None  # the retraining was compared with the champion
     assert "InService" in summary
-    assert "prediction after" in summary
-    # the state progress was shown (plain lines: state, status, duration)
+    # the same sample rows are predicted after each execution (the model did not change)
+    predictions = re.findall(r"prediction after .*?: (\[.*?\]) \((\d+) sample rows\)", summary)
+    assert len(predictions) == 2
+    assert predictions[0] == predictions[1]  # the retrained model was not deployed
+    # the invoke hint names a file that exists, and says a local cloud is needed
+    hint = re.search(r"invoke --local --endpoint \S+ (\S+)", summary)
+    assert hint is not None
+    assert (tmp_path / hint.group(1)).is_file()
+    assert "local up" in summary
+    # the state progress was shown (plain lines: state, status, duration), one line per
+    # poll loop with its count
     assert "StartTraining" in done.stdout
     assert "UpdateEndpoint" in done.stdout
+    assert re.search(r"PollTraining\s+succeeded\s+[\d.]+s\s+\(\d+ polls?\)", done.stdout)
+    assert "WaitForTraining" not in done.stdout
+    # the pages: a report per execution, the run's index linking them, printed at the end
+    index = run_dir / "index.html"
+    assert f"open {index.resolve()}" in done.stdout
+    for d in executions:
+        assert f'href="{d.name}/report.html"' in index.read_text()
+    # the retraining's report, in a real browser: every figure drawn, no error, no network
+    shown = render(retrain / "report.html", retrain / "report.png")
+    assert_drawn(
+        shown,
+        {"workflow", "timeline", "roc", "pr", "confusion-challenger", "confusion-champion",
+         "feature-importance"},
+    )  # fmt: skip
+    for text in ("Gate decision", "champion not beaten", "Data profile", "mean_radius",
+                 "SageMaker job", "training"):  # fmt: skip
+        assert text in shown["text"], text
+    assert (retrain / "report.png").stat().st_size > 50_000
+
+
+def test_local_run_regression_report(tmp_path: Path) -> None:
+    # GIVEN the regression data set that ships with scikit-learn
+    done = subprocess.run(
+        [SFN_MLOPS, "local", "run", "--plain", "--dataset", "diabetes",
+         "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=420, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    retrain = next((tmp_path / "run").glob("data-*"))
+    # THEN its report draws predicted-vs-actual and residuals in a real browser
+    shown = render(retrain / "report.html", retrain / "report.png")
+    assert_drawn(
+        shown, {"workflow", "timeline", "predicted-vs-actual", "residuals", "feature-importance"}
+    )
+    assert "roc" not in {p["id"] for p in shown["plots"]}
+    assert "rmse (objective)" in shown["text"]
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
@@ -207,16 +254,165 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         assert redrive.exit_code == 2  # SUCCEEDED now: AWS's ExecutionNotRedrivable
         assert "cannot redrive: Execution is SUCCEEDED" in redrive.output
         assert "sfn-mlops rerun" in redrive.output
+        assert any(f"work dir (job files, Lambda and job logs): {tmp_path / 'cloud'}" in line
+                   for line in lines)  # fmt: skip
+        assert any("in memory" in line for line in lines)
+
+        _scripting_against_local_up(tmp_path, runner_env, arn, env, exported)
+
+        # the README's "From a notebook" block, as written, against this local cloud
+        notebook = subprocess.run(
+            [sys.executable, "-c", _readme_block("runs this block against `sfn-mlops local up`")],
+            capture_output=True, text=True, env=env, timeout=300, check=False,
+        )  # fmt: skip
+        assert notebook.returncode == 0, notebook.stdout[-2000:] + notebook.stderr[-3000:]
+        assert "\nSUCCEEDED [" in f"\n{notebook.stdout}"  # status and the gate's reasons
+        assert "'predictions': [" in notebook.stdout
         children = _children(proc.pid)
         assert children  # warm Lambda workers at least
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+    # a restart on the same port works at once (the stopped server's connections linger in
+    # TIME_WAIT; the port probe must not mistake them for a listener)
+    again = subprocess.Popen(
+        [SFN_MLOPS, "local", "up", "--port", str(port), "--no-data"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _read_until(again, "SFN_MLOPS_STATE_MACHINE_ARN", timeout=120)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
     for pid in children:
         assert (
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
+
+
+def _logs_of(arn: str, runner_env: dict[str, str], env: dict[str, str]) -> None:
+    """The execution's logs, from the local cloud's own CloudWatch Logs: through
+    `sfn-mlops logs`, and through the AWS CLI under AWS's group names."""
+    name = arn.rsplit(":", 1)[-1]
+    found = _cli(["logs", "--local", "--json", arn], runner_env)
+    assert found.exit_code == 0, found.output
+    lines = json.loads(found.stdout)
+    groups = {ln["group"] for ln in lines}
+    assert "/aws/lambda/sfn-mlops-validate" in groups, groups
+    assert "/aws/lambda/sfn-mlops-train" in groups
+    # and what the jobs and the model server printed, under SageMaker's group names
+    assert {"/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs"} <= groups, groups
+    assert "/aws/sagemaker/Endpoints/sfn-mlops-endpoint" in groups, groups
+    validate = [ln for ln in lines if ln["group"] == "/aws/lambda/sfn-mlops-validate"]
+    assert any(json.loads(ln["message"]).get("correlation_id") == name
+               for ln in validate if ln["message"].startswith("{"))  # fmt: skip
+    assert any(ln["message"].startswith("REPORT RequestId: ") for ln in validate)
+    # one state: only its function (and its step's job)
+    one = json.loads(_cli(["logs", "--local", "--json", "--state", "StartTraining", arn],
+                          runner_env).stdout)  # fmt: skip
+    assert {ln["state"] for ln in one} == {"StartTraining"}
+    assert {ln["group"] for ln in one} == {
+        "/aws/lambda/sfn-mlops-train",
+        "/aws/sagemaker/TrainingJobs",
+    }
+    text = _cli(["logs", "--local", arn], runner_env)
+    assert text.exit_code == 0
+    assert "sfn-mlops-validate" in text.output
+    # the AWS CLI reads the same groups (AWS CLI v2's `logs tail` calls FilterLogEvents too)
+    cli = subprocess.run(
+        [AWS, "logs", "filter-log-events", "--log-group-name", "/aws/lambda/sfn-mlops-validate"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    )  # fmt: skip
+    assert name in cli.stdout
+
+
+def _readme_block(marker: str) -> str:
+    """The code block that follows `marker` in the README."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("```python", text.index(marker)) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+def _cli(args: list[str], env: dict[str, str]) -> Any:
+    return CliRunner().invoke(main, args, env=env)
+
+
+def _scripting_against_local_up(
+    tmp_path: Path, runner_env: dict[str, str], arn: str, env: dict[str, str],
+    exported: dict[str, str],
+) -> None:  # fmt: skip
+    """--json everywhere, describe's exit code, report, and the invoke forms of the README."""
+    # describe --json: the states, each poll loop as one entry with its poll count
+    described = _cli(["describe", "--local", "--json", arn], runner_env)
+    assert described.exit_code == 0, described.output
+    info = json.loads(described.output)
+    assert info["status"] == "SUCCEEDED"
+    polls = {st["name"]: st["polls"] for st in info["states"]}
+    assert polls["PollTraining"] >= 1
+    assert "WaitForTraining" not in polls
+    listed = json.loads(_cli(["executions", "--local", "--json"], runner_env).output)
+    assert arn in {e["executionArn"] for e in listed}
+
+    # report --local: one self-contained page
+    out = tmp_path / "report.html"
+    made = _cli(["report", "--local", "--json", "--out", str(out), arn], runner_env)
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["report"] == str(out)
+    html = out.read_text()
+    assert 'data-plot="roc"' in html
+    assert "<script" not in html
+
+    # an execution that fails: describe exits 1 and names the state (with --json too)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"target_column": "no_such_column"}))
+    failed = subprocess.run(
+        [AWS, "stepfunctions", "start-execution",
+         "--state-machine-arn", exported["SFN_MLOPS_STATE_MACHINE_ARN"],
+         "--input", f"file://{bad}"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    )  # fmt: skip
+    failed_arn = json.loads(failed.stdout)["executionArn"]
+    deadline = time.monotonic() + 120
+    while True:
+        result = _cli(["describe", "--local", "--json", failed_arn], runner_env)
+        if json.loads(result.stdout)["status"] != "RUNNING":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert result.exit_code == 1, result.output
+    failure = json.loads(result.stdout)["failure"]
+    assert failure["state"] == "PollPreprocessing"  # the job found no such column
+    assert "no_such_column" in failure["cause"]
+    text = _cli(["describe", "--local", failed_arn], runner_env)
+    assert text.exit_code == 1
+    assert "failed at PollPreprocessing" in text.output
+
+    # start --wait --json with the default payload: trains and deploys; the README's invoke
+    # forms then work: a CSV file (the run's sample.csv), CSV rows inline
+    started = _cli(["start", "--local", "--wait", "--json"], runner_env)
+    assert started.exit_code == 0, started.output
+    done = json.loads(started.output[started.output.index("{") :])
+    assert done["status"] == "SUCCEEDED"
+    sample_uri = done["output"]["preprocess"]["sample_uri"]
+    bucket, _, key = f"{sample_uri}/sample.csv"[5:].partition("/")
+    sample = tmp_path / "sample.csv"
+    s3 = boto3.client("s3", endpoint_url=exported["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    s3.download_file(bucket, key, str(sample))
+    endpoint = done["output"]["deploy"]["endpoint_name"]
+    from_file = _cli(["invoke", "--local", "--json", "--endpoint", endpoint, str(sample)],
+                     runner_env)  # fmt: skip
+    assert from_file.exit_code == 0, from_file.output
+    rows = sample.read_text().splitlines()[1:3]
+    inline = _cli(["invoke", "--local", "--endpoint", endpoint, *rows], runner_env)
+    assert inline.exit_code == 0, inline.output
+    assert json.loads(from_file.stdout)["rows"] == len(sample.read_text().splitlines()) - 1
+    _logs_of(done["executionArn"], runner_env, env)
+
+    not_rows = _cli(["invoke", "--local", "--endpoint", endpoint, "a,b"], runner_env)
+    assert not_rows.exit_code == 2
+    assert "neither a file nor a CSV row" in not_rows.output
 
 
 # --- user-facing errors ------------------------------------------------------------------
@@ -225,7 +421,7 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
 def test_every_command_has_help() -> None:
     for args in (
         [], ["local"], ["local", "run"], ["local", "up"], ["start"], ["executions"],
-        ["describe"], ["rerun"], ["redrive"], ["invoke"],
+        ["describe"], ["rerun"], ["redrive"], ["invoke"], ["report"],
     ):  # fmt: skip
         result = CliRunner().invoke(main, [*args, "--help"])
         assert result.exit_code == 0, (args, result.output)
@@ -292,3 +488,16 @@ def test_port_in_use_is_a_message() -> None:
     assert result.exit_code == 2
     assert f"port {port}" in result.output
     assert "in use" in result.output
+
+
+def test_invoke_rows_that_are_neither_a_file_nor_csv_is_a_message(tmp_path: Path) -> None:
+    # an endpoint nobody listens on: the rows are checked before any call
+    args = ["invoke", "--endpoint-url", "http://127.0.0.1:9", "--endpoint", "e"]
+    result = CliRunner().invoke(main, [*args, "rows.csv"])
+    assert result.exit_code == 2
+    assert "'rows.csv' is neither a file nor a CSV row of numbers" in result.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,c\n")
+    result = CliRunner().invoke(main, [*args, str(empty)])
+    assert result.exit_code == 2
+    assert "has no data rows" in result.output

@@ -621,6 +621,38 @@ def test_s3_upload_emits_one_aws_shaped_object_created_event(
 # --- cleanup (keep last) -------------------------------------------------------------------
 
 
+_SPAWN_AND_HANG = """
+import sys, threading, time
+from sfn_mlops.local import procs
+out = []
+t = threading.Thread(target=lambda: out.append(procs.spawn(
+    [sys.executable, "-c", "import time; time.sleep(120)"], env={})))
+t.start(); t.join()  # the requesting thread ends; its child must not die with it
+print(out[0].pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_children_die_with_a_sigkilled_local_cloud() -> None:
+    """SIGKILL runs no handler and no atexit: the kernel kills the children (PDEATHSIG)."""
+    root = str(Path(__file__).resolve().parents[2])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _SPAWN_AND_HANG],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert procs.group_alive(child)  # it outlived the thread that asked for it
+        parent.kill()
+        parent.wait(timeout=10)
+        wait(lambda: not procs.group_alive(child), timeout=10)
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+
+
 def test_no_process_outlives_the_local_cloud(
     tmp_path: Path, trained: dict[str, Any], cloud: LocalCloud
 ) -> None:

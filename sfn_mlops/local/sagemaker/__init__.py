@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sfn_mlops.local.logs import LocalLogs
 from sfn_mlops.local.sagemaker.common import ENTRYPOINTS, Workspace
 from sfn_mlops.local.sagemaker.endpoints import HEALTH_TIMEOUT_SECONDS, EndpointManager
 from sfn_mlops.local.sagemaker.faults import Faults
@@ -36,8 +37,14 @@ __all__ = ["ENTRYPOINTS", "HEALTH_TIMEOUT_SECONDS", "JobHook", "LocalSageMaker"]
 class LocalSageMaker(Workspace):
     """The job runner and the endpoint manager behind moto's SageMaker API."""
 
-    def __init__(self, s3_client_factory: Callable[[], Any], root: Path, region: str) -> None:
-        super().__init__(s3_client_factory, root, region)
+    def __init__(
+        self,
+        s3_client_factory: Callable[[], Any],
+        root: Path,
+        region: str,
+        logs: LocalLogs | None = None,
+    ) -> None:
+        super().__init__(s3_client_factory, root, region, logs)
         self.job_runner = JobRunner(self)
         self.endpoints = EndpointManager(self)
         self.jobs = self.job_runner.jobs

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local import procs
+from sfn_mlops.local.logs import LocalLogs, log_stream_of
 
 ENTRYPOINTS = ("preprocess", "train", "evaluate", "serve")
 _HOST_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
@@ -57,8 +58,15 @@ def _whole_objects() -> Any:
 class Workspace:
     """The state the job runner and the endpoint manager share (one per local cloud)."""
 
-    def __init__(self, s3_client_factory: Callable[[], Any], root: Path, region: str) -> None:
+    def __init__(
+        self,
+        s3_client_factory: Callable[[], Any],
+        root: Path,
+        region: str,
+        logs: LocalLogs | None = None,
+    ) -> None:
         self._s3_factory = s3_client_factory
+        self.logs = logs  # what jobs and servers print also goes to CloudWatch Logs
         self.root = root.resolve()  # children run in their own cwd: paths must be absolute
         self.region = region
         # Activity: jobs and endpoint operations under way, and a counter of finished ones,
@@ -125,18 +133,37 @@ class Workspace:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def spawn(self, kind: str, argv: list[str], env: dict[str, str], workdir: Path) -> Any:
-        """Start a container process (log: <workdir>/<kind>.log), tracked until close()."""
+    def spawn(
+        self, kind: str, name: str, argv: list[str], env: dict[str, str], workdir: Path
+    ) -> Any:
+        """Start a container process, tracked until close(). Its output goes to
+        <workdir>/<kind>.log and, as on SageMaker, to the log stream of job or endpoint
+        `name` in the local cloud's CloudWatch Logs (see sfn_mlops.local.logs)."""
         with self.lock:
             if self.closed:
                 raise ClosedError("the local cloud is stopping")
-            log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - owned by the child
-            try:
-                proc = procs.spawn(argv, env=env, cwd=workdir, stdout=log, stderr=log)
-            finally:
-                log.close()
+            log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - owned by the child / pump
+            if self.logs is None:
+                try:
+                    proc = procs.spawn(argv, env=env, cwd=workdir, stdout=log, stderr=log)
+                finally:
+                    log.close()
+            else:
+                proc = procs.spawn(
+                    argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+                group, stream = log_stream_of(kind, name, env.get("SM_CURRENT_HOST", "algo-1"))
+                proc.log_pump = self.logs.pump(proc.stdout, log, group, stream, close=True)
             self._procs.append(proc)
             return proc
+
+    @staticmethod
+    def drain(proc: Any) -> None:
+        """Wait (bounded) until an exited child's last lines are in its log file and stream,
+        so its FailureReason tail and `sfn-mlops logs` see them."""
+        pump = getattr(proc, "log_pump", None)
+        if pump is not None:
+            pump.join(timeout=5)
 
     # --- activity ------------------------------------------------------------------------
     def _start_thread(self, target: Callable[..., None], *args: Any) -> None:

@@ -105,11 +105,12 @@ class EndpointManager:
             OPT_ML=str(opt_ml), SAGEMAKER_BIND_TO_PORT=str(port), SM_MODEL_DIR=str(model_dir)
         )
         proc = self.ws.spawn(
-            "serve", [sys.executable, "-m", "sfn_container", "serve"], env, workdir
+            "serve", endpoint, [sys.executable, "-m", "sfn_container", "serve"], env, workdir
         )
         deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
         while time.monotonic() < deadline and not self.ws.closed:
             if proc.poll() is not None:
+                self.ws.drain(proc)
                 procs.forget(proc)
                 raise RuntimeError(
                     f"The primary container for production variant {variant['VariantName']} "

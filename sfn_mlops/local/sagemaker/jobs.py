@@ -173,7 +173,7 @@ class JobRunner:
         is called every METRIC_SCAN_SECONDS while they run, and once at the end."""
         job.procs = []
         for host, argv, env in runs:
-            job.procs.append(self.ws.spawn(job.kind, argv, env, host.workdir))
+            job.procs.append(self.ws.spawn(job.kind, job.name, argv, env, host.workdir))
             job.proc = job.procs[0]
         codes, timed_out = hosts.wait_all(
             job.procs,
@@ -184,6 +184,10 @@ class JobRunner:
         )
         if timed_out and job.stop_reason is None:
             job.stop_reason = "max-runtime"
+        for proc in job.procs:  # their last lines into the log files and streams
+            self.ws.drain(proc)
+        if on_tick is not None:
+            on_tick()  # once more: the lines the log pumps wrote after the last scan
         return codes
 
     def _host_failure(self, job: Job, group: list[Host], codes: list[int]) -> str:

@@ -288,7 +288,54 @@ class ClockedPipeline:
             "register": self.register,
             "deploy": self.deploy,
             "invoke": self.invoke,
+            "lock-acquire": self.lock_acquire,
+            "recheck": self.recheck,
+            "lock-release": self.lock_release,
         }
+
+    # The deployment lock's states run their real logic: the lock item in moto's DynamoDB,
+    # the holder's status from moto's Step Functions, the champion from the clocked endpoint.
+    @staticmethod
+    def _table() -> Any:
+        import boto3
+
+        from shared.adapters.dynamodb import CoordinationTable
+
+        return CoordinationTable(
+            boto3.client("dynamodb", region_name=REGION), resources.COORDINATION_TABLE
+        )
+
+    def lock_acquire(self, payload: Any) -> Any:
+        import boto3
+
+        from functions.lock.logic import acquire
+        from shared.adapters.stepfunctions import StepFunctions
+        from shared.models import LockRequest
+
+        sfn = StepFunctions(boto3.client("stepfunctions", region_name=REGION))
+        return acquire(LockRequest.model_validate(payload), self._table(), sfn)
+
+    def recheck(self, payload: Any) -> Any:
+        from functions.evaluate.logic import recheck
+        from shared.adapters.sagemaker import SageMaker
+        from shared.models import RecheckRequest
+        from shared.settings import JobSettings
+
+        settings = JobSettings.model_validate(
+            {
+                "ARTIFACT_BUCKET": BUCKET,
+                "ARTIFACTS_PREFIX": resources.ARTIFACTS_PREFIX,
+                "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/sagemaker",
+            }
+        )
+        request = RecheckRequest.model_validate(payload)
+        return recheck(request, settings, SageMaker(self.sagemaker))  # type: ignore[arg-type]
+
+    def lock_release(self, payload: Any) -> Any:
+        from functions.lock.logic import release
+        from shared.models import StepRequest
+
+        return release(StepRequest.model_validate(payload), self._table())
 
     def validate(self, payload: Any) -> Any:
         from functions.validate.logic import validate
@@ -445,6 +492,7 @@ class ExecutionCount:
     simulated_seconds: float
     lags: dict[str, float] = field(default_factory=dict)  # job/endpoint -> end to detection
     error: str | None = None
+    entered: list[str] = field(default_factory=list)  # state names, in order
 
     def median_lag(self) -> float:
         return statistics.median(self.lags.values())
@@ -529,6 +577,10 @@ def _simulated_aws(clock: SimClock) -> Iterator[None]:
         def sleep(seconds: float) -> None:
             clock.now += seconds
 
+    from shared.observability import logger
+
+    level = logger.log_level
+    logger.setLevel("WARNING")  # the real lock logic's INFO lines would flood the output
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     wait_function.WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
     setattr(retrier_decl, "time", _RetryTime)  # noqa: B010 - not re-exported by moto
@@ -547,6 +599,7 @@ def _simulated_aws(clock: SimClock) -> Iterator[None]:
         with mock_aws(config=config):  # type: ignore[call-overload]
             yield
     finally:
+        logger.setLevel(level)
         for owner, name, old in reversed(undo):
             setattr(owner, name, old)
         wait_function.WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
@@ -612,6 +665,9 @@ class Simulator:
         dispatcher = LambdaDispatcher()
         self._stack.enter_context(_simulated_aws(self.clock))
         self._stack.enter_context(dispatcher.install())
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            **resources.coordination_table_request()
+        )
         self.machine = _deploy(dispatcher, self.pipeline.handlers())
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         return self
@@ -662,6 +718,11 @@ class Simulator:
             polls=polls,
             simulated_seconds=self.clock.now,
             lags=self.sagemaker.lags(since),
+            entered=[
+                e["stateEnteredEventDetails"]["name"]
+                for e in history
+                if e["type"].endswith("StateEntered")
+            ],
             error=None
             if described["status"] == "SUCCEEDED"
             else f"{described.get('error')}: {described.get('cause')}",
@@ -811,6 +872,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 ),
             )
         )
+    rows += lock_rows(results[MULTIPLES[0], "predictive"][1])
     # Growth: on the second run the schedule aims at the predicted end, so the polls of the
     # training job should not grow with its duration (adaptive: log2(10) = 3.3 per decade).
     decades = math.log10(MULTIPLES[-1] / MULTIPLES[0])
@@ -834,6 +896,83 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
     )
     return rows
+
+
+#: The states the deployment lock and the fresh decision add between ShouldDeploy and
+#: UpdateEndpoint, and after SmokeTest (state_machine/definition.py deploy_lock_steps).
+LOCK_STATES = frozenset(
+    {
+        "AcquireDeployLock",
+        "IsDeployLockHeld",
+        "WaitForDeployLock",
+        "CheckChampion",
+        "ChampionChanged",
+        "IsRecheckComplete",
+        "WaitForRecheck",
+        "PollRecheck",
+        "FreshGate",
+        "StillBetter",
+        "UpdateRegistration",
+        "ReleaseDeployLock",
+    }
+)
+LOCK_FUNCTIONS = ("lock-acquire", "recheck", "lock-release")
+#: DynamoDB on-demand, us-east-1 (https://aws.amazon.com/dynamodb/pricing/on-demand/).
+DYNAMODB_USD_PER_WRITE = 0.625 / 1_000_000
+#: Uncontended: AcquireDeployLock's conditional PutItem and ReleaseDeployLock's DeleteItem
+#: (1 write request unit each, items < 1 KB); no read (GetItem only when the lock is held).
+LOCK_WRITES = 2
+
+
+def lock_rows(uncontended: ExecutionCount) -> list[dict[str, Any]]:
+    """What the deployment lock adds to an uncontended execution (issue 10): its states'
+    transitions and their cost (Step Functions, the three Lambda invokes, DynamoDB writes)."""
+    added = sum(1 for name in uncontended.entered if name in LOCK_STATES)
+    names = {resources.FUNCTIONS_BY_KEY[k].function_name: k for k in LOCK_FUNCTIONS}
+    invokes = {fn: n for fn, n in uncontended.lambda_invokes.items() if fn in names}
+    memory = {resources.FUNCTIONS_BY_KEY[k].function_name: resources.FUNCTIONS_BY_KEY[k].memory_mb
+              for k in LOCK_FUNCTIONS}  # fmt: skip
+    lam = sum(
+        n * (LAMBDA_USD_PER_REQUEST + memory[fn] / 1024 * LAMBDA_BILLED_MS / 1000
+             * LAMBDA_USD_PER_GB_SECOND)
+        for fn, n in invokes.items()
+    )  # fmt: skip
+    sfn = added * SFN_USD_PER_TRANSITION
+    ddb = LOCK_WRITES * DYNAMODB_USD_PER_WRITE
+    total = uncontended.usd()["total"] + ddb
+    return [
+        figure(
+            "5 transitions",
+            "added by the deployment lock, uncontended (training 36 s)",
+            float(added),
+            "the whole execution",
+            float(uncontended.transitions),
+            "transitions",
+            "—",
+            None,
+            note=(
+                "AcquireDeployLock, IsDeployLockHeld, CheckChampion, ChampionChanged, "
+                f"ReleaseDeployLock; {sum(invokes.values())} Lambda invokes "
+                f"({', '.join(LOCK_FUNCTIONS)}); a waiting execution adds 3 per wait "
+                "(Wait + Acquire + Choice), bounded by max_polls"
+            ),
+        ),
+        figure(
+            "5 cost",
+            "USD added by the deployment lock, uncontended",
+            sfn + lam + ddb,
+            "the whole execution",
+            total,
+            "USD",
+            "—",
+            None,
+            note=(
+                f"Step Functions ${sfn:.6f} + Lambda ${lam:.7f} + DynamoDB ${ddb:.7f} "
+                f"({LOCK_WRITES} on-demand writes at $0.625/M, "
+                "https://aws.amazon.com/dynamodb/pricing/on-demand/)"
+            ),
+        ),
+    ]
 
 
 def _human(seconds: float) -> str:

@@ -50,6 +50,16 @@ class Scope(Protocol):
     @property
     def alarm_arns(self) -> list[str]: ...
 
+    @property
+    def table_arn(self) -> str:
+        """The coordination table (shared.resources.COORDINATION_TABLE)."""
+        ...
+
+    @property
+    def executions_arn(self) -> str:
+        """Executions of this state machine: arn:...:execution:<state machine name>:*"""
+        ...
+
 
 _PER_EXECUTION = (
     "SageMaker job, model and endpoint-config names derive from each execution name "
@@ -120,11 +130,39 @@ def _pass_role(g: Scope) -> Grant:
 
 _GROUP_VERSIONS = "model package versions of the configured group: <group>/<version>"
 
+#: Key prefixes (dynamodb:LeadingKeys) each kind of item uses: shared/adapters/dynamodb.py
+#: callers (functions/lock/logic.py lock_key, functions/trigger/logic.py claim_key).
+LOCK_KEYS = "lock#*"
+CLAIM_KEYS = "event#*"
+DATA_RUN_KEYS = "datarun#*"  # shared/data_runs.py data_run_key
+
+
+def _items(g: Scope, actions: list[str], keys: str) -> Grant:
+    """Item-level access to the coordination table, limited to one kind of key."""
+    return Grant(
+        [f"dynamodb:{a}" for a in actions],
+        [g.table_arn],
+        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [keys]}},
+    )
+
+
+_EXECUTIONS = (
+    "the lock's owner is any execution of this state machine (its name comes from the "
+    "triggering event), so only the state machine can be fixed in the ARN"
+)
+_OWNER_INDEX = "the owner index of the coordination table: a closed execution's locks"
+
 #: key -> the grants of that function's role (beyond its own log group and X-Ray): exactly
 #: the AWS calls its code makes (through shared/adapters), on the narrowest resources.
 PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
-    # StartExecution only: a duplicate event's ExecutionAlreadyExists is the answer itself.
-    "trigger": lambda g: [Grant(["states:StartExecution"], [g.state_machine_arn])],
+    # StartExecution; a claim per event (which delivery was the duplicate); the data-run
+    # item (take, mark a follow-up, see and DescribeExecution its RUNNING owner).
+    "trigger": lambda g: [
+        Grant(["states:StartExecution"], [g.state_machine_arn]),
+        _items(g, ["PutItem"], CLAIM_KEYS),
+        _items(g, ["PutItem", "GetItem", "UpdateItem"], DATA_RUN_KEYS),
+        Grant(["states:DescribeExecution"], [g.executions_arn], _EXECUTIONS),
+    ],
     # The data checks before any job: list the raw data prefix, ranged GET of its first
     # object's header (CSV) or footer (Parquet). raw_data_uri may name any prefix of the bucket.
     "validate": lambda g: [
@@ -146,6 +184,26 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
     ],
     # The gate reads the evaluation report the evaluate job wrote under runs/.
     "gate": lambda g: [_read_runs(g)],
+    # The deployment lock: take (conditional put), see the holder, DescribeExecution it.
+    "lock-acquire": lambda g: [
+        _items(g, ["PutItem", "GetItem"], LOCK_KEYS),
+        Grant(["states:DescribeExecution"], [g.executions_arn], _EXECUTIONS),
+    ],
+    # CheckChampion: the champion now; a re-evaluation job if it changed (as evaluate).
+    "recheck": lambda g: [
+        *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
+        *_champion(g),
+    ],
+    "lock-release": lambda g: [_items(g, ["DeleteItem"], LOCK_KEYS)],
+    # Execution closed: its locks by owner (index query), then a conditional delete of each;
+    # the data-run item freed, and the follow-up data run started (taking the item) if due.
+    "lock-events": lambda g: [
+        _items(g, ["DeleteItem"], LOCK_KEYS),
+        Grant(["dynamodb:Query"], [f"{g.table_arn}/index/*"], _OWNER_INDEX),
+        _items(g, ["PutItem", "GetItem", "UpdateItem", "DeleteItem"], DATA_RUN_KEYS),
+        Grant(["states:DescribeExecution"], [g.executions_arn], _EXECUTIONS),
+        Grant(["states:StartExecution"], [g.state_machine_arn]),
+    ],
     "register": lambda g: [
         Grant(
             ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
@@ -154,7 +212,7 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         ),
         Grant(
             ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-             "sagemaker:AddTags"],
+             "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
             [g.sm("model-package", f"{g.group}/*")],
             _GROUP_VERSIONS,
         ),
@@ -182,6 +240,8 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         _pass_role(g),
         # UpdateEndpoint's AutoRollbackConfiguration names the alarms; SageMaker reads them.
         Grant(["cloudwatch:DescribeAlarms"], g.alarm_arns),
+        # It still holds the deployment lock, or takes it back after a redrive (if free).
+        _items(g, ["GetItem", "PutItem"], LOCK_KEYS),
     ],
     "invoke": lambda g: [
         Grant(

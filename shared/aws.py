@@ -14,6 +14,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -74,6 +75,11 @@ def stepfunctions() -> SFNClient:
 
 def sns() -> SNSClient:
     result: SNSClient = client("sns")
+    return result
+
+
+def dynamodb() -> DynamoDBClient:
+    result: DynamoDBClient = client("dynamodb")
     return result
 
 

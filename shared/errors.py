@@ -39,6 +39,16 @@ class PollLimitExceededError(PipelineError):
     """A job or endpoint was still in progress after the configured number of polls."""
 
 
+class DeployLockTimeoutError(PollLimitExceededError):
+    """Another RUNNING execution held the endpoint's deployment lock for all `max_polls` waits."""
+
+
+class DeployLockLostError(PipelineError):
+    """UpdateEndpoint ran without the endpoint's deployment lock (a redrive after the FAILED
+    event released it) and could not take it back safely: another execution holds it, or the
+    champion changed while this one was failed."""
+
+
 class EndpointUpdateFailedError(PipelineError):
     """CreateEndpoint/UpdateEndpoint did not reach InService with the new config.
 

@@ -287,6 +287,37 @@ class EvaluateOutput(Restartable):
     poll: PollState
 
 
+class RecheckOutput(Restartable):
+    """CheckChampion: the champion serving now, taken under the deployment lock. `changed`:
+    it is not the one the evaluation compared with, so a re-evaluation job (`job_name`) scores
+    the challenger and the new champion on the same test split (`report_uri`)."""
+
+    changed: bool
+    evaluated_champion_uri: S3Uri | None  # the champion at evaluation time
+    champion_model_uri: S3Uri | None  # the champion serving now
+    job_name: SageMakerName | None
+    job_type: Literal["processing"] = "processing"
+    reused: bool
+    report_uri: S3Uri | None
+    poll: PollState
+
+
+class LockState(Strict):
+    """AcquireDeployLock: `acquired`, or who holds it and how long to wait before retrying."""
+
+    acquired: bool
+    lock_key: str
+    owner: str  # the execution ARN holding the lock (this one when acquired)
+    reclaimed_from: str | None = None  # a holder that was no longer RUNNING
+    attempt: int = Field(ge=0)
+    wait_seconds: int = Field(ge=1)
+
+
+class LockReleaseOutput(Strict):
+    lock_key: str
+    released: bool  # False: it was not held by this execution (released already)
+
+
 class PollRequest(Strict):
     job_name: str
     job_type: JobType
@@ -393,12 +424,22 @@ class EvaluateRequest(StepRequest):
 class GateRequest(StepRequest):
     evaluate: EvaluateOutput
     preprocess: PreprocessOutput | None = None  # its profile's warnings reach the output
+    recheck: RecheckOutput | None = None  # FreshGate: decide again on the re-evaluation
+
+
+class LockRequest(StepRequest):
+    lock: LockState | None = None  # the previous attempt's state (None on the first)
+
+
+class RecheckRequest(EvaluateRequest):
+    evaluate: EvaluateOutput
 
 
 class RegisterRequest(StepRequest):
     train: TrainOutput
     evaluate: EvaluateOutput
     gate: GateOutput
+    recheck: RecheckOutput | None = None  # set: the fresh decision may change the status
 
 
 class DeployRequest(StepRequest):
@@ -406,6 +447,10 @@ class DeployRequest(StepRequest):
     # `register` would shadow BaseModel.register (ABCMeta), so the field reads $.register by alias
     registration: RegisterOutput = Field(alias="register")
     gate: GateOutput
+    # AcquireDeployLock's and CheckChampion's results: UpdateEndpoint checks it still holds the
+    # lock (a redrive after the FAILED event released it) against the champion decided on
+    lock: LockState | None = None
+    recheck: RecheckOutput | None = None
 
 
 # --- the evaluation report (written by the container's evaluate step) --------------------------
@@ -432,7 +477,7 @@ class EvaluationReport(BaseModel):
 
 
 class TriggerOutput(Strict):
-    action: Literal["started", "duplicate", "ignored"]
+    action: Literal["started", "duplicate", "follow-up", "ignored"]
     reason: str
     execution_name: str | None = None
     execution_arn: str | None = None

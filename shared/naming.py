@@ -45,6 +45,12 @@ def execution_name_for_object(bucket: str, key: str, version: str) -> str:
     return f"data-{readable}-{_digest(bucket, key, version, length=32)}"[:EXECUTION_NAME_MAX]
 
 
+def execution_name_for_batch(object_execution_names: list[str]) -> str:
+    """`data-batch-<n>-<hash>`: one execution per set of new objects (order-independent)."""
+    names = sorted(set(object_execution_names))
+    return f"data-batch-{len(names)}-{_digest(*names, length=32)}"[:EXECUTION_NAME_MAX]
+
+
 def resource_name(execution_name: str, step: str, attempt: int = 1) -> str:
     """A SageMaker job/model/endpoint-config name for `step` of an execution.
 

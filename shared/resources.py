@@ -28,7 +28,14 @@ METRICS_NAMESPACE = "SfnMlops"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
+#: The S3 rule's target: the queue the trigger's event source mapping batches (the debounce).
+DATA_EVENTS_QUEUE = f"{PROJECT}-new-data"
 SCHEDULE_RULE = f"{PROJECT}-schedule"
+#: DynamoDB: the endpoints' deployment locks and the trigger's event claims (pk, owner index).
+COORDINATION_TABLE = f"{PROJECT}-coordination"
+#: Execution status change (any closing status) -> functions/lock: releases a closed
+#: execution's deployment locks, starts a due follow-up data run.
+EXECUTION_CLOSED_RULE = f"{PROJECT}-execution-closed"
 #: Execution status change -> the topic (failure notifications come from here, not a state)
 EXECUTION_STATUS_RULE = f"{PROJECT}-execution-failed"
 #: Statuses it notifies: values of botocore's ExecutionStatus enum (checked by a test).
@@ -85,7 +92,13 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "functions.trigger.handler.lambda_handler",
         "EventBridge (ECR push, S3 Object Created) -> StartExecution, named from the event",
         None,
-        env=("STATE_MACHINE_ARN", "ECR_REPOSITORY", "DATA_PREFIX", "ARTIFACT_BUCKET"),
+        env=(
+            "STATE_MACHINE_ARN",
+            "ECR_REPOSITORY",
+            "DATA_PREFIX",
+            "ARTIFACT_BUCKET",
+            "COORDINATION_TABLE",
+        ),
     ),
     FunctionSpec(
         "validate",
@@ -133,6 +146,36 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         env=_BASE_ENV,
     ),
     FunctionSpec(
+        "lock-acquire",
+        "functions.lock.handler.acquire_handler",
+        "Takes the endpoint's deployment lock (or says who holds it); reclaims a dead owner's",
+        "LockAcquireFunctionArn",
+        env=("COORDINATION_TABLE",),
+    ),
+    FunctionSpec(
+        "recheck",
+        "functions.evaluate.handler.recheck_handler",
+        "Under the lock: champion changed since evaluation? Then re-evaluate on the same split",
+        "RecheckFunctionArn",
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN"),
+        sagemaker_access=True,
+        folder="evaluate",
+    ),
+    FunctionSpec(
+        "lock-release",
+        "functions.lock.handler.release_handler",
+        "Releases the endpoint's deployment lock held by this execution",
+        "LockReleaseFunctionArn",
+        env=("COORDINATION_TABLE",),
+    ),
+    FunctionSpec(
+        "lock-events",
+        "functions.lock.handler.execution_closed_handler",
+        "Execution closed -> releases its locks; frees the data run, starts a follow-up if due",
+        None,
+        env=("COORDINATION_TABLE", "STATE_MACHINE_ARN", "DATA_PREFIX"),
+    ),
+    FunctionSpec(
         "register",
         "functions.register.handler.lambda_handler",
         "Registers the model package (metrics, lineage, approval status)",
@@ -145,7 +188,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "functions.deploy.handler.lambda_handler",
         "Creates or blue/green-updates the endpoint with alarm auto-rollback",
         "DeployFunctionArn",
-        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES"),
+        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES", "COORDINATION_TABLE"),
         sagemaker_access=True,
     ),
     FunctionSpec(
@@ -164,14 +207,52 @@ FUNCTIONS_BY_KEY = {f.key: f for f in FUNCTIONS}
 TOPIC_PLACEHOLDER = "NotificationTopicArn"
 
 
-def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
-    """config/pipeline.yaml as a dict (PyYAML is needed here, not in any Lambda)."""
-    import yaml
+#: The deploy-time section of config/pipeline.yaml (not a per-execution default).
+DATA_TRIGGER_KEY = "data_trigger"
+#: Lambda's limit for MaximumBatchingWindowInSeconds (botocore lambda model: max 300).
+MAX_BATCHING_WINDOW_SECONDS = 300
+
+
+def _config(path: Path) -> dict[str, Any]:
+    import yaml  # PyYAML is needed here, not in any Lambda
 
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of pipeline defaults")
     return data
+
+
+def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
+    """config/pipeline.yaml's per-execution defaults as a dict (without `data_trigger`)."""
+    data = _config(path)
+    data.pop(DATA_TRIGGER_KEY, None)
+    return data
+
+
+@dataclass(frozen=True)
+class DataTrigger:
+    debounce_seconds: int
+    local_debounce_seconds: int
+    max_batch_size: int
+
+
+def data_trigger(path: Path = PIPELINE_CONFIG) -> DataTrigger:
+    """config/pipeline.yaml `data_trigger`, checked against Lambda's batching limits."""
+    section = _config(path).get(DATA_TRIGGER_KEY) or {}
+    try:
+        trigger = DataTrigger(**section)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {DATA_TRIGGER_KEY}: {exc}") from exc
+    for name in ("debounce_seconds", "local_debounce_seconds"):
+        value = getattr(trigger, name)
+        if not (isinstance(value, int) and 0 < value <= MAX_BATCHING_WINDOW_SECONDS):
+            raise ValueError(
+                f"{path}: {DATA_TRIGGER_KEY}.{name} must be 1..{MAX_BATCHING_WINDOW_SECONDS} "
+                f"seconds (Lambda's MaximumBatchingWindowInSeconds), got {value!r}"
+            )
+    if not (isinstance(trigger.max_batch_size, int) and 1 <= trigger.max_batch_size <= 10000):
+        raise ValueError(f"{path}: {DATA_TRIGGER_KEY}.max_batch_size must be 1..10000")
+    return trigger
 
 
 def pipeline_defaults_env(path: Path = PIPELINE_CONFIG) -> str:
@@ -192,6 +273,46 @@ def s3_data_event_pattern(bucket: str, prefix: str = DATA_PREFIX) -> dict[str, A
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}},
+    }
+
+
+#: The coordination table's key and its index by owner (shared/adapters/dynamodb.py).
+COORDINATION_KEY = "pk"
+COORDINATION_OWNER_INDEX = "owner"
+#: Claims of handled events expire (DynamoDB TTL) well after EventBridge stops retrying (24 h).
+COORDINATION_TTL_ATTRIBUTE = "expires_at"
+
+
+def coordination_table_request(name: str = COORDINATION_TABLE) -> dict[str, Any]:
+    """CreateTable for the coordination table (the local cloud; the CDK app builds the same)."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": COORDINATION_KEY, "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": COORDINATION_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": COORDINATION_OWNER_INDEX,
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    }
+
+
+def execution_closed_event_pattern(state_machine_arn: str) -> dict[str, Any]:
+    """A closed execution of the pipeline: it may still hold a lock (there is no Catch), and
+    a data run's end may start its follow-up."""
+    return {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+            "stateMachineArn": [state_machine_arn],
+        },
     }
 
 

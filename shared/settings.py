@@ -28,7 +28,12 @@ def _bucket() -> Any:
     return Field(alias="ARTIFACT_BUCKET", min_length=3, max_length=63)
 
 
+def _table() -> Any:
+    return Field(alias="COORDINATION_TABLE", min_length=3, max_length=255)
+
+
 class TriggerSettings(EnvSettings):
+    coordination_table: str = _table()
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
     ecr_repository: str = Field(alias="ECR_REPOSITORY", min_length=1)
     data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
@@ -67,6 +72,7 @@ class JobSettings(ArtifactSettings):
 
 class DeploySettings(JobSettings):
     endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
+    coordination_table: str = _table()  # the deployment lock (held, or taken back)
 
     @field_validator("endpoint_alarm_names", mode="before")
     @classmethod
@@ -77,6 +83,19 @@ class DeploySettings(JobSettings):
                 raise ValueError("at most 10 alarms (SageMaker AutoRollbackConfiguration)")
             return names
         return value
+
+
+class LockSettings(EnvSettings):
+    """The deployment lock's functions (acquire, release, release on execution end)."""
+
+    coordination_table: str = _table()
+
+
+class ExecutionClosedSettings(LockSettings):
+    """lock-events: also frees the data-run item and starts a follow-up data run."""
+
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+    data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
 
 
 class InvokeSettings(EnvSettings):

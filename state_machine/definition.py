@@ -297,6 +297,78 @@ def smoke_test_step() -> Task:
     )
 
 
+def deploy_lock_steps(*, deploy: State, release: State) -> State:
+    """Between ShouldDeploy and UpdateEndpoint: one deployment per endpoint at a time, decided
+    against the champion that serves when it happens.
+
+    ``AcquireDeployLock -> IsDeployLockHeld -(no)-> WaitForDeployLock -> AcquireDeployLock``
+    (adaptive wait, bounded by max_polls), then ``CheckChampion``: unchanged -> `deploy`;
+    changed -> the re-evaluation job's poll loop -> ``FreshGate`` -> ``StillBetter``: deploy,
+    or ``UpdateRegistration`` (Rejected / PendingManualApproval) -> `release`. The lock is
+    released by `release` on these paths, and by the execution-closed rule on every other
+    way out (failure, timeout, StopExecution).
+    """
+    acquire = lambda_step(
+        "AcquireDeployLock",
+        "lock-acquire",
+        payload="$",
+        output_model=models.LockState,
+        result_path="$.lock",
+        comment="Conditional write of the endpoint's lock item (owner = this execution)",
+    )
+    held = Choice("IsDeployLockHeld", comment="Held -> compare with today's champion; else wait")
+    wait = Wait(
+        "WaitForDeployLock",
+        seconds_path="$.lock.wait_seconds",
+        comment="Another RUNNING execution deploys to this endpoint: adaptive, bounded wait",
+    )
+    check = start_step(
+        "CheckChampion",
+        "recheck",
+        models.RecheckOutput,
+        "recheck",
+        "Champion changed since evaluation? Then re-evaluate both on the same test split",
+    )
+    changed = Choice("ChampionChanged", comment="Unchanged -> the gate's decision stands")
+    fresh_gate = start_step(
+        "FreshGate",
+        "gate",
+        models.GateOutput,
+        "gate",
+        "The gate again, on the re-evaluation against the champion serving now",
+    )
+    still = Choice("StillBetter", comment="Deploy only if it still beats the newer champion")
+    update_registration = start_step(
+        "UpdateRegistration",
+        "register",
+        models.RegisterOutput,
+        "register",
+        "The model package's approval status from the fresh decision (Rejected or pending)",
+    )
+    acquire.next(held)
+    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", True), check)
+    held.default_choice(wait)
+    wait.next(acquire)
+    check.next(changed)
+    changed.add_choice(ChoiceRule.BooleanEquals("$.recheck.changed", False), deploy)
+    changed.default_choice(poll_loop("Recheck", "recheck", then=fresh_gate, restart=check))
+    fresh_gate.next(still)
+    still.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), deploy)
+    still.default_choice(update_registration)
+    update_registration.next(release)
+    return acquire
+
+
+def release_lock_step() -> Task:
+    return start_step(
+        "ReleaseDeployLock",
+        "lock-release",
+        models.LockReleaseOutput,
+        "lock_release",
+        "Deletes the endpoint's lock item if this execution holds it",
+    )
+
+
 def _topic() -> str:
     return f"${{{TOPIC_PLACEHOLDER}}}"
 
@@ -349,8 +421,11 @@ def build() -> Graph:
     notify_success = notify_success_step()
     notify_success.next(succeeded)
 
+    release_lock = release_lock_step()
+    release_lock.next(notify_success)
+
     smoke_test = smoke_test_step()
-    smoke_test.next(notify_success)
+    smoke_test.next(release_lock)
 
     update_endpoint = start_step(
         "UpdateEndpoint",
@@ -364,7 +439,8 @@ def build() -> Graph:
     )
 
     should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
-    should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), update_endpoint)
+    take_lock = deploy_lock_steps(deploy=update_endpoint, release=release_lock)
+    should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), take_lock)
     should_deploy.default_choice(notify_success)
 
     register = start_step(

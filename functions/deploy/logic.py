@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from shared.adapters.dynamodb import CoordinationTable
 from shared.adapters.sagemaker import SageMaker
-from shared.errors import EndpointFailedError, InvalidInputError, TransientServiceError
+from shared.champion import find_champion
+from shared.errors import (
+    DeployLockLostError,
+    EndpointFailedError,
+    InvalidInputError,
+    TransientServiceError,
+)
 from shared.models import DeployOutput, DeployRequest
 from shared.naming import resource_name
 from shared.observability import logger
@@ -71,6 +78,46 @@ def endpoint_config_request(name: str, model_name: str, request: DeployRequest) 
         ],
         "Tags": [{"Key": "sfn-mlops:execution", "Value": request.execution_name}],
     }
+
+
+def hold_deploy_lock(
+    request: DeployRequest, table: CoordinationTable, sagemaker: SageMaker
+) -> bool:
+    """UpdateEndpoint changes the endpoint only under its deployment lock; True if it had to
+    take the lock back.
+
+    A failed execution's FAILED event releases its lock (functions/lock), so a redrive from
+    UpdateEndpoint, or from PollEndpoint (which restarts UpdateEndpoint), arrives without
+    it. Then the lock is taken back if it is free, and the decision stands only if the
+    endpoint still serves the champion it was made against (or this execution's model,
+    deployed by the failed attempt). Otherwise the state fails saying what to do.
+    """
+    lock, recheck = request.lock, request.recheck
+    if lock is None or recheck is None:
+        raise InvalidInputError(
+            "UpdateEndpoint needs $.lock and $.recheck (AcquireDeployLock, CheckChampion): "
+            "it runs only after the deployment lock was taken"
+        )
+    me, endpoint = request.execution_arn, request.config.endpoint_name
+    holder = table.owner_of(lock.lock_key)
+    if holder == me:
+        return False
+    if holder is not None or not table.take(lock.lock_key, me):
+        raise DeployLockLostError(
+            f"endpoint {endpoint}: the deployment lock is held by "
+            f"{holder or 'another execution'}; this execution's was released when it failed. "
+            "Redrive again when that execution has finished, or start a new execution"
+        )
+    now = find_champion(sagemaker, endpoint)
+    if now not in (recheck.champion_model_uri, request.train.model_artifact_uri):
+        raise DeployLockLostError(
+            f"endpoint {endpoint} serves {now}, not the champion "
+            f"{recheck.champion_model_uri} this execution's decision was made against "
+            "(another execution deployed while this one was failed): start a new execution, "
+            "which evaluates against the model serving now"
+        )
+    logger.info("deployment lock taken back after a redrive", extra={"lock": lock.lock_key})
+    return True
 
 
 def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMaker) -> DeployOutput:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
+from shared.champion import find_champion
 from shared.jobs import (
     EVALUATION_REPORT,
     PROCESSING_INPUT,
@@ -17,6 +18,9 @@ from shared.jobs import (
 from shared.models import (
     EvaluateOutput,
     EvaluateRequest,
+    PollState,
+    RecheckOutput,
+    RecheckRequest,
 )
 from shared.naming import artifact_prefix
 from shared.observability import logger
@@ -24,38 +28,11 @@ from shared.schedule import job_first_poll
 from shared.settings import JobSettings
 
 STEP = "evaluate"
-#: Endpoint states in which EndpointConfigName is the config that serves traffic.
-SERVING_STATES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
 
 
-# --- start ----------------------------------------------------------------------------------
-
-
-def find_champion(sagemaker: SageMaker, endpoint_name: str) -> str | None:
-    """The model artifact (ModelDataUrl) the endpoint serves now; None if there is no endpoint,
-    or it serves nothing (Creating, Failed)."""
-    endpoint = sagemaker.describe_endpoint(endpoint_name)
-    if endpoint is None:
-        logger.info("no champion: endpoint does not exist", extra={"endpoint": endpoint_name})
-        return None
-    status = endpoint.get("EndpointStatus")
-    if status not in SERVING_STATES:
-        logger.info("no champion: endpoint not serving", extra={"status": status})
-        return None
-    config = sagemaker.describe_endpoint_config(str(endpoint["EndpointConfigName"]))
-    if config is None or not config.get("ProductionVariants"):
-        return None
-    model = sagemaker.describe_model(str(config["ProductionVariants"][0]["ModelName"]))
-    if model is None:
-        return None
-    container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-    url = container.get("ModelDataUrl")
-    return str(url) if url else None
-
-
-def report_prefix(settings: JobSettings, execution_name: str) -> str:
+def report_prefix(settings: JobSettings, execution_name: str, step: str = STEP) -> str:
     base = artifact_prefix(
-        settings.artifact_bucket, settings.artifacts_prefix, execution_name, STEP
+        settings.artifact_bucket, settings.artifacts_prefix, execution_name, step
     )
     return f"{base}/evaluation"
 
@@ -116,5 +93,56 @@ def start_evaluation(
         reused=job.reused,
         report_uri=f"{output}/{EVALUATION_REPORT}",
         champion_model_uri=champion_uri,
+        poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
+    )
+
+
+# --- recheck: the champion serving now, under the deployment lock ----------------------------
+
+RECHECK_STEP = "recheck"
+
+
+def recheck(request: RecheckRequest, settings: JobSettings, sagemaker: SageMaker) -> RecheckOutput:
+    """Unchanged champion -> nothing to do. Changed (another execution deployed since this
+    one's evaluation) -> a re-evaluation job, the container's evaluate step on the same test
+    split with the new champion, named from the execution and step `recheck` (so a retry or
+    redrive reuses it, and a failed one is started again as the next attempt)."""
+    before = request.evaluate.champion_model_uri
+    now = find_champion(sagemaker, request.config.endpoint_name)
+    if now == request.train.model_artifact_uri:
+        now = before  # this execution's own model serves already (an earlier attempt deployed)
+    config = request.config
+    if now == before:
+        return RecheckOutput(
+            changed=False,
+            evaluated_champion_uri=before,
+            champion_model_uri=now,
+            job_name=None,
+            reused=False,
+            report_uri=None,
+            poll=PollState(status="Completed", attempt=0, wait_seconds=1),
+        )
+    output = report_prefix(settings, request.execution_name, RECHECK_STEP)
+    job = start_or_reuse(
+        sagemaker,
+        "processing",
+        request.execution_name,
+        RECHECK_STEP,
+        lambda name: processing_request(name, request, settings, now, output),
+    )
+    if job.existing is not None:
+        now = _champion_of(job.existing.description)
+    logger.info(
+        "champion changed since evaluation",
+        extra={"evaluated": before, "now": now, "job_name": job.name},
+    )
+    return RecheckOutput(
+        changed=True,
+        evaluated_champion_uri=before,
+        champion_model_uri=now,
+        job_name=job.name,
+        reused=job.reused,
+        report_uri=f"{output}/{EVALUATION_REPORT}",
+        # the container's evaluate step: its history is the evaluation jobs' durations
         poll=job_first_poll(sagemaker, "processing", STEP, job.status, config),
     )

@@ -5,6 +5,7 @@ carries the preprocessing profile's warnings into the execution's output."""
 from __future__ import annotations
 
 import json
+import math
 
 from pydantic import ValidationError
 
@@ -17,6 +18,11 @@ from shared.models import (
     GateRequest,
     Objective,
 )
+
+#: Two metric values within this *relative* distance are equal (a tie is not decided by
+#: floating-point noise such as 1.1e-16); the absolute floor only matters for values at 0.
+TIE_RELATIVE_TOLERANCE = 1e-9
+TIE_ABSOLUTE_FLOOR = 1e-12
 
 
 def read_report(s3: S3, uri: str) -> EvaluationReport:
@@ -33,6 +39,39 @@ def _metric(report_uri: str, who: str, metrics: dict[str, float | None], name: s
     if name not in metrics:
         raise ArtifactError(f"{report_uri}: {who}.metrics has no {name!r} (has {sorted(metrics)})")
     return metrics[name]
+
+
+def tied(a: float, b: float) -> bool:
+    """Equal within TIE_RELATIVE_TOLERANCE of the larger magnitude."""
+    return math.isclose(a, b, rel_tol=TIE_RELATIVE_TOLERANCE, abs_tol=TIE_ABSOLUTE_FLOOR)
+
+
+def beats_champion(challenger: float, champion: float, objective: Objective) -> tuple[bool, str]:
+    """Whether the challenger beats the champion, and the comparison in words.
+
+    gain = how much better the challenger is, in the objective's direction; values within
+    the relative tolerance are equal (gain 0). `min_improvement: 0` means *strictly better*:
+    an equal challenger does not replace the champion (no churn for a model that is not
+    better). A positive min_improvement is met by a gain equal to it within the tolerance.
+    """
+    maximize = objective.goal == "maximize"
+    gain = (
+        0.0
+        if tied(challenger, champion)
+        else (challenger - champion if maximize else champion - challenger)
+    )
+    needed = objective.min_improvement
+    if needed == 0:
+        beats = gain > 0
+        rule = "needs strictly better"
+    else:
+        beats = gain >= needed or tied(gain, needed)
+        rule = f"needs >= {needed:.6g} better"
+    if gain == 0:
+        how = f"equal within relative {TIE_RELATIVE_TOLERANCE:g}"
+    else:
+        how = f"{abs(gain):.6g} {'better' if gain > 0 else 'worse'}"
+    return beats, f"{challenger:.6g} vs champion {champion:.6g}: {how} ({rule})"
 
 
 def decide(
@@ -81,14 +120,10 @@ def decide(
         else:
             reasons.append("no champion: nothing to beat")
     else:
-        gain = challenger - champion if maximize else champion - challenger
-        beats = gain >= objective.min_improvement
-        better = "better" if gain >= 0 else "worse"
-        reasons.append(
-            f"challenger {name} {challenger:.6g} vs champion {champion:.6g}: "
-            f"{abs(gain):.6g} {better} (needs >= {objective.min_improvement:.6g} better)"
-            + ("" if beats else " (champion not beaten)")
-        )
+        beats, comparison = beats_champion(challenger, champion, objective)
+        reasons.append(f"challenger {name} {comparison}")
+        if not beats:
+            reasons[-1] += " (champion not beaten)"
 
     passed = meets and beats
     deploy = passed and deploy_mode == "auto"
@@ -113,7 +148,15 @@ def decide(
 
 
 def gate(request: GateRequest, s3: S3) -> GateOutput:
-    report_uri = request.evaluate.report_uri
+    """EvaluateModel decides on the evaluation report; FreshGate (with `recheck`) decides
+    again on the re-evaluation against the champion that serves now."""
+    recheck = request.recheck
+    fresh = recheck is not None and recheck.changed and recheck.report_uri is not None
+    report_uri = (
+        recheck.report_uri
+        if fresh and recheck and recheck.report_uri
+        else request.evaluate.report_uri
+    )
     report = read_report(s3, report_uri)
     if report.problem_type != request.config.problem_type:
         raise ArtifactError(
@@ -121,10 +164,18 @@ def gate(request: GateRequest, s3: S3) -> GateOutput:
             f"execution's {request.config.problem_type!r}"
         )
     decision = decide(report, request.config.objective, request.config.deploy_mode, report_uri)
-    if request.preprocess is None:
+    if request.preprocess is not None:
+        warnings = data_warnings(s3, request.preprocess.profile_uri)
+        if warnings:
+            decision = decision.model_copy(update={"data_warnings": warnings})
+    if not fresh or recheck is None:
         return decision
-    warnings = data_warnings(s3, request.preprocess.profile_uri)
-    return decision.model_copy(update={"data_warnings": warnings}) if warnings else decision
+    newer = (
+        f"the champion changed since evaluation ({recheck.evaluated_champion_uri or 'none'} -> "
+        f"{recheck.champion_model_uri or 'none'}): compared again with the newer champion on "
+        "the same test split"
+    )
+    return decision.model_copy(update={"reasons": [newer, *decision.reasons]})
 
 
 def data_warnings(s3: S3, profile_uri: str) -> list[str]:

@@ -115,11 +115,18 @@ def register(
         logger.info("model package group created", extra={"group": group})
     existing = find_package(sagemaker, group, request.execution_name, now or datetime.now(UTC))
     if existing is not None:
-        logger.info("model package reused", extra={"arn": existing["ModelPackageArn"]})
+        arn = str(existing["ModelPackageArn"])
+        current = existing.get("ModelApprovalStatus", status)
+        if request.recheck is not None and request.recheck.changed and current != status:
+            # UpdateRegistration: the fresh decision (a newer champion) overrules the first one
+            sagemaker.update_model_package_status(arn, status, "; ".join(request.gate.reasons))
+            logger.info("model package status updated", extra={"arn": arn, "status": status})
+            current = status
+        logger.info("model package reused", extra={"arn": arn})
         return RegisterOutput(
-            model_package_arn=str(existing["ModelPackageArn"]),
+            model_package_arn=arn,
             model_package_group=group,
-            approval_status=existing.get("ModelApprovalStatus", status),
+            approval_status=current,
             reused=True,
         )
     arn = sagemaker.create_model_package(package_request(request, status))

@@ -3,10 +3,12 @@
 - ECR "ECR Image Action", PUSH + SUCCESS, the configured repository ->
   {image_uri: <registry>/<repo>@<digest>, tags: {image_tag, image_digest}}; one execution per
   image digest.
-- S3 "Object Created" under DATA_PREFIX in the artifact bucket ->
-  {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>}}
-  (characters a model package's metadata refuses replaced by `_`, cut to 256);
-  one execution per object version. The image is the default one (filled in by validate).
+- S3 "Object Created" under DATA_PREFIX in the artifact bucket, one by one or as an SQS
+  batch (the debounce: EventBridge -> SQS -> this function, batched for the window) ->
+  {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>
+  [+ N more]}} (characters a model package's metadata refuses replaced by `_`, cut to 256);
+  one execution per batch of new object versions, or a follow-up after the data run that is
+  RUNNING (shared/data_runs.py). The image is the default one (filled in by validate).
 - Other repositories, prefixes, buckets, FAILURE or DELETE: ignored, with a log line.
 - A malformed event: InvalidEventError naming the field.
 
@@ -14,6 +16,12 @@ EventBridge delivers at least once and invokes asynchronously (retrying errors),
 duplicates are normal: the same event gives the same name and input, and a taken name
 (RUNNING with the same input answers the original ARN; closed answers
 ExecutionAlreadyExists) starts nothing new.
+
+Which delivery is the duplicate: StartExecution cannot tell (two concurrent deliveries both
+get the ARN), so the trigger first claims the execution name in the coordination table (a
+conditional put). The first claimant replies "started"; every later one replies "duplicate".
+A duplicate still calls StartExecution (idempotent): if the claimant crashed between its claim
+and its start, the redelivery starts the execution instead of losing the event.
 """
 
 from __future__ import annotations
@@ -23,16 +31,24 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.adapters.dynamodb import CoordinationTable
 from shared.adapters.stepfunctions import StepFunctions
 from shared.constraints import safe_metadata_value
+from shared.data_runs import start_or_follow
 from shared.errors import InvalidEventError, validation_problems
 from shared.models import TriggerOutput
-from shared.naming import execution_name_for_image, execution_name_for_object
+from shared.naming import (
+    execution_name_for_batch,
+    execution_name_for_image,
+    execution_name_for_object,
+)
 from shared.observability import logger
 from shared.settings import TriggerSettings
 
 M = TypeVar("M", bound=BaseModel)
 ECR = ("aws.ecr", "ECR Image Action")
+#: A claim outlives EventBridge's retries (24 h) and S3's late duplicates.
+CLAIM_TTL_SECONDS = 7 * 24 * 3600
 S3_CREATED = ("aws.s3", "Object Created")
 
 
@@ -145,15 +161,25 @@ def _from_s3(
     return name, payload
 
 
+def claim_key(execution_name: str) -> str:
+    return f"event#{execution_name}"
+
+
 def handle_event(
-    event: Any, settings: TriggerSettings, stepfunctions: StepFunctions
+    event: Any, settings: TriggerSettings, stepfunctions: StepFunctions, table: CoordinationTable
 ) -> TriggerOutput:
+    """One EventBridge event, or an SQS batch of them (`Records`: the debounced S3 events)."""
+    if isinstance(event, dict) and "Records" in event:
+        return _handle_batch(event["Records"], settings, stepfunctions, table)
     envelope = _parse(Envelope, event, "event")
     kind = (envelope.source, envelope.detail_type)
     if kind == ECR:
         decided = _from_ecr(envelope, settings)
     elif kind == S3_CREATED:
         decided = _from_s3(envelope, settings)
+        if isinstance(decided, TriggerOutput):
+            return decided
+        return _start_data_run([(envelope, *decided)], settings, stepfunctions, table)
     else:
         raise InvalidEventError(
             f"unsupported event: source {envelope.source!r}, detail-type "
@@ -165,15 +191,10 @@ def handle_event(
     logger.set_correlation_id(name)
     # Same event -> same name and byte-identical input (AWS's idempotency compares both).
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    first = table.claim(claim_key(name), CLAIM_TTL_SECONDS, event_id=envelope.id)
     result = stepfunctions.start_execution(settings.state_machine_arn, name, body)
-    if result.already_exists:
-        logger.info("duplicate", extra={"execution_name": name, "event_id": envelope.id})
-        return TriggerOutput(
-            action="duplicate",
-            reason="an execution of this name exists already",
-            execution_name=name,
-            payload=payload,
-        )
+    if result.already_exists or not first:
+        return _duplicate(name, envelope.id, payload, result.execution_arn)
     logger.info(
         "execution started",
         extra={"execution_name": name, "execution_arn": result.execution_arn},
@@ -183,5 +204,99 @@ def handle_event(
         reason=f"{envelope.detail_type} from {envelope.source}",
         execution_name=name,
         execution_arn=result.execution_arn,
+        payload=payload,
+    )
+
+
+def _duplicate(
+    name: str, event_id: str, payload: dict[str, Any] | None, arn: str | None
+) -> TriggerOutput:
+    logger.info("duplicate", extra={"execution_name": name, "event_id": event_id})
+    return TriggerOutput(
+        action="duplicate",
+        reason="an execution of this name exists already",
+        execution_name=name,
+        execution_arn=arn,
+        payload=payload,
+    )
+
+
+def _handle_batch(
+    records: Any, settings: TriggerSettings, stepfunctions: StepFunctions, table: CoordinationTable
+) -> TriggerOutput:
+    """SQS records whose bodies are EventBridge S3 events (the S3 rule's queue target)."""
+    if not isinstance(records, list) or not records:
+        raise InvalidEventError("malformed event: Records: expected a non-empty list")
+    objects: list[tuple[Envelope, str, dict[str, Any]]] = []
+    ignored: list[str] = []
+    for i, record in enumerate(records):
+        body = record.get("body") if isinstance(record, dict) else None
+        try:
+            inner = json.loads(body) if isinstance(body, str) else None
+        except json.JSONDecodeError as exc:
+            raise InvalidEventError(f"malformed event: Records[{i}].body: {exc.msg}") from exc
+        envelope = _parse(Envelope, inner, f"Records[{i}].body")
+        if (envelope.source, envelope.detail_type) != S3_CREATED:
+            raise InvalidEventError(
+                f"unsupported event: Records[{i}]: {envelope.detail_type!r} from "
+                f"{envelope.source!r} (the queue carries {S3_CREATED})"
+            )
+        decided = _from_s3(envelope, settings)
+        if isinstance(decided, TriggerOutput):
+            ignored.append(decided.reason)
+        else:
+            objects.append((envelope, *decided))
+    if not objects:
+        return TriggerOutput(action="ignored", reason="; ".join(ignored))
+    return _start_data_run(objects, settings, stepfunctions, table)
+
+
+def _start_data_run(
+    objects: list[tuple[Envelope, str, dict[str, Any]]],
+    settings: TriggerSettings,
+    stepfunctions: StepFunctions,
+    table: CoordinationTable,
+) -> TriggerOutput:
+    """Claim each object version (a redelivered one is a duplicate), then one data run for
+    the new ones -- or a follow-up after the data run that is RUNNING."""
+    new: dict[str, tuple[Envelope, dict[str, Any]]] = {}
+    for envelope, name, payload in objects:
+        if name in new:
+            continue  # the same object twice in one batch
+        if table.claim(claim_key(name), CLAIM_TTL_SECONDS, event_id=envelope.id):
+            new[name] = (envelope, payload)
+    if not new:
+        envelope, name, payload = objects[0]
+        return _duplicate(name, envelope.id, payload, None)
+    names = sorted(new)
+    versions = sorted(p["tags"]["data_version"] for _, p in new.values())
+    payload = dict(next(iter(new.values()))[1])
+    more = f" (+{len(versions) - 1} more)" if len(versions) > 1 else ""
+    payload["tags"] = {"data_version": f"{versions[0]}{more}"[:256]}
+    name = names[0] if len(names) == 1 else execution_name_for_batch(names)
+    if len(names) == 1:
+        payload = new[name][1]
+    logger.set_correlation_id(name)
+    run = start_or_follow(
+        settings.data_prefix, name, payload, settings.state_machine_arn, stepfunctions, table
+    )
+    if run.outcome == "duplicate":
+        return _duplicate(name, new[names[0]][0].id, payload, run.execution_arn)
+    if run.outcome == "follow-up":
+        return TriggerOutput(
+            action="follow-up",
+            reason=(
+                f"{len(names)} new object(s) while the data run {run.holder} is RUNNING: "
+                "one follow-up run starts when it ends"
+            ),
+            execution_name=None,
+            payload=payload,
+        )
+    logger.info("execution started", extra={"execution_name": name, "objects": len(names)})
+    return TriggerOutput(
+        action="started",
+        reason=f"{len(names)} new object(s) under {settings.data_prefix}",
+        execution_name=name,
+        execution_arn=run.execution_arn,
         payload=payload,
     )

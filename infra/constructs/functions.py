@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -44,6 +45,7 @@ class GrantScope:
     bucket: s3.IBucket
     state_machine_arn: str
     sagemaker: SageMakerResources
+    table: dynamodb.ITable
 
     def sm(self, resource_type: str, name: str = "*") -> str:
         return sagemaker_arn(self.construct, resource_type, name)
@@ -67,6 +69,19 @@ class GrantScope:
     def group(self) -> str:
         # SageMaker lower-cases names in ARNs.
         return self.sagemaker.model_package_group_name.lower()
+
+    @property
+    def table_arn(self) -> str:
+        return self.table.table_arn
+
+    @property
+    def executions_arn(self) -> str:
+        return Stack.of(self.construct).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{resources.STATE_MACHINE_NAME}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:

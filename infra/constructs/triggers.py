@@ -1,5 +1,6 @@
 """Triggers: EventBridge rules (ECR image push, new data under data/, an optional schedule)
-that start the pipeline, with retries and one encrypted dead-letter queue that alarms."""
+that start the pipeline, and the rule that releases a closed execution's deployment locks;
+with retries and one encrypted dead-letter queue that alarms."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -45,6 +47,7 @@ class Triggers(Construct):
         construct_id: str,
         *,
         trigger_function: lambda_.Function,
+        lock_events_function: lambda_.Function,
         state_machine: sfn.IStateMachine,
         repository_name: str,
         bucket_name: str,
@@ -89,13 +92,66 @@ class Triggers(Construct):
             event_pattern=event_pattern(resources.ecr_push_event_pattern(repository_name)),
             targets=[lambda_target()],
         )
+        # The debounce: new-data events wait in a queue; the trigger's event source mapping
+        # hands them over in one batch per window, so a burst of uploads is one run.
+        debounce = resources.data_trigger()
+        self.data_events = sqs.Queue(
+            self,
+            "DataEvents",
+            queue_name=resources.DATA_EVENTS_QUEUE,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # Lambda's guidance for SQS sources: >= 6x the function timeout plus the window
+            visibility_timeout=Duration.seconds(
+                6 * trigger_function.timeout.to_seconds() + debounce.debounce_seconds
+            )
+            if trigger_function.timeout
+            else Duration.minutes(15),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.dead_letters),
+        )
         self.new_data = events.Rule(
             self,
             "NewData",
             rule_name=resources.S3_DATA_RULE,
-            description=f"A new object under {resources.DATA_PREFIX} starts a retraining run",
+            description=f"New objects under {resources.DATA_PREFIX} start a retraining run "
+            "(batched for the debounce window)",
             event_pattern=event_pattern(resources.s3_data_event_pattern(bucket_name)),
-            targets=[lambda_target()],
+            targets=[
+                targets.SqsQueue(
+                    self.data_events,
+                    dead_letter_queue=self.dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=RETRY_ATTEMPTS,
+                )
+            ],
+        )
+        trigger_function.add_event_source(
+            event_sources.SqsEventSource(
+                self.data_events,
+                batch_size=debounce.max_batch_size,
+                max_batching_window=Duration.seconds(debounce.debounce_seconds),
+            )
+        )
+        # A failed, timed-out or stopped execution never reaches ReleaseDeployLock (there is
+        # no catch-all): its status-change event releases what it holds.
+        self.execution_closed = events.Rule(
+            self,
+            "ExecutionClosed",
+            rule_name=resources.EXECUTION_CLOSED_RULE,
+            description="A pipeline execution that failed, timed out or was stopped: "
+            "release its deployment locks",
+            event_pattern=event_pattern(
+                resources.execution_closed_event_pattern(state_machine.state_machine_arn)
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    lock_events_function,
+                    dead_letter_queue=self.dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=RETRY_ATTEMPTS,
+                )
+            ],
         )
         # Periodic retraining on the data already in the bucket: off unless asked for.
         self.schedule = events.Rule(

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import ArnFormat, CfnOutput, Stack
 from constructs import Construct
 
+from infra.constructs.coordination import Coordination
 from infra.constructs.functions import GrantScope, PipelineFunctions
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.notifications import Notifications
@@ -51,7 +52,9 @@ class PipelineStack(Stack):
             resource_name=resources.STATE_MACHINE_NAME,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
+        coordination = Coordination(self, "Coordination")
         environment = {
+            "COORDINATION_TABLE": coordination.table.table_name,
             "ARTIFACT_BUCKET": storage.bucket.bucket_name,
             "ARTIFACTS_PREFIX": resources.ARTIFACTS_PREFIX,
             "DATA_PREFIX": resources.DATA_PREFIX,
@@ -72,6 +75,7 @@ class PipelineStack(Stack):
                 bucket=storage.bucket,
                 state_machine_arn=state_machine_arn,
                 sagemaker=sagemaker,
+                table=coordination.table,
             ),
             log_retention=settings.log_retention,
         )
@@ -89,6 +93,7 @@ class PipelineStack(Stack):
             self,
             "Triggers",
             trigger_function=functions.functions["trigger"],
+            lock_events_function=functions.functions["lock-events"],
             state_machine=pipeline.state_machine,
             repository_name=repository.repository_name,
             bucket_name=storage.bucket.bucket_name,
@@ -109,6 +114,7 @@ class PipelineStack(Stack):
 
         self.storage, self.repository, self.functions = storage, repository, functions
         self.state_machine, self.triggers, self.sagemaker = pipeline, triggers, sagemaker
+        self.coordination = coordination
         for name, value, description in (
             ("BucketName", storage.bucket.bucket_name, "data (data/) and artifacts (runs/)"),
             ("RepositoryUri", repository.repository_uri, "push the model image here"),

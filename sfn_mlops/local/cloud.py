@@ -26,6 +26,7 @@ from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.iam import Enforcer
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
 from sfn_mlops.local.logs import LocalLogs
+from sfn_mlops.local.queues import EventSourcePoller
 from sfn_mlops.local.sagemaker import LocalSageMaker
 from sfn_mlops.local.sfn import SimulatedClock
 from shared import resources
@@ -103,6 +104,7 @@ class LocalCloud:
         self.lambdas: LambdaRuntime
         self.sagemaker: LocalSageMaker
         self.events: EventRouter
+        self.queues: EventSourcePoller | None = None
         #: Step Functions' clock for the redrive window (tests advance it: sfn.SimulatedClock)
         self.sfn_clock = SimulatedClock()
 
@@ -150,6 +152,9 @@ class LocalCloud:
             lambda: self.client("s3"), self.workdir, self.region, self.logs
         )
         self.events = EventRouter(self._invoke_target)
+        self.queues = EventSourcePoller(
+            lambda: self.client("sqs"), self._invoke_target, self.region
+        )
         self.iam = Enforcer()
         self._install()
         return self
@@ -187,6 +192,9 @@ class LocalCloud:
             self._log_handler.close()
 
     def stop(self) -> None:
+        if self.queues is not None:
+            self.queues.stop()
+            self.queues = None
         with contextlib.suppress(Exception):
             self.sagemaker.close()
         with contextlib.suppress(Exception):
@@ -312,6 +320,8 @@ class LocalCloud:
     def _install_sfn(self) -> None:
         from sfn_mlops.local.sfn import install, install_fast_waits
 
+        # Execution status change events (RUNNING, redrive, SUCCEEDED | FAILED | TIMED_OUT |
+        # ABORTED) into the EventBridge rules: notifications, the execution-closed rule.
         install(self._patches, self.sfn_clock, emit=self.route_event)
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)

@@ -7,6 +7,8 @@ moto gaps fixed here:
   moto's emitter, so only the AWS-shaped event is delivered (never a wrong-shaped duplicate).
 - Rules cannot target Lambda functions in moto: we deliver to Lambda targets as AWS does,
   asynchronously, with the async-invoke retries (a function error is retried twice more).
+- moto's SQS rule target reads its internal numeric `time` and fails on an AWS-shaped event:
+  SQS targets get the event JSON as the message body, as AWS sends it.
 - Nor SNS topics: an SNS target publishes its (input-transformed) message to the topic, so
   the topic's subscribers (the local stack's SQS inbox) receive it. moto's transformer does
   not escape strings; ours inserts a whole-value placeholder as JSON and escapes one inside
@@ -112,6 +114,24 @@ class Delivery:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+def as_delivered(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as a target receives it (moto's internal fields and time format undone)."""
+    event = copy.deepcopy(event)
+    event.pop("ingestion-time", None)
+    if isinstance(event.get("time"), int | float):
+        event["time"] = _iso(dt.datetime.fromtimestamp(float(event["time"]), tz=dt.UTC))
+    return event
+
+
+def send_to_queue(queue_arn: str, event: dict[str, Any]) -> None:
+    """An SQS rule target: the event JSON is the message body, as EventBridge sends it.
+    (moto's own SQS target expects its internal numeric `time` and fails on AWS's.)"""
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, region, account, name = queue_arn.split(":", 5)
+    sqs_backends[account][region].send_message(name, json.dumps(as_delivered(event)))
+
+
 class EventRouter:
     """Delivers matched events to Lambda targets through `invoke(function_arn, event)`,
     which returns (payload, function_error)."""
@@ -130,10 +150,7 @@ class EventRouter:
             return f"{int(dt.datetime.now().timestamp() * 1e6):016X}{self._sequence:04X}"
 
     def deliver(self, rule_name: str, target_arn: str, event: dict[str, Any]) -> Delivery:
-        event = copy.deepcopy(event)
-        event.pop("ingestion-time", None)
-        if isinstance(event.get("time"), int | float):
-            event["time"] = _iso(dt.datetime.fromtimestamp(float(event["time"]), tz=dt.UTC))
+        event = as_delivered(event)
         delivery = Delivery(rule_name, target_arn, event)
         with self._lock:
             self.deliveries.append(delivery)
@@ -255,10 +272,14 @@ def install(patches: Any, router: EventRouter) -> None:
         lambda_targets = [t for t in rule.targets if ":lambda:" in t["Arn"]]
         for target in lambda_targets:
             router.deliver(rule.name, target["Arn"], event)
+        queue_targets = [t for t in rule.targets if ":sqs:" in t["Arn"]]
+        for target in queue_targets:
+            send_to_queue(target["Arn"], event)
         topic_targets = [t for t in rule.targets if ":sns:" in t["Arn"]]
         for target in topic_targets:
             router.publish(rule.name, target, event)
-        others = [t for t in rule.targets if t not in lambda_targets + topic_targets]
+        handled = lambda_targets + queue_targets + topic_targets
+        others = [t for t in rule.targets if t not in handled]
         if others:
             shadow = copy.copy(rule)
             shadow.targets = others

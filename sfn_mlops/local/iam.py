@@ -72,6 +72,15 @@ class LocalScope:
             for name in self.alarm_names
         ]
 
+    @property
+    def table_arn(self) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{resources.COORDINATION_TABLE}"
+
+    @property
+    def executions_arn(self) -> str:
+        name = resources.STATE_MACHINE_NAME
+        return f"arn:aws:states:{self.region}:{self.account}:execution:{name}:*"
+
 
 def role_policies(scope: Scope, permissions: Permissions = PERMISSIONS) -> dict[str, str]:
     """Function key -> its role's policy document (JSON), from the shared grants."""
@@ -83,7 +92,13 @@ def role_policies(scope: Scope, permissions: Permissions = PERMISSIONS) -> dict[
 
 #: IAM service prefix -> the boto3 client that makes those calls (actions not listed here,
 #: such as iam:PassRole, are checked on another service's call and need no client).
-_CLIENTS = {"s3": "s3", "sagemaker": "sagemaker", "states": "stepfunctions", "sns": "sns"}
+_CLIENTS = {
+    "s3": "s3",
+    "sagemaker": "sagemaker",
+    "states": "stepfunctions",
+    "sns": "sns",
+    "dynamodb": "dynamodb",
+}
 
 
 def client_services(policy: str) -> tuple[str, ...]:

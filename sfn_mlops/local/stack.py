@@ -1,7 +1,8 @@
 """Deploy the stack into the local cloud, from the same constants the CDK app uses
 (shared/resources.py): bucket, ECR repository, topic, roles, one function per FunctionSpec
 with resources.function_environment, the state machine from the rendered ASL with its
-placeholders substituted, and the EventBridge rules targeting the trigger function.
+placeholders substituted, the coordination table, and the EventBridge rules (the trigger,
+the data-events queue it reads in debounced batches, the execution-closed rule).
 
 Local-only overrides of the pipeline defaults are explicit and few: LOCAL_OVERRIDES.
 """
@@ -21,6 +22,7 @@ from infra.permissions import PERMISSIONS
 from sfn_mlops.local import iam
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.lambda_runtime import FunctionConfig
+from sfn_mlops.local.queues import EventSource
 from shared import resources
 
 #: Faster polls and fewer boosting rounds than the cloud defaults, for a one-minute run.
@@ -225,8 +227,11 @@ def deploy(
     state_machine_arn = (
         f"arn:aws:states:{region}:{account}:stateMachine:{resources.STATE_MACHINE_NAME}"
     )
+    # the deployment locks, event claims and the data-run item (DynamoDB is in moto)
+    cloud.client("dynamodb").create_table(**resources.coordination_table_request())
     defaults = local_defaults(overrides)
     values = {
+        "COORDINATION_TABLE": resources.COORDINATION_TABLE,
         "ARTIFACT_BUCKET": bucket,
         "ARTIFACTS_PREFIX": resources.ARTIFACTS_PREFIX,
         "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{account}:role/{resources.PROJECT}-sagemaker",
@@ -352,18 +357,56 @@ def read_notifications(cloud: LocalCloud, stack: Stack, wait_seconds: int = 0) -
 
 
 def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
-    """The EventBridge side: bucket notifications to EventBridge, and the two rules."""
+    """The EventBridge side, as the CDK app builds it: bucket notifications to EventBridge;
+    the ECR rule -> trigger; the S3 rule -> the data-events queue, which the trigger reads in
+    batches for the local debounce window; the execution-closed rule -> lock-events."""
     cloud.client("s3").put_bucket_notification_configuration(
         Bucket=stack.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
     events = cloud.client("events")
     trigger_arn = stack.function_arns["trigger"]
-    for rule, pattern in (
-        (resources.ECR_PUSH_RULE, resources.ecr_push_event_pattern(stack.repository)),
-        (resources.S3_DATA_RULE, resources.s3_data_event_pattern(stack.bucket)),
-    ):
-        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
-        events.put_targets(Rule=rule, Targets=[{"Id": "trigger", "Arn": trigger_arn}])
+    events.put_rule(
+        Name=resources.ECR_PUSH_RULE,
+        EventPattern=json.dumps(resources.ecr_push_event_pattern(stack.repository)),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.ECR_PUSH_RULE, Targets=[{"Id": "trigger", "Arn": trigger_arn}]
+    )
+    debounce = resources.data_trigger()
+    sqs = cloud.client("sqs")
+    queue_url = sqs.create_queue(
+        QueueName=resources.DATA_EVENTS_QUEUE,
+        Attributes={"VisibilityTimeout": str(6 * 60 + debounce.local_debounce_seconds)},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_rule(
+        Name=resources.S3_DATA_RULE,
+        EventPattern=json.dumps(resources.s3_data_event_pattern(stack.bucket)),
+        State="ENABLED",
+    )
+    events.put_targets(Rule=resources.S3_DATA_RULE, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    assert cloud.queues is not None, "the local cloud is not running"
+    cloud.queues.add(
+        EventSource(
+            queue_url=queue_url,
+            queue_arn=queue_arn,
+            function_arn=trigger_arn,
+            batch_size=debounce.max_batch_size,
+            window_seconds=debounce.local_debounce_seconds,
+        )
+    )
+    events.put_rule(
+        Name=resources.EXECUTION_CLOSED_RULE,
+        EventPattern=json.dumps(resources.execution_closed_event_pattern(stack.state_machine_arn)),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.EXECUTION_CLOSED_RULE,
+        Targets=[{"Id": "lock-events", "Arn": stack.function_arns["lock-events"]}],
+    )
 
 
 def image_manifest(label: str) -> str:

@@ -232,6 +232,14 @@ class SageMaker:
         with transient_errors("DescribeModelPackage"):
             return dict(self._client.describe_model_package(ModelPackageName=arn))
 
+    def update_model_package_status(self, arn: str, status: str, description: str) -> None:
+        with transient_errors("UpdateModelPackage"):
+            self._client.update_model_package(
+                ModelPackageArn=arn,
+                ModelApprovalStatus=status,  # type: ignore[arg-type]
+                ApprovalDescription=description[:1000],
+            )
+
     def create_model_package(self, request: dict[str, Any]) -> str:
         with transient_errors("CreateModelPackage"):
             return str(self._client.create_model_package(**request)["ModelPackageArn"])

@@ -1,4 +1,4 @@
-"""Step Functions: start an execution, idempotently by name."""
+"""Step Functions: start an execution, idempotently by name; an execution's status."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ class StepFunctions:
                     return StartResult(None, already_exists=True)
                 raise
         return StartResult(response["executionArn"], already_exists=False)
+
+    def execution_status(self, execution_arn: str) -> str | None:
+        """RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED | PENDING_REDRIVE; None if the
+        execution does not exist."""
+        with transient_errors("DescribeExecution"):
+            try:
+                response = self._client.describe_execution(executionArn=execution_arn)
+            except ClientError as exc:
+                if code_of(exc) == "ExecutionDoesNotExist":
+                    return None
+                raise
+        return str(response["status"])

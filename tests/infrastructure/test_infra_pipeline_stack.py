@@ -33,6 +33,11 @@ def _function_id(template: dict[str, Any], spec: resources.FunctionSpec) -> str:
     return _by_property(template, "AWS::Lambda::Function", "FunctionName", spec.function_name)
 
 
+def _dead_letters_id(template: dict[str, Any]) -> str:
+    (found,) = [k for k in resources_of(template, "AWS::SQS::Queue") if "DeadLetters" in k]
+    return found
+
+
 def _data_bucket_id(template: dict[str, Any]) -> str:
     return _only(
         {
@@ -385,10 +390,48 @@ def test_rules_target_the_trigger_with_retries_and_a_dead_letter_queue(
 ) -> None:
     (target,) = _rule(pipeline_json, rule_name)["Targets"]
     trigger = _function_id(pipeline_json, resources.FUNCTIONS_BY_KEY["trigger"])
-    assert target["Arn"] == {"Fn::GetAtt": [trigger, "Arn"]}
+    if rule_name == resources.S3_DATA_RULE:  # through the debounce queue
+        data_queue = _by_property(
+            pipeline_json, "AWS::SQS::Queue", "QueueName", resources.DATA_EVENTS_QUEUE
+        )
+        assert target["Arn"] == {"Fn::GetAtt": [data_queue, "Arn"]}
+    else:
+        assert target["Arn"] == {"Fn::GetAtt": [trigger, "Arn"]}
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 8}
-    (queue,) = resources_of(pipeline_json, "AWS::SQS::Queue")
+    queue = _dead_letters_id(pipeline_json)
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
+
+
+def test_new_data_is_debounced_by_the_queue_batching_window(pipeline_json: dict[str, Any]) -> None:
+    # Given the data events queue and the trigger's event source mapping on it
+    debounce = resources.data_trigger()
+    queue_id = _by_property(
+        pipeline_json, "AWS::SQS::Queue", "QueueName", resources.DATA_EVENTS_QUEUE
+    )
+    queue = pipeline_json["Resources"][queue_id]["Properties"]
+    mappings = resources_of(pipeline_json, "AWS::Lambda::EventSourceMapping")
+    (mapping,) = [m["Properties"] for m in mappings.values()]
+    trigger = _function_id(pipeline_json, resources.FUNCTIONS_BY_KEY["trigger"])
+    # Then the trigger gets one batch per window (config/pipeline.yaml), and what it cannot
+    # take ends in the dead-letter queue
+    assert mapping["FunctionName"] == {"Ref": trigger}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert mapping["MaximumBatchingWindowInSeconds"] == debounce.debounce_seconds
+    assert mapping["BatchSize"] == debounce.max_batch_size
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": [_dead_letters_id(pipeline_json), "Arn"]
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+    timeout = resources.FUNCTIONS_BY_KEY["trigger"].timeout_seconds
+    assert queue["VisibilityTimeout"] >= 6 * timeout + debounce.debounce_seconds
+
+
+def test_the_batching_window_limit_is_lambdas() -> None:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("lambda")
+    shape = model.shape_for("MaximumBatchingWindowInSeconds")
+    assert shape.metadata["max"] == resources.MAX_BATCHING_WINDOW_SECONDS
 
 
 def test_schedule_is_disabled_by_default_and_starts_the_state_machine(
@@ -404,9 +447,11 @@ def test_schedule_is_disabled_by_default_and_starts_the_state_machine(
 
 
 def test_dead_letter_queue_is_encrypted_tls_only_and_alarmed(pipeline_json: dict[str, Any]) -> None:
-    queue_id, queue = _only(resources_of(pipeline_json, "AWS::SQS::Queue"))
+    queue_id = _dead_letters_id(pipeline_json)
+    queue = pipeline_json["Resources"][queue_id]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
-    (policy,) = resources_of(pipeline_json, "AWS::SQS::QueuePolicy").values()
+    (policy,) = [p for p in resources_of(pipeline_json, "AWS::SQS::QueuePolicy").values()
+                 if {"Ref": queue_id} in p["Properties"]["Queues"]]  # fmt: skip
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert any(
         s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}

@@ -32,6 +32,11 @@ from shared import naming, resources
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 180.0
+#: A challenger that beats the champion (30 rounds locally) on the test split's logloss.
+BETTER_BY_LOGLOSS = {
+    "hyperparameters": {"num_round": 100},
+    "objective": {"name": "logloss", "goal": "minimize", "threshold": 0.5, "min_improvement": 0},
+}
 
 
 @dataclass
@@ -228,8 +233,9 @@ def test_endpoint_update_that_fails_health_keeps_the_old_model_serving(pipeline:
 
     pipeline.cloud.sagemaker.hooks.append(corrupt_challenger)
     try:
-        # same data and hyperparameters as the champion: equal metric, passes min_improvement 0
-        desc, events = pipeline.start({})
+        # more boosting rounds than the champion: a lower test logloss, so the gate deploys
+        # (an equal challenger would not: min_improvement 0 means strictly better)
+        desc, events = pipeline.start(BETTER_BY_LOGLOSS)
     finally:
         pipeline.cloud.sagemaker.hooks.remove(corrupt_challenger)
 

@@ -41,6 +41,7 @@ ENV = {
     "DATA_PREFIX": "data/",
     "DEFAULT_IMAGE_URI": IMAGE,
     "ENDPOINT_ALARM_NAMES": "sfn-mlops-endpoint-5xx,sfn-mlops-endpoint-latency",
+    "COORDINATION_TABLE": "sfn-mlops-coordination",
     "POWERTOOLS_SERVICE_NAME": "sfn-mlops-test",
     "POWERTOOLS_METRICS_NAMESPACE": "SfnMlops",
     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -115,6 +116,13 @@ def state(**results: Any) -> dict[str, Any]:
         "execution_arn": EXECUTION_ARN,
         **results,
     }
+
+
+def make_table() -> None:
+    """The coordination table, as the local cloud creates it."""
+    from shared.resources import coordination_table_request
+
+    aws.dynamodb().create_table(**coordination_table_request(ENV["COORDINATION_TABLE"]))  # type: ignore[arg-type]
 
 
 def make_bucket() -> None:

@@ -7,14 +7,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fn_support import BUCKET, EXECUTION, IMAGE, ROLE, state
+from fn_support import BUCKET, ENV, EXECUTION, EXECUTION_ARN, IMAGE, ROLE, make_table, state
 from sm_stubs import NOW, endpoint, not_found, stubbed
 
 from functions.deploy.handler import lambda_handler
 from functions.deploy.logic import deploy
 from shared import aws
 from shared.adapters.sagemaker import SageMaker
-from shared.errors import EndpointFailedError, InvalidInputError, TransientServiceError
+from shared.errors import (
+    DeployLockLostError,
+    EndpointFailedError,
+    InvalidInputError,
+    TransientServiceError,
+)
 from shared.models import DeployOutput, DeployRequest
 from shared.naming import resource_name
 from shared.settings import DeploySettings, load_settings
@@ -24,6 +29,7 @@ ARTIFACT = f"s3://{BUCKET}/runs/{EXECUTION}/train/job/output/model.tar.gz"
 MODEL = resource_name(EXECUTION, "model")
 CONFIG = resource_name(EXECUTION, "config")
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sfn-mlops-models/1"
+LOCK = f"lock#endpoint#{ENDPOINT}"
 
 
 def deploy_state(deploy_ok: bool = True) -> dict[str, Any]:
@@ -50,7 +56,41 @@ def deploy_state(deploy_ok: bool = True) -> dict[str, Any]:
             "challenger": 0.93,
             "champion": None,
         },
+        lock={
+            "acquired": True,
+            "lock_key": LOCK,
+            "owner": EXECUTION_ARN,
+            "attempt": 0,
+            "wait_seconds": 1,
+        },
+        recheck={
+            "changed": False,
+            "evaluated_champion_uri": None,
+            "champion_model_uri": None,
+            "job_name": None,
+            "reused": False,
+            "report_uri": None,
+            "poll": {"status": "Completed", "attempt": 0, "wait_seconds": 1},
+        },
     )
+
+
+def lock_owner() -> str | None:
+    item = aws.dynamodb().get_item(TableName=ENV["COORDINATION_TABLE"], Key={"pk": {"S": LOCK}})
+    return item.get("Item", {}).get("owner", {}).get("S")
+
+
+def hold_lock(owner: str) -> None:
+    aws.dynamodb().put_item(
+        TableName=ENV["COORDINATION_TABLE"], Item={"pk": {"S": LOCK}, "owner": {"S": owner}}
+    )
+
+
+@pytest.fixture
+def held(moto: None) -> None:
+    """The coordination table, with this execution holding the endpoint's deployment lock."""
+    make_table()
+    hold_lock(EXECUTION_ARN)
 
 
 def configs() -> list[str]:
@@ -58,7 +98,7 @@ def configs() -> list[str]:
     return [c["EndpointConfigName"] for c in listed]
 
 
-def test_first_deployment_creates_the_endpoint(moto: None, context: Any) -> None:
+def test_first_deployment_creates_the_endpoint(held: None, context: Any) -> None:
     # GIVEN no endpoint yet
     # WHEN UpdateEndpoint runs
     out = DeployOutput.model_validate(lambda_handler(deploy_state(), context))
@@ -77,7 +117,7 @@ def test_first_deployment_creates_the_endpoint(moto: None, context: Any) -> None
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
 
 
-def test_reinvoking_deploy_creates_no_second_config(moto: None, context: Any) -> None:
+def test_reinvoking_deploy_creates_no_second_config(held: None, context: Any) -> None:
     # GIVEN this execution deployed already
     lambda_handler(deploy_state(), context)
     # WHEN UpdateEndpoint runs again with the same input
@@ -88,10 +128,66 @@ def test_reinvoking_deploy_creates_no_second_config(moto: None, context: Any) ->
     assert [m["ModelName"] for m in aws.sagemaker().list_models()["Models"]] == [MODEL]
 
 
-def test_gate_without_deploy_is_refused(moto: None, context: Any) -> None:
+def test_gate_without_deploy_is_refused(held: None, context: Any) -> None:
     with pytest.raises(InvalidInputError, match="gate did not approve"):
         lambda_handler(deploy_state(deploy_ok=False), context)
     assert configs() == []
+
+
+def test_redrive_after_the_lock_was_released_takes_it_back(moto: None, context: Any) -> None:
+    # GIVEN the FAILED event released this execution's lock, and nobody took it since
+    make_table()
+    # WHEN the execution is redriven into UpdateEndpoint
+    out = DeployOutput.model_validate(lambda_handler(deploy_state(), context))
+    # THEN it holds the lock again before it deploys
+    assert lock_owner() == EXECUTION_ARN
+    assert out.action == "create"
+
+
+def test_redrive_while_another_execution_holds_the_lock_fails_and_deploys_nothing(
+    moto: None, context: Any
+) -> None:
+    # GIVEN another execution took the lock while this one was failed
+    make_table()
+    other = EXECUTION_ARN.replace(EXECUTION, "other-execution")
+    hold_lock(other)
+    # WHEN this one is redriven into UpdateEndpoint
+    # THEN it fails naming the holder and what to do, before creating anything
+    with pytest.raises(DeployLockLostError, match=f"held by {other}.*Redrive again"):
+        lambda_handler(deploy_state(), context)
+    assert lock_owner() == other
+    assert configs() == []
+
+
+def test_redrive_after_another_deployment_fails_naming_the_new_champion(
+    moto: None, context: Any
+) -> None:
+    # GIVEN another execution deployed (and released the lock) while this one was failed
+    make_table()
+    sm = aws.sagemaker()
+    newer = f"s3://{BUCKET}/runs/other/train/job/output/model.tar.gz"
+    sm.create_model(
+        ModelName="other-model",
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": newer},
+        ExecutionRoleArn=ROLE,
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="other-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "other-model",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="other-config")
+    # WHEN this one is redriven into UpdateEndpoint
+    # THEN it refuses to deploy on a decision made against the old champion
+    with pytest.raises(DeployLockLostError, match=f"serves {newer}.*start a new execution"):
+        lambda_handler(deploy_state(), context)
+    assert configs() == ["other-config"]
 
 
 def _update_stub(current: dict[str, Any]) -> tuple[Any, Any]:

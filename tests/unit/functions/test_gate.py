@@ -202,3 +202,70 @@ def test_preprocessing_warnings_reach_the_gates_output(moto: None, context: Any)
     # THEN the warning is in its output (the execution's output holds $.gate)
     assert out.data_warnings == [warning]
     assert out.deploy is True
+
+
+EVEN = Objective(name="auc", goal="maximize", threshold=0.8, min_improvement=0.0)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "objective", "passed"),
+    [
+        # float noise (the 1.11e-16 "worse") is a tie, in both directions
+        (0.998775, 0.998775 + 1.11e-16, EVEN, False),
+        (0.998775 + 1.11e-16, 0.998775, EVEN, False),
+        # min_improvement 0 means strictly better: a real gain deploys, an equal model does not
+        (0.998776, 0.998775, EVEN, True),
+        # a gain equal to min_improvement (up to float noise) meets it
+        (0.85 + 0.01, 0.85, AUC, True),
+        (0.85 + 0.01 - 2e-12, 0.85, AUC, True),
+        (0.85 + 0.0099, 0.85, AUC, False),
+    ],
+)
+def test_ties_are_decided_with_a_relative_tolerance(
+    challenger: float, champion: float, objective: Objective, passed: bool
+) -> None:
+    # GIVEN a champion and a challenger that differ by noise, by the margin, or by less
+    rep = EvaluationReport.model_validate(report(challenger, champion))
+    # WHEN the gate decides
+    out = decide(rep, objective, "auto")
+    # THEN noise is equality, and equality never beats the champion under min_improvement 0
+    assert out.passed is passed
+    if challenger != champion and abs(challenger - champion) < 1e-12:
+        assert any("equal within relative 1e-09" in r for r in out.reasons)
+
+
+def test_equal_minimized_metric_is_a_tie() -> None:
+    rmse = Objective(name="rmse", goal="minimize", threshold=5.0, min_improvement=0.0)
+    rep = EvaluationReport.model_validate(
+        report(1.0 + 1e-15, 1.0, metric="rmse", problem_type="regression")
+    )
+    out = decide(rep, rmse, "auto")
+    assert (out.passed, out.approval_status) == (False, "Rejected")
+    assert any("needs strictly better" in r for r in out.reasons)
+
+
+def test_fresh_gate_decides_on_the_reevaluation_and_says_so(moto: None, context: Any) -> None:
+    # GIVEN a re-evaluation against a newer champion that is better than the challenger
+    make_bucket()
+    recheck_key = REPORT_KEY.replace("/evaluate/", "/recheck/")
+    aws.s3().put_object(Bucket=BUCKET, Key=REPORT_KEY, Body=json.dumps(report(0.9)).encode())
+    aws.s3().put_object(Bucket=BUCKET, Key=recheck_key, Body=json.dumps(report(0.9, 0.95)).encode())
+    newer = f"s3://{BUCKET}/runs/newer/train/job/output/model.tar.gz"
+    event = gate_state() | {
+        "recheck": {
+            "changed": True,
+            "evaluated_champion_uri": None,
+            "champion_model_uri": newer,
+            "job_name": "recheck-1",
+            "reused": False,
+            "report_uri": f"s3://{BUCKET}/{recheck_key}",
+            "poll": {"status": "Completed", "attempt": 1, "wait_seconds": 1},
+        }
+    }
+    # WHEN FreshGate runs
+    out = GateOutput.model_validate(gate_handler(event, context))
+    # THEN it does not deploy, and says it compared with the newer champion, and why
+    assert (out.deploy, out.approval_status, out.champion) == (False, "Rejected", 0.95)
+    assert "compared again with the newer champion" in out.reasons[0]
+    assert newer in out.reasons[0]
+    assert any("champion not beaten" in r for r in out.reasons)

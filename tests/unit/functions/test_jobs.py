@@ -327,3 +327,52 @@ def test_reused_evaluation_keeps_the_champion_it_was_given(context: Any) -> None
     # THEN it reports the champion that job scores, not today's endpoint
     assert out.reused
     assert out.champion_model_uri == champion_a
+
+
+# --- recheck (CheckChampion, under the deployment lock) -----------------------------------------
+
+
+def _evaluated(context: Any) -> dict[str, Any]:
+    """State after StartEvaluation (no champion then) -- as CheckChampion receives it."""
+    pre, train = run_train(context)
+    evaluate = evaluate_handler(state(preprocess=pre, train=train), context)
+    return state(preprocess=pre, train=train, evaluate=evaluate)
+
+
+def test_recheck_with_the_same_champion_changes_nothing(moto: None, context: Any) -> None:
+    from functions.evaluate.handler import recheck_handler
+    from shared.models import RecheckOutput
+
+    # GIVEN the champion is still the one evaluated against (none)
+    evaluated = _evaluated(context)
+    # WHEN CheckChampion runs
+    out = RecheckOutput.model_validate(recheck_handler(evaluated, context))
+    # THEN the gate's decision stands: no job, nothing to poll
+    assert (out.changed, out.job_name, out.poll.status) == (False, None, "Completed")
+
+
+def test_recheck_after_a_newer_champion_reevaluates_on_the_same_split(
+    moto: None, context: Any
+) -> None:
+    from functions.evaluate.handler import recheck_handler
+    from shared.models import RecheckOutput
+
+    # GIVEN another execution deployed a model after this one's evaluation
+    evaluated = _evaluated(context)
+    newer = f"s3://{BUCKET}/runs/newer/train/job/output/model.tar.gz"
+    _deploy_champion(newer)
+    # WHEN CheckChampion runs (and is retried)
+    out = RecheckOutput.model_validate(recheck_handler(evaluated, context))
+    again = RecheckOutput.model_validate(recheck_handler(evaluated, context))
+    # THEN one re-evaluation job, named from the execution and step, scores the challenger and
+    # the newer champion on the very test split of this execution; a retry reuses it
+    assert out.changed
+    assert out.champion_model_uri == newer
+    assert out.evaluated_champion_uri is None
+    assert out.job_name == resource_name(EXECUTION, "recheck", 1)
+    assert (again.job_name, again.reused) == (out.job_name, True)
+    inputs = _evaluate_inputs(out.job_name)
+    assert inputs["test"]["S3Uri"] == evaluated["preprocess"]["test_uri"]
+    assert inputs["champion"]["S3Uri"] == newer
+    assert inputs["challenger"]["S3Uri"] == evaluated["train"]["model_artifact_uri"]
+    assert out.report_uri == f"{RUNS}/recheck/evaluation/evaluation.json"

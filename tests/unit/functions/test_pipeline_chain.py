@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket, upload_data
+from fn_support import BUCKET, EXECUTION, EXECUTION_ARN, make_bucket, make_table, upload_data
 
 from functions.deploy.handler import lambda_handler as deploy
 from functions.evaluate.handler import lambda_handler as evaluate
+from functions.evaluate.handler import recheck_handler as recheck
 from functions.gate.handler import lambda_handler as gate
+from functions.lock.handler import acquire_handler as acquire_lock
+from functions.lock.handler import release_handler as release_lock
 from functions.poll.handler import lambda_handler as poll
 from functions.preprocess.handler import lambda_handler as preprocess
 from functions.register.handler import lambda_handler as register
@@ -40,6 +43,7 @@ def test_handlers_compose_from_payload_to_endpoint(moto: None, context: Any) -> 
     # GIVEN a manual start with a partial payload
     make_bucket()
     upload_data()
+    make_table()
     payload = {"hyperparameters": {"eta": 0.1}, "tags": {"git_sha": "abc123"}}
     # WHEN each state's Lambda runs on the state the definition would hand it
     state = validate(
@@ -59,8 +63,14 @@ def test_handlers_compose_from_payload_to_endpoint(moto: None, context: Any) -> 
     state["gate"] = gate(state, context)
     state["register"] = register(state, context)
     assert state["gate"]["deploy"] is True
+    state["lock"] = acquire_lock(state, context)
+    assert state["lock"]["acquired"] is True
+    state["recheck"] = recheck(state, context)
+    assert state["recheck"]["changed"] is False  # no deployment since the evaluation
     state["deploy"] = deploy(state, context)
     state["deploy"]["poll"] = poll(poll_request(state["deploy"], state["config"]), context)
+    state["lock_release"] = release_lock(state, context)
+    assert state["lock_release"]["released"] is True
     # THEN the run ends with the endpoint on this execution's config and an Approved package
     assert state["deploy"]["poll"]["status"] == "Completed"
     assert state["register"]["approval_status"] == "Approved"

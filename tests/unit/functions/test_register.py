@@ -137,3 +137,40 @@ def test_throttled_registry_is_transient() -> None:
     request = RegisterRequest.model_validate(register_state())
     with stub, pytest.raises(TransientServiceError):
         register(request, SageMaker(client))
+
+
+def _recheck(changed: bool) -> dict[str, Any]:
+    newer = f"s3://{BUCKET}/runs/newer/train/job/output/model.tar.gz"
+    return {
+        "changed": changed,
+        "evaluated_champion_uri": None,
+        "champion_model_uri": newer if changed else None,
+        "job_name": "recheck-1" if changed else None,
+        "reused": False,
+        "report_uri": REPORT.replace("/evaluate/", "/recheck/") if changed else None,
+        "poll": {"status": "Completed", "attempt": 1, "wait_seconds": 1},
+    }
+
+
+def test_fresh_decision_against_a_newer_champion_updates_the_status(
+    moto: None, context: Any
+) -> None:
+    # GIVEN a package registered Approved by the first gate
+    first = RegisterOutput.model_validate(lambda_handler(register_state(True), context))
+    # WHEN UpdateRegistration runs with the fresh decision (a newer champion won)
+    event = register_state(False) | {"recheck": _recheck(True)}
+    out = RegisterOutput.model_validate(lambda_handler(event, context))
+    # THEN the same package is now Rejected, with the reasons as its approval description
+    assert (out.model_package_arn, out.approval_status) == (first.model_package_arn, "Rejected")
+    described = aws.sagemaker().describe_model_package(ModelPackageName=out.model_package_arn)
+    assert described["ModelApprovalStatus"] == "Rejected"
+    assert len(packages()) == 1
+
+
+def test_a_plain_rerun_never_overrides_the_registered_status(moto: None, context: Any) -> None:
+    # GIVEN a package registered Approved; a redrive brings a state without a changed champion
+    lambda_handler(register_state(True), context)
+    event = register_state(False) | {"recheck": _recheck(False)}
+    out = RegisterOutput.model_validate(lambda_handler(event, context))
+    # THEN the status a person (or the first gate) set is kept
+    assert out.approval_status == "Approved"

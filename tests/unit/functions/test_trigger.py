@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from fn_support import ACCOUNT, BUCKET, ENV, REGION, REPOSITORY, event, upload_data
+from fn_support import ACCOUNT, BUCKET, ENV, REGION, REPOSITORY, event, make_table, upload_data
 
 from functions.trigger.handler import lambda_handler
 from shared import aws
@@ -26,6 +26,7 @@ def state_machine(moto: None) -> str:
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
     )["stateMachineArn"]
     assert arn == ENV["STATE_MACHINE_ARN"]
+    make_table()
     return arn
 
 
@@ -56,8 +57,10 @@ def test_duplicate_event_while_running_starts_nothing_new(state_machine: str, co
     first = lambda_handler(event("ecr_push_success"), context)
     # WHEN EventBridge delivers the same event again
     second = lambda_handler(event("ecr_push_success"), context)
-    # THEN AWS answers the original ARN (same name + input while RUNNING): still one execution
+    # THEN AWS answers the original ARN (same name + input while RUNNING): still one execution,
+    # and the reply says which delivery was the duplicate
     assert second["execution_arn"] == first["execution_arn"]
+    assert (first["action"], second["action"]) == ("started", "duplicate")
     assert len(executions(state_machine)) == 1
 
 
@@ -224,3 +227,151 @@ def test_data_version_of_any_key_satisfies_the_metadata_constraints(
     raw["detail"]["object"]["key"] = "data/" + "x" * 400 + ".csv"
     long = TriggerOutput.model_validate(lambda_handler(raw, context))
     assert len(long.payload["tags"]["data_version"]) == 256
+
+
+def test_concurrent_deliveries_start_one_and_say_duplicate(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN the same S3 event delivered twice at the same time
+    from concurrent.futures import ThreadPoolExecutor
+
+    raw = event("s3_object_created")
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: lambda_handler(raw, context), range(2)))
+    # THEN one execution, one "started" and one "duplicate" naming the same execution
+    assert sorted(r["action"] for r in replies) == ["duplicate", "started"]
+    assert len({r["execution_name"] for r in replies}) == 1
+    assert len(executions(state_machine)) == 1
+
+
+def test_a_claimed_event_whose_start_was_lost_is_started_by_the_redelivery(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN a delivery that claimed its event and then died before StartExecution
+    from functions.trigger.logic import CLAIM_TTL_SECONDS, claim_key
+    from shared.adapters.dynamodb import CoordinationTable
+
+    raw = event("ecr_push_success")
+    name = execution_name_for_image(REPOSITORY, DIGEST)
+    table = CoordinationTable(aws.dynamodb(), ENV["COORDINATION_TABLE"])
+    assert table.claim(claim_key(name), CLAIM_TTL_SECONDS, event_id=raw["id"])
+    # WHEN EventBridge retries it
+    out = lambda_handler(raw, context)
+    # THEN it is reported a duplicate, and the execution runs all the same (no event lost)
+    assert out["action"] == "duplicate"
+    assert [r["name"] for r in executions(state_machine)] == [name]
+
+
+# --- the debounce: S3 events batched through SQS, one data run at a time ------------------------
+
+
+def upload_event(key: str, version: str) -> dict[str, Any]:
+    raw = event("s3_object_created")
+    raw["id"] = f"evt-{key}-{version}"
+    raw["detail"]["object"] |= {"key": key, "version-id": version}
+    return raw
+
+
+def sqs_batch(*events: dict[str, Any]) -> dict[str, Any]:
+    """What the SQS event source mapping invokes the trigger with."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{i}",
+                "receiptHandle": f"r-{i}",
+                "body": json.dumps(e),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:sfn-mlops-new-data",
+            }
+            for i, e in enumerate(events)
+        ]
+    }
+
+
+def closed(arn: str, status: str = "SUCCEEDED") -> dict[str, Any]:
+    return {
+        "id": f"closed-{status}",
+        "source": "aws.states",
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {"executionArn": arn, "status": status},
+    }
+
+
+def test_a_burst_of_uploads_in_one_batch_starts_one_run(state_machine: str, context: Any) -> None:
+    # GIVEN 10 uploads that arrive within the debounce window (one SQS batch)
+    batch = sqs_batch(*(upload_event(f"data/part-{i}.csv", f"v{i}") for i in range(10)))
+    # WHEN the trigger gets the batch, and SQS delivers it again
+    out = TriggerOutput.model_validate(lambda_handler(batch, context))
+    again = TriggerOutput.model_validate(lambda_handler(batch, context))
+    # THEN one execution for all 10 (it reads the whole prefix); the redelivery is a duplicate
+    assert out.action == "started"
+    assert out.execution_name is not None
+    assert out.execution_name.startswith("data-batch-10-")
+    assert out.payload is not None
+    assert out.payload["tags"]["data_version"].endswith("(+9 more)")
+    assert again.action == "duplicate"
+    assert len(executions(state_machine)) == 1
+
+
+def test_uploads_while_a_data_run_runs_get_exactly_one_follow_up(
+    state_machine: str, context: Any
+) -> None:
+    from functions.lock.handler import execution_closed_handler
+
+    # GIVEN a data run that is RUNNING
+    first = lambda_handler(sqs_batch(upload_event("data/a.csv", "v1")), context)
+    # WHEN two more batches arrive while it runs
+    late = [
+        TriggerOutput.model_validate(lambda_handler(sqs_batch(upload_event(k, "v1")), context))
+        for k in ("data/b.csv", "data/c.csv")
+    ]
+    # THEN nothing starts now; both are folded into one follow-up
+    assert [o.action for o in late] == ["follow-up", "follow-up"]
+    assert len(executions(state_machine)) == 1
+    # WHEN the running one ends (and its status event is delivered twice)
+    ended = execution_closed_handler(closed(first["execution_arn"]), context)
+    execution_closed_handler(closed(first["execution_arn"]), context)
+    # THEN exactly one follow-up run started, after it
+    names = [r["name"] for r in executions(state_machine)]
+    assert len(names) == 2
+    assert ended["follow_up"] in names
+    assert ended["follow_up"].startswith("data-followup-")
+    # ... and it is the data run now: another upload waits for it in turn
+    nxt = TriggerOutput.model_validate(
+        lambda_handler(sqs_batch(upload_event("data/d.csv", "v1")), context)
+    )
+    assert nxt.action == "follow-up"
+
+
+def test_a_data_run_that_ended_without_its_event_is_reclaimed(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN the data run was stopped and its status event has not arrived (yet)
+    first = lambda_handler(sqs_batch(upload_event("data/a.csv", "v1")), context)
+    aws.stepfunctions().stop_execution(executionArn=first["execution_arn"])
+    # WHEN new data arrives
+    out = TriggerOutput.model_validate(
+        lambda_handler(sqs_batch(upload_event("data/b.csv", "v1")), context)
+    )
+    # THEN it starts its own run at once (nothing waits for a run that is over)
+    assert out.action == "started"
+    assert len(executions(state_machine)) == 2
+
+
+def test_a_follow_up_without_new_data_is_not_started(state_machine: str, context: Any) -> None:
+    from functions.lock.handler import execution_closed_handler
+
+    first = lambda_handler(sqs_batch(upload_event("data/a.csv", "v1")), context)
+    ended = execution_closed_handler(closed(first["execution_arn"], "FAILED"), context)
+    assert ended["follow_up"] is None
+    assert len(executions(state_machine)) == 1
+
+
+def test_a_batch_of_only_redelivered_objects_starts_nothing(
+    state_machine: str, context: Any
+) -> None:
+    one = upload_event("data/a.csv", "v1")
+    lambda_handler(sqs_batch(one), context)
+    out = TriggerOutput.model_validate(lambda_handler(sqs_batch(one, one), context))
+    assert out.action == "duplicate"
+    assert len(executions(state_machine)) == 1

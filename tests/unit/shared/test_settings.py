@@ -19,6 +19,7 @@ GOOD = {
     "DATA_PREFIX": "data/",
     "PIPELINE_DEFAULTS": '{"max_polls": 3}',
     "DEFAULT_IMAGE_URI": "img",
+    "COORDINATION_TABLE": "sfn-mlops-coordination",
 }
 
 #: Which settings model each function loads (functions/<folder>/handler.py).
@@ -33,6 +34,10 @@ USED = {
     "register": s.NoSettings,
     "deploy": s.DeploySettings,
     "invoke": s.InvokeSettings,
+    "lock-acquire": s.LockSettings,
+    "lock-release": s.LockSettings,
+    "lock-events": s.ExecutionClosedSettings,
+    "recheck": s.JobSettings,
 }
 
 

@@ -72,6 +72,8 @@ class FakePipeline:
     deploy_action: Literal["create", "update"] = "create"
     throttle_once: set[str] = field(default_factory=set)  # keys whose first call is throttled
     transient_once: set[str] = field(default_factory=set)  # ... raises TransientServiceError
+    lock_busy_for: int = 0  # AcquireDeployLock answers "held by another" this many times
+    newer_champion_score: float | None = None  # CheckChampion finds a newer champion (score)
     calls: Counter[str] = field(default_factory=Counter)
     payloads: dict[str, list[Any]] = field(default_factory=dict)
     _poll_attempts: Counter[str] = field(default_factory=Counter)
@@ -79,11 +81,11 @@ class FakePipeline:
     def install(self, dispatcher: LambdaDispatcher) -> None:
         for key in ("validate", "preprocess", "train", "poll", "evaluate", "gate"):
             dispatcher.register(function_name(key), self._wrap(key))
-        for key in ("register", "deploy", "invoke"):
+        for key in ("register", "deploy", "invoke", "lock-acquire", "recheck", "lock-release"):
             dispatcher.register(function_name(key), self._wrap(key))
 
     def _wrap(self, key: str) -> Any:
-        handler = getattr(self, key)
+        handler = getattr(self, key.replace("-", "_"))
 
         def call(payload: Any) -> Any:
             self.calls[key] += 1
@@ -179,14 +181,54 @@ class FakePipeline:
         )
         return models.PollState(status="InProgress", attempt=attempt, wait_seconds=wait)
 
+    def lock_acquire(self, payload: Any) -> models.LockState:
+        request = models.LockRequest.model_validate(payload)
+        attempt = 0 if request.lock is None else request.lock.attempt + 1
+        busy = attempt < self.lock_busy_for
+        return models.LockState(
+            acquired=not busy,
+            lock_key=f"lock#endpoint#{request.config.endpoint_name}",
+            owner="arn:other" if busy else request.execution_arn,
+            attempt=attempt,
+            wait_seconds=polling.wait_seconds(
+                attempt, request.config.poll_interval_seconds,
+                request.config.max_poll_interval_seconds,
+            ),
+        )  # fmt: skip
+
+    def recheck(self, payload: Any) -> models.RecheckOutput:
+        request = models.RecheckRequest.model_validate(payload)
+        changed = self.newer_champion_score is not None
+        name = request.execution_name
+        return models.RecheckOutput(
+            changed=changed,
+            evaluated_champion_uri=None,
+            champion_model_uri=_uri("newer", "train", "model.tar.gz") if changed else None,
+            job_name=_sm_name(name, "recheck") if changed else None,
+            reused=False,
+            report_uri=_uri(name, "recheck", "evaluation.json") if changed else None,
+            poll=_started(request.config)
+            if changed
+            else models.PollState(status="Completed", attempt=0, wait_seconds=1),
+        )
+
+    def lock_release(self, payload: Any) -> models.LockReleaseOutput:
+        request = models.StepRequest.model_validate(payload)
+        return models.LockReleaseOutput(
+            lock_key=f"lock#endpoint#{request.config.endpoint_name}", released=True
+        )
+
     def gate(self, payload: Any) -> models.GateOutput:
         request = models.GateRequest.model_validate(payload)
         objective = request.config.objective
-        passed = self.challenger_score >= objective.threshold
+        champion = self.newer_champion_score if request.recheck is not None else None
+        passed = self.challenger_score >= objective.threshold and (
+            champion is None or self.challenger_score > champion
+        )
         reasons = [
             f"{objective.name} {self.challenger_score} "
             f"{'meets' if passed else 'is below'} threshold {objective.threshold}",
-            "no champion: first model",
+            "no champion: first model" if champion is None else f"newer champion {champion}",
         ]
         deploy = passed and request.config.deploy_mode == "auto"
         return models.GateOutput(
@@ -196,7 +238,7 @@ class FakePipeline:
             reasons=reasons,
             metric=objective.name,
             challenger=self.challenger_score,
-            champion=None,
+            champion=champion,
         )
 
     def register(self, payload: Any) -> models.RegisterOutput:
@@ -208,7 +250,7 @@ class FakePipeline:
             ),
             model_package_group=request.config.model_package_group,
             approval_status="Approved" if request.gate.passed else "Rejected",
-            reused=False,
+            reused=request.recheck is not None,
         )
 
     def deploy(self, payload: Any) -> models.DeployOutput:

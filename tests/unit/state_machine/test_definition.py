@@ -39,6 +39,12 @@ CONTRACT = {
     "PollEvaluation": (models.PollState, "$.evaluate.poll"),
     "PollEndpoint": (models.PollState, "$.deploy.poll"),
     "SmokeTest": (models.InvokeOutput, "$.smoke_test"),
+    "AcquireDeployLock": (models.LockState, "$.lock"),
+    "CheckChampion": (models.RecheckOutput, "$.recheck"),
+    "PollRecheck": (models.PollState, "$.recheck.poll"),
+    "FreshGate": (models.GateOutput, "$.gate"),
+    "UpdateRegistration": (models.RegisterOutput, "$.register"),
+    "ReleaseDeployLock": (models.LockReleaseOutput, "$.lock_release"),
 }
 
 
@@ -46,7 +52,7 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
     # Given the rendered definition / Then the states of the README's "The workflow" are all there
     loops = {
         f"{verb}{job}"
-        for job in ("Preprocessing", "Training", "Evaluation", "Endpoint")
+        for job in ("Preprocessing", "Training", "Evaluation", "Recheck", "Endpoint")
         for verb in ("WaitFor", "Poll", "Restart")
     }
     assert set(STATES) == loops | {
@@ -60,9 +66,19 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
         "EvaluateModel",
         "RegisterModel",
         "ShouldDeploy",
+        "AcquireDeployLock",
+        "IsDeployLockHeld",
+        "WaitForDeployLock",
+        "CheckChampion",
+        "ChampionChanged",
+        "IsRecheckComplete",
+        "FreshGate",
+        "StillBetter",
+        "UpdateRegistration",
         "UpdateEndpoint",
         "IsEndpointInService",
         "SmokeTest",
+        "ReleaseDeployLock",
         "NotifySuccess",
         "Succeeded",
     }
@@ -191,10 +207,27 @@ def test_poll_loops_wait_adaptively_and_close(loop: str) -> None:
 def test_deploy_only_when_the_gate_says_so() -> None:
     choice = STATES["ShouldDeploy"]
     assert choice["Choices"] == [
-        {"Variable": "$.gate.deploy", "BooleanEquals": True, "Next": "UpdateEndpoint"}
+        {"Variable": "$.gate.deploy", "BooleanEquals": True, "Next": "AcquireDeployLock"}
     ]
     assert choice["Default"] == "NotifySuccess"
     assert STATES["RegisterModel"]["Next"] == "ShouldDeploy"
+
+
+def test_every_way_to_the_endpoint_holds_the_lock_and_releases_it() -> None:
+    # Given the states that lead to UpdateEndpoint
+    preds = {n for n, s in STATES.items() if "UpdateEndpoint" in successors(s, catches=False)}
+    # Then: the two fresh decisions, both after the lock was taken, and the endpoint poll's
+    # restart (under the lock too; a redrive that lost it is UpdateEndpoint's to check)
+    assert preds == {"ChampionChanged", "StillBetter", "RestartEndpoint"}
+    assert STATES["RestartRecheck"]["Next"] == "CheckChampion"
+    assert STATES["IsDeployLockHeld"]["Choices"][0]["Next"] == "CheckChampion"
+    assert STATES["IsDeployLockHeld"]["Default"] == "WaitForDeployLock"
+    assert STATES["WaitForDeployLock"]["SecondsPath"] == "$.lock.wait_seconds"
+    assert STATES["WaitForDeployLock"]["Next"] == "AcquireDeployLock"
+    # ... and both success paths (deployed, or no longer better) release it
+    assert STATES["SmokeTest"]["Next"] == "ReleaseDeployLock"
+    assert STATES["UpdateRegistration"]["Next"] == "ReleaseDeployLock"
+    assert STATES["ReleaseDeployLock"]["Next"] == "NotifySuccess"
 
 
 def test_execution_timeout_and_placeholders() -> None:

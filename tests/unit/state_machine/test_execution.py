@@ -72,6 +72,10 @@ def test_first_deployment_creates_the_endpoint(
         "deploy": 1,
         "invoke": 1,
         "poll": 2 + 3 + 2 + 2,  # processing, training, evaluation, endpoint (FakePipeline)
+        # the deployment lock, uncontended, and the unchanged champion: one call each
+        "lock-acquire": 1,
+        "recheck": 1,
+        "lock-release": 1,
     }
     # the smoke test got the sample rows of this execution's preprocessing
     assert fake.payloads["invoke"][0]["sample_uri"] == out["preprocess"]["sample_uri"]
@@ -83,7 +87,7 @@ def test_first_deployment_creates_the_endpoint(
 
     assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2)]
     assert pauses.waits[2:5] == [interval, 2 * interval, 4 * interval]  # training: doubling
-    assert run.entered()[-3:] == ["SmokeTest", "NotifySuccess", "Succeeded"]
+    assert run.entered()[-4:] == ["SmokeTest", "ReleaseDeployLock", "NotifySuccess", "Succeeded"]
     _assert_notified_success(pipeline, deployed=True)
 
 
@@ -327,3 +331,55 @@ def test_worst_case_history_is_far_below_the_limit(
     # Then the history stays far below the limit
     assert per_poll > 0
     assert worst < 0.4 * 25_000, f"{worst:.0f} events at max_polls={max_polls}"
+
+
+# --- the deployment lock and the fresh decision -------------------------------------------------
+
+
+def test_a_busy_lock_is_waited_for_then_the_deployment_goes_ahead(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    # Given another execution holds the endpoint's lock for two attempts
+    fake.lock_busy_for = 2
+    # When the run reaches the deployment
+    run = pipeline.run({})
+    # Then it waits (adaptive, via WaitForDeployLock), deploys, and releases the lock
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert fake.calls["lock-acquire"] == 3
+    assert run.entered().count("WaitForDeployLock") == 2
+    assert fake.calls["deploy"] == 1
+    assert fake.calls["lock-release"] == 1
+    order = run.entered()
+    assert order.index("CheckChampion") < order.index("UpdateEndpoint")
+    assert order.index("SmokeTest") < order.index("ReleaseDeployLock")
+
+
+def test_a_newer_better_champion_stops_the_deployment_and_the_run_succeeds(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    # Given another execution deployed a better model after this one's evaluation
+    fake.newer_champion_score = 0.95  # > the challenger's 0.91
+    # When the run takes the lock
+    run = pipeline.run({})
+    # Then it re-evaluates, does not deploy, re-registers the package, releases, and succeeds
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert fake.calls["deploy"] == 0
+    assert fake.calls["register"] == 2
+    assert fake.calls["lock-release"] == 1
+    assert fake.calls["gate"] == 2
+    assert run.output is not None
+    assert run.output["gate"]["deploy"] is False
+    assert "newer champion 0.95" in run.output["gate"]["reasons"]
+    message = _assert_notified_success(pipeline, deployed=False)
+    assert message["champion"] == 0.95
+
+
+def test_a_newer_worse_champion_is_replaced(
+    pipeline: PipelineHarness, fake: FakePipeline, pauses: Pauses
+) -> None:
+    fake.newer_champion_score = 0.5
+    run = pipeline.run({})
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert fake.calls["deploy"] == 1
+    assert fake.calls["register"] == 1
+    assert "FreshGate" in run.entered()

@@ -1,0 +1,1 @@
+"""The deployment lock: one deployment per endpoint at a time."""

@@ -6,7 +6,7 @@
 - S3 "Object Created" under DATA_PREFIX in the artifact bucket, one by one or as an SQS
   batch (the debounce: EventBridge -> SQS -> this function, batched for the window) ->
   {raw_data_uri: s3://<bucket>/<DATA_PREFIX>, tags: {data_version: <key>@<version or etag>
-  [+ N more]}} (characters a model package's metadata refuses replaced by `_`, cut to 256);
+  +N more}} (characters a model package's metadata refuses replaced by `_`, cut to 256);
   one execution per batch of new object versions, or a follow-up after the data run that is
   RUNNING (shared/data_runs.py). The image is the default one (filled in by validate).
 - Other repositories, prefixes, buckets, FAILURE or DELETE: ignored, with a log line.
@@ -271,8 +271,9 @@ def _start_data_run(
     names = sorted(new)
     versions = sorted(p["tags"]["data_version"] for _, p in new.values())
     payload = dict(next(iter(new.values()))[1])
-    more = f" (+{len(versions) - 1} more)" if len(versions) > 1 else ""
-    payload["tags"] = {"data_version": f"{versions[0]}{more}"[:256]}
+    # "+N more" in characters the model package's metadata accepts (no parentheses)
+    more = f" +{len(versions) - 1} more" if len(versions) > 1 else ""
+    payload["tags"] = {"data_version": safe_metadata_value(f"{versions[0]}{more}")}
     name = names[0] if len(names) == 1 else execution_name_for_batch(names)
     if len(names) == 1:
         payload = new[name][1]

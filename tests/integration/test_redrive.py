@@ -151,18 +151,26 @@ def assert_redriven(env: Cloud, desc: dict[str, Any], from_state: str) -> list[d
 
 
 def test_preprocessing_job_failure_then_data_fixed_then_redrive(env: Cloud) -> None:
-    # Given raw data under a prefix that is still empty: the preprocessing job fails for real
+    # Given raw data whose header passes ValidateInput but whose binary target holds a 7
+    # (a check that needs all the data): the preprocessing job fails for real
     before = env.counts()
     late = f"late-{uuid.uuid4().hex[:6]}/"
+    key = f"{late}{env.seed_key.rsplit('/', 1)[-1]}"
+    seed = env.s3.get_object(Bucket=env.stack.bucket, Key=env.seed_key)["Body"].read().decode()
+    header, first = seed.splitlines()[:2]
+    target = header.split(",").index("target")
+    row = first.split(",")
+    row[target] = "7"
+    env.s3.put_object(Bucket=env.stack.bucket, Key=key, Body=f"{header}\n{','.join(row)}\n")
     arn = env.start({"deploy_mode": "never", "raw_data_uri": f"s3://{env.stack.bucket}/{late}"})
     failed = env.wait(arn)
     cause = assert_failed_at(env, failed, "PollPreprocessing", "JobFailedError")
     assert "processing job" in cause
     assert delta(env.counts(), before)["CreateTrainingJob"] == 0
-    # When the data arrives and the execution is redriven
+    # When the data is corrected and the execution is redriven
     env.s3.copy_object(
         Bucket=env.stack.bucket,
-        Key=f"{late}{env.seed_key.rsplit('/', 1)[-1]}",
+        Key=key,
         CopySource={"Bucket": env.stack.bucket, "Key": env.seed_key},
     )
     done = env.redrive(arn)

@@ -161,7 +161,7 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         )
         env = {**os.environ, **exported}
         assert exported["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
-        # raw data under a prefix that is still empty: the preprocessing job fails for real
+        # raw data under a prefix that is still empty: refused at ValidateInput, before compute
         bucket = resources.bucket_name(DEFAULT_ACCOUNT, exported["AWS_DEFAULT_REGION"])
         late = f"s3://{bucket}/late-data/"
         payload = tmp_path / "payload.json"
@@ -242,7 +242,7 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         assert described.exit_code == 0, described.output
         assert "SUCCEEDED" in described.output
         assert "StartTraining" in described.output
-        assert "redrive 1: continues from PollPreprocessing" in described.output
+        assert "redrive 1: continues from ValidateInput" in described.output
         assert "StartPreprocessing" in described.output
         assert "run 2" in described.output
         unknown = CliRunner().invoke(

@@ -382,11 +382,11 @@ def _scripting_against_local_up(
         time.sleep(0.5)
     assert result.exit_code == 1, result.output
     failure = json.loads(result.stdout)["failure"]
-    assert failure["state"] == "PollPreprocessing"  # the job found no such column
+    assert failure["state"] == "ValidateInput"  # the header has no such column: before any job
     assert "no_such_column" in failure["cause"]
     text = _cli(["describe", "--local", failed_arn], runner_env)
     assert text.exit_code == 1
-    assert "failed at PollPreprocessing" in text.output
+    assert "failed at ValidateInput" in text.output
 
     # start --wait --json with the default payload: trains and deploys; the README's invoke
     # forms then work: a CSV file (the run's sample.csv), CSV rows inline

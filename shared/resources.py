@@ -25,6 +25,13 @@ ARTIFACTS_PREFIX = "runs/"  # <execution>/<step>/... outputs of every step
 CHECKPOINTS_PREFIX = "checkpoints/"
 CHECKPOINT_EXPIRY_DAYS = 14
 METRICS_NAMESPACE = "SfnMlops"
+#: Data capture (the production endpoint's DataCaptureConfig) writes SageMaker's JSON Lines
+#: under <CAPTURE_PREFIX><endpoint>/<variant>/yyyy/mm/dd/hh/ (sfn_mlops/local/capture.py too).
+CAPTURE_PREFIX = "capture/"
+#: The drift check's reports: <MONITORING_PREFIX><endpoint>/<check time>/drift.json
+MONITORING_PREFIX = "monitoring/"
+#: The drift check's CloudWatch metrics (one per feature, plus the drifted-feature count).
+MONITORING_NAMESPACE = "SfnMlops/Monitoring"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
@@ -188,7 +195,13 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "functions.deploy.handler.lambda_handler",
         "Creates or blue/green-updates the endpoint with alarm auto-rollback",
         "DeployFunctionArn",
-        env=(*_BASE_ENV, "SAGEMAKER_ROLE_ARN", "ENDPOINT_ALARM_NAMES", "COORDINATION_TABLE"),
+        env=(
+            *_BASE_ENV,
+            "SAGEMAKER_ROLE_ARN",
+            "ENDPOINT_ALARM_NAMES",
+            "COORDINATION_TABLE",
+            "DATA_CAPTURE_PERCENT",
+        ),
         sagemaker_access=True,
     ),
     FunctionSpec(
@@ -207,8 +220,9 @@ FUNCTIONS_BY_KEY = {f.key: f for f in FUNCTIONS}
 TOPIC_PLACEHOLDER = "NotificationTopicArn"
 
 
-#: The deploy-time section of config/pipeline.yaml (not a per-execution default).
+#: The deploy-time sections of config/pipeline.yaml (not per-execution defaults).
 DATA_TRIGGER_KEY = "data_trigger"
+MONITORING_KEY = "monitoring"
 #: Lambda's limit for MaximumBatchingWindowInSeconds (botocore lambda model: max 300).
 MAX_BATCHING_WINDOW_SECONDS = 300
 
@@ -223,9 +237,11 @@ def _config(path: Path) -> dict[str, Any]:
 
 
 def pipeline_defaults(path: Path = PIPELINE_CONFIG) -> dict[str, Any]:
-    """config/pipeline.yaml's per-execution defaults as a dict (without `data_trigger`)."""
+    """config/pipeline.yaml's per-execution defaults as a dict (without the deploy-time
+    sections `data_trigger` and `monitoring`)."""
     data = _config(path)
     data.pop(DATA_TRIGGER_KEY, None)
+    data.pop(MONITORING_KEY, None)
     return data
 
 
@@ -253,6 +269,72 @@ def data_trigger(path: Path = PIPELINE_CONFIG) -> DataTrigger:
     if not (isinstance(trigger.max_batch_size, int) and 1 <= trigger.max_batch_size <= 10000):
         raise ValueError(f"{path}: {DATA_TRIGGER_KEY}.max_batch_size must be 1..10000")
     return trigger
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """config/pipeline.yaml `monitoring` (see the comments there)."""
+
+    capture_sampling_percentage: int
+    schedule_minutes: int
+    window_hours: int
+    cooldown_hours: int
+    min_records: int
+    psi_threshold: float
+    psi_bins: int
+    ks_p_value: float
+
+    def drift_environment(self) -> dict[str, str]:
+        """The drift job's thresholds, as its environment (container/sfn_container/drift.py)."""
+        return {
+            "MIN_RECORDS": str(self.min_records),
+            "PSI_THRESHOLD": repr(self.psi_threshold),
+            "KS_P_VALUE": repr(self.ks_p_value),
+        }
+
+
+#: name -> (kind, low, high, what it is): the checks monitoring() applies, with the reason.
+_MONITORING_RANGES: dict[str, tuple[type, float, float, str]] = {
+    "capture_sampling_percentage": (int, 0, 100, "DataCaptureConfig InitialSamplingPercentage"),
+    "schedule_minutes": (int, 5, 24 * 60, "the drift check's EventBridge rate, in minutes"),
+    "window_hours": (int, 1, 9, "hours of capture per check (one ProcessingInput per hour)"),
+    "cooldown_hours": (int, 1, 24 * 30, "at most one drift retraining per this many hours"),
+    "min_records": (int, 30, 1_000_000, "captured requests a check needs to judge drift"),
+    "psi_threshold": (float, 0.01, 10.0, "PSI at or above which a feature drifted"),
+    "psi_bins": (int, 2, 50, "baseline quantile bins for PSI"),
+    "ks_p_value": (float, 1e-9, 0.5, "KS significance level (Bonferroni over the features)"),
+}
+
+
+def monitoring(path: Path = PIPELINE_CONFIG) -> Monitoring:
+    """config/pipeline.yaml `monitoring`, every value checked (a clear error names it)."""
+    section = _config(path).get(MONITORING_KEY)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: {MONITORING_KEY}: a mapping of {sorted(_MONITORING_RANGES)}")
+    unknown = sorted(set(section) - set(_MONITORING_RANGES))
+    missing = sorted(set(_MONITORING_RANGES) - set(section))
+    if unknown or missing:
+        raise ValueError(
+            f"{path}: {MONITORING_KEY}: unknown keys {unknown}, missing keys {missing}"
+        )
+    for name, (kind, low, high, what) in _MONITORING_RANGES.items():
+        value = section[name]
+        ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+        if isinstance(value, bool) or not ok_type or not (low <= value <= high):
+            noun = "an integer" if kind is int else "a number"
+            raise ValueError(
+                f"{path}: {MONITORING_KEY}.{name} ({what}) must be {noun} "
+                f"in {low:g}..{high:g}, got {value!r}"
+            )
+    values = {k: (float(v) if _MONITORING_RANGES[k][0] is float else v) for k, v in section.items()}
+    result = Monitoring(**values)
+    if result.window_hours * 60 < result.schedule_minutes:
+        raise ValueError(
+            f"{path}: {MONITORING_KEY}.window_hours ({result.window_hours} h) must cover "
+            f"schedule_minutes ({result.schedule_minutes} min): traffic between checks would "
+            "never be looked at"
+        )
+    return result
 
 
 def pipeline_defaults_env(path: Path = PIPELINE_CONFIG) -> str:

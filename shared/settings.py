@@ -72,6 +72,8 @@ class JobSettings(ArtifactSettings):
 
 class DeploySettings(JobSettings):
     endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
+    #: config/pipeline.yaml monitoring.capture_sampling_percentage (DataCaptureConfig)
+    data_capture_percent: int = Field(alias="DATA_CAPTURE_PERCENT", ge=0, le=100)
     coordination_table: str = _table()  # the deployment lock (held, or taken back)
 
     @field_validator("endpoint_alarm_names", mode="before")

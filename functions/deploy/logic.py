@@ -18,7 +18,7 @@ from shared.errors import (
 from shared.models import DeployOutput, DeployRequest
 from shared.naming import resource_name
 from shared.observability import logger
-from shared.resources import ENDPOINT_VARIANT_NAME
+from shared.resources import CAPTURE_PREFIX, ENDPOINT_VARIANT_NAME
 from shared.schedule import endpoint_history, first_poll
 from shared.settings import DeploySettings
 
@@ -77,6 +77,24 @@ def endpoint_config_request(name: str, model_name: str, request: DeployRequest) 
             }
         ],
         "Tags": [{"Key": "sfn-mlops:execution", "Value": request.execution_name}],
+    }
+
+
+def data_capture_config(settings: DeploySettings) -> dict[str, Any]:
+    """The production endpoint's DataCaptureConfig: requests and responses, sampled, as
+    SageMaker's JSON Lines under s3://<bucket>/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/
+    (what the drift check reads). CSV and JSON bodies are captured as text, others base64."""
+    return {
+        "DataCaptureConfig": {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": settings.data_capture_percent,
+            "DestinationS3Uri": f"s3://{settings.artifact_bucket}/{CAPTURE_PREFIX.rstrip('/')}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": ["text/csv"],
+                "JsonContentTypes": ["application/json"],
+            },
+        }
     }
 
 
@@ -140,7 +158,9 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
 
     if sagemaker.create_model(model_request(model_name, request, settings)):
         logger.info("model created", extra={"model": model_name})
-    if sagemaker.create_endpoint_config(endpoint_config_request(config_name, model_name, request)):
+    endpoint_config = endpoint_config_request(config_name, model_name, request)
+    endpoint_config.update(data_capture_config(settings))
+    if sagemaker.create_endpoint_config(endpoint_config):
         logger.info("endpoint config created", extra={"endpoint_config": config_name})
 
     action: Literal["create", "update", "none"]

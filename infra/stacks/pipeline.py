@@ -64,6 +64,7 @@ class PipelineStack(Stack):
             "PIPELINE_DEFAULTS": resources.pipeline_defaults_env(),
             "DEFAULT_IMAGE_URI": repository.repository_uri_for_tag(settings.image_tag),
             "ENDPOINT_ALARM_NAMES": ",".join(alarm.alarm_name for alarm in sagemaker.alarms),
+            "DATA_CAPTURE_PERCENT": str(resources.monitoring().capture_sampling_percentage),
         }
         functions = PipelineFunctions(
             self,

@@ -241,6 +241,7 @@ def deploy(
         "PIPELINE_DEFAULTS": json.dumps(defaults, separators=(",", ":"), sort_keys=True),
         "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
         "ENDPOINT_ALARM_NAMES": ",".join(resources.ENDPOINT_ALARM_NAMES),
+        "DATA_CAPTURE_PERCENT": str(resources.monitoring().capture_sampling_percentage),
     }
 
     policies = None

@@ -749,3 +749,61 @@ def test_no_process_outlives_the_local_cloud(
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_data_capture_writes_sagemakers_json_lines_under_the_hour(
+    cloud: LocalCloud, trained: dict[str, Any]
+) -> None:
+    # GIVEN an endpoint whose config captures input and output of every request
+    sm = cloud.client("sagemaker")
+    _model(cloud, "captured", trained["final"]["ModelArtifacts"]["S3ModelArtifacts"])
+    sm.create_endpoint_config(
+        EndpointConfigName="captured-capture-config",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "captured",
+             "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+        DataCaptureConfig={
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{BUCKET}/capture",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"],
+                                         "JsonContentTypes": ["application/json"]},
+        },
+    )  # fmt: skip
+    sm.create_endpoint(EndpointName="captured-ep", EndpointConfigName="captured-capture-config")
+    assert _endpoint_settled(cloud, "captured-ep")["EndpointStatus"] == "InService"
+
+    # WHEN it answers two requests
+    _predict(cloud, "captured-ep")
+    _predict(cloud, "captured-ep")
+
+    # THEN the flusher writes them, as SageMaker does, under <prefix>/<endpoint>/<variant>/hour/
+    s3 = cloud.client("s3")
+
+    def captured() -> dict[str, list[dict[str, Any]]]:
+        found = s3.list_objects_v2(Bucket=BUCKET, Prefix="capture/captured-ep/")
+        return {
+            o["Key"]: [
+                json.loads(line)
+                for line in s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().splitlines()
+            ]
+            for o in found.get("Contents", [])
+        }
+
+    files = wait(lambda: (c := captured()) and sum(map(len, c.values())) >= 2 and c)
+    for key, lines in files.items():
+        when = time.strptime(lines[0]["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%SZ")
+        hour = time.strftime("%Y/%m/%d/%H", when)
+        assert key.startswith(f"capture/captured-ep/AllTraffic/{hour}/"), key
+        assert key.endswith(".jsonl")
+    records = [r for lines in files.values() for r in lines]
+    record = records[0]
+    assert record["eventVersion"] == "0"
+    assert record["captureData"]["endpointInput"]["encoding"] == "CSV"
+    assert record["captureData"]["endpointInput"]["mode"] == "INPUT"
+    assert record["captureData"]["endpointInput"]["observedContentType"] == "text/csv"
+    assert record["captureData"]["endpointOutput"]["encoding"] == "JSON"
+    assert "predictions" in json.loads(record["captureData"]["endpointOutput"]["data"])
+    sm.delete_endpoint(EndpointName="captured-ep")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local import procs
+from sfn_mlops.local.capture import Capture, CaptureSpec
 from sfn_mlops.local.sagemaker.common import Workspace, now, split_s3, tail
 
 HEALTH_TIMEOUT_SECONDS = 60.0
@@ -60,6 +61,8 @@ class Server:
     port: int
     proc: Any
     workdir: Path
+    variant: str = ""
+    capture: CaptureSpec | None = None  # the config's DataCaptureConfig
 
     def exit_cause(self) -> str | None:
         code = self.proc.poll()
@@ -76,6 +79,7 @@ class EndpointManager:
         self.servers: dict[str, Server] = {}  # endpoint name -> the server taking traffic
         self._resources: dict[str, tuple[Any, Any]] = {}  # endpoint -> (moto fake, backend)
         self._watcher: threading.Thread | None = None
+        self.capture = Capture(lambda: ws.s3)  # data capture, written off the request path
 
     def _start_server(self, endpoint: str, config_name: str, backend: Any) -> Server:
         """Start the model server for `config_name` and wait until /ping answers 200."""
@@ -120,7 +124,10 @@ class EndpointManager:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
                     if r.status == 200:
-                        return Server(config_name, port, proc, workdir)
+                        capture = CaptureSpec.of(getattr(config, "data_capture_config", None))
+                        return Server(
+                            config_name, port, proc, workdir, variant["VariantName"], capture
+                        )
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)
@@ -249,7 +256,11 @@ class EndpointManager:
         )
         try:
             with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_SECONDS) as r:
-                return r.status, dict(r.headers), r.read()
+                answer = r.status, dict(r.headers), r.read()
+            if server.capture is not None:
+                self.capture.record(server.capture, endpoint, server.variant, body, headers,
+                                    answer[2], answer[1])  # fmt: skip
+            return answer
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
         except TimeoutError as exc:
@@ -274,3 +285,4 @@ class EndpointManager:
             self.servers.clear()
         for server in servers:
             procs.kill(server.proc)
+        self.capture.close()

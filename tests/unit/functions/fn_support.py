@@ -41,6 +41,7 @@ ENV = {
     "DATA_PREFIX": "data/",
     "DEFAULT_IMAGE_URI": IMAGE,
     "ENDPOINT_ALARM_NAMES": "sfn-mlops-endpoint-5xx,sfn-mlops-endpoint-latency",
+    "DATA_CAPTURE_PERCENT": "100",
     "COORDINATION_TABLE": "sfn-mlops-coordination",
     "POWERTOOLS_SERVICE_NAME": "sfn-mlops-test",
     "POWERTOOLS_METRICS_NAMESPACE": "SfnMlops",

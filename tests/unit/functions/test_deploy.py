@@ -3,6 +3,8 @@ UpdateEndpoint with alarm auto-rollback after (moto for create, Stubber for upda
 
 from __future__ import annotations
 
+import os
+
 from datetime import timedelta
 from typing import Any
 
@@ -115,6 +117,12 @@ def test_first_deployment_creates_the_endpoint(held: None, context: Any) -> None
     variant = sm.describe_endpoint_config(EndpointConfigName=CONFIG)["ProductionVariants"][0]
     assert (variant["ModelName"], variant["VariantName"]) == (MODEL, "AllTraffic")
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
+    # ... and the config captures requests and responses for the drift check
+    capture = sm.describe_endpoint_config(EndpointConfigName=CONFIG)["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == 100  # config/pipeline.yaml monitoring
+    assert capture["DestinationS3Uri"] == f"s3://{os.environ['ARTIFACT_BUCKET']}/capture"
+    assert {o["CaptureMode"] for o in capture["CaptureOptions"]} == {"Input", "Output"}
 
 
 def test_reinvoking_deploy_creates_no_second_config(held: None, context: Any) -> None:

@@ -14,6 +14,7 @@ GOOD = {
     "ARTIFACTS_PREFIX": "runs/",
     "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
     "ENDPOINT_ALARM_NAMES": "a, b ,,c",
+    "DATA_CAPTURE_PERCENT": "100",
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:x",
     "ECR_REPOSITORY": "repo",
     "DATA_PREFIX": "data/",

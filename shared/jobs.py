@@ -30,6 +30,16 @@ PROCESSING_INPUT = "/opt/ml/processing/input"
 PROCESSING_OUTPUT = "/opt/ml/processing/output"
 PREPROCESS_OUTPUTS = ("train", "validation", "test", "profile", "sample")
 EVALUATION_REPORT = "evaluation.json"
+#: The challenger's drift baseline, beside its evaluation report (container drift.py).
+BASELINE_FILES = ("baseline/statistics.json", "baseline/constraints.json")
+
+
+def baseline_uris(report_uri: str) -> tuple[str, str]:
+    """(statistics, constraints) URIs of the baseline the evaluation job at `report_uri` wrote."""
+    prefix = report_uri.rsplit("/", 1)[0]
+    return f"{prefix}/{BASELINE_FILES[0]}", f"{prefix}/{BASELINE_FILES[1]}"
+
+
 MODEL_ARCHIVE = "model.tar.gz"
 
 

@@ -1,6 +1,6 @@
-"""``python -m sfn_container preprocess|train|evaluate|serve|data``.
+"""``python -m sfn_container preprocess|train|evaluate|drift|serve|data``.
 
-The batch entrypoints (preprocess, train, evaluate) write ``$OPT_ML/output/failure`` and
+The batch entrypoints (preprocess, train, evaluate, drift) write ``$OPT_ML/output/failure`` and
 exit 1 on any error; ``serve`` runs until SIGTERM/SIGINT; ``data`` writes a raw data set.
 """
 
@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("preprocess", help="raw CSVs -> train/validation/test, profile, sample")
     sub.add_parser("train", help="train XGBoost on the train/validation channels")
     sub.add_parser("evaluate", help="score challenger (and champion) -> evaluation.json")
+    sub.add_parser("drift", help="captured traffic vs the model's baseline -> drift.json")
     serve = sub.add_parser("serve", help="HTTP model server on $SAGEMAKER_BIND_TO_PORT")
     serve.add_argument("--port", type=int, help="overrides SAGEMAKER_BIND_TO_PORT (8080)")
     serve.add_argument("--host", help="bind address (default 0.0.0.0)")
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sfn_container.preprocess import main as job
     elif args.command == "train":
         from sfn_container.train import main as job
+    elif args.command == "drift":
+        from sfn_container.drift import main as job
     else:
         from sfn_container.evaluate import main as job
     return run_job(job, OptMl.from_env().failure_file)

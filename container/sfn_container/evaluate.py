@@ -39,6 +39,10 @@ Output: ``$OPT_ML/processing/output/evaluation/evaluation.json``::
                 "champion": {...} | null}     # regression: "residuals" (actual,
     }                                         #   predicted, histogram)
 
+When the ``train`` input is present (the preprocess train split), the model's drift
+baseline (:mod:`sfn_container.drift`) is written to ``evaluation/baseline/statistics.json``
+and ``constraints.json``.
+
 Also, when the ``profile`` input is present (preprocess's profile prefix: one
 ``profile.json``, or one per host of a sharded preprocessing job), the data profile of the
 whole data set, merged from the hosts' partial profiles (:mod:`sfn_container.profiles`), is
@@ -96,7 +100,9 @@ def _score(
     return result, plot
 
 
-def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate(
+    opt_ml: OptMl, env: dict[str, str] | None = None, baseline_dir: Path | None = None
+) -> dict[str, Any]:
     env = dict(os.environ if env is None else env)
     try:
         resamples = int(env.get("BOOTSTRAP_RESAMPLES", "30"))
@@ -151,14 +157,20 @@ def evaluate(opt_ml: OptMl, env: dict[str, str] | None = None) -> dict[str, Any]
             report["champion_error"] = str(exc)
             print(f"WARNING champion not scored: {exc}", flush=True)
     report["plots"] = {"challenger": challenger_plot, "champion": champion_plot}
+    train_dir = opt_ml.processing_input("train")
+    if baseline_dir is not None and train_dir.is_dir():
+        # the challenger's drift baseline, from the split it was trained on
+        from sfn_container.drift import write_baseline
+
+        write_baseline(baseline_dir, tabular.read_dir(train_dir), challenger.schema)
     return report
 
 
 def main() -> None:
     import_xgboost()  # before anything imports it: a job process needs no scikit-learn
     opt_ml = OptMl.from_env()
-    report = evaluate(opt_ml)
     out = opt_ml.processing_output("evaluation") / "evaluation.json"
+    report = evaluate(opt_ml, baseline_dir=out.parent / "baseline")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     profile_dir = opt_ml.processing_input("profile")

@@ -43,7 +43,10 @@ def processing_request(
     settings: JobSettings,
     champion_uri: str | None,
     output: str,
+    baseline: bool = False,
 ) -> dict[str, Any]:
+    """`baseline`: also give the job the train split, from which it writes the challenger's
+    drift baseline beside its report (shared/jobs.py baseline_uris; not for a recheck)."""
     inputs = [
         s3_input("test", request.preprocess.test_uri, f"{PROCESSING_INPUT}/test"),
         s3_input("challenger", request.train.model_artifact_uri, f"{PROCESSING_INPUT}/challenger"),
@@ -52,6 +55,8 @@ def processing_request(
     ]
     if champion_uri:
         inputs.append(s3_input("champion", champion_uri, f"{PROCESSING_INPUT}/champion"))
+    if baseline:
+        inputs.append(s3_input("train", request.preprocess.train_uri, f"{PROCESSING_INPUT}/train"))
     return processing_job_request(
         name,
         STEP,
@@ -83,7 +88,7 @@ def start_evaluation(
         "processing",
         request.execution_name,
         STEP,
-        lambda name: processing_request(name, request, settings, champion_uri, output),
+        lambda name: processing_request(name, request, settings, champion_uri, output, True),
     )
     if job.existing is not None:  # reused: the champion is what that job was given
         champion_uri = _champion_of(job.existing.description)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
+from shared.jobs import baseline_uris
 from shared.models import RegisterOutput, RegisterRequest
 from shared.observability import logger
 
@@ -85,9 +86,22 @@ def package_request(request: RegisterRequest, status: str) -> dict[str, Any]:
                 }
             }
         },
+        "DriftCheckBaselines": drift_check_baselines(request.evaluate.report_uri),
         "CustomerMetadataProperties": _metadata(request),
         "ClientToken": client_token(request.execution_arn),
         "Tags": [{"Key": "sfn-mlops:execution", "Value": request.execution_name}],
+    }
+
+
+def drift_check_baselines(report_uri: str) -> dict[str, Any]:
+    """The model's data-drift baseline (statistics and constraints of its training split),
+    which the scheduled drift check compares the endpoint's captured traffic against."""
+    statistics, constraints = baseline_uris(report_uri)
+    return {
+        "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": statistics},
+            "Constraints": {"ContentType": "application/json", "S3Uri": constraints},
+        }
     }
 
 

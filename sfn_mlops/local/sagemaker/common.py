@@ -17,7 +17,7 @@ from typing import Any
 from sfn_mlops.local import procs
 from sfn_mlops.local.logs import LocalLogs, log_stream_of
 
-ENTRYPOINTS = ("preprocess", "train", "evaluate", "serve")
+ENTRYPOINTS = ("preprocess", "train", "evaluate", "drift", "serve")
 _HOST_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
 #: How long close() waits for job and endpoint threads to end after killing their processes.
 CLOSE_JOIN_SECONDS = 10.0

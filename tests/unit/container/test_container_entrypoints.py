@@ -29,6 +29,7 @@ def _pipeline(root: Path, dataset: str, problem_type: str) -> dict[str, object]:
     train = run_entrypoint("train", root)
     inputs = root / "processing" / "input"
     shutil.copytree(splits / "test", inputs / "test")
+    shutil.copytree(splits / "train", inputs / "train")  # -> the challenger's drift baseline
     write_archive(root / "model", inputs / "challenger" / "model.tar.gz")
     write_archive(root / "model", inputs / "champion" / "model.tar.gz")
     evaluate = run_entrypoint("evaluate", root, env)
@@ -209,6 +210,15 @@ def test_evaluate_classification_report(classification: dict) -> None:
     roc = report["plots"]["challenger"]["roc_curve"]
     assert roc["false_positive_rates"][0] == 0.0
     assert roc["true_positive_rates"][-1] == 1.0
+    # the drift baseline of the train split, one entry per model feature, in model order
+    baseline = root / "processing" / "output" / "evaluation" / "baseline"
+    statistics = json.loads((baseline / "statistics.json").read_text())
+    constraints = json.loads((baseline / "constraints.json").read_text())
+    names = challenger["model"]["feature_names"]
+    assert [f["name"] for f in statistics["features"]] == names
+    assert [f["name"] for f in constraints["features"]] == names
+    train_rows = tabular.read_dir(root / "processing" / "input" / "train").num_rows
+    assert statistics["dataset"]["item_count"] == train_rows
 
 
 def test_evaluate_regression_report(regression: dict) -> None:

@@ -4,7 +4,6 @@ UpdateEndpoint with alarm auto-rollback after (moto for create, Stubber for upda
 from __future__ import annotations
 
 import os
-
 from datetime import timedelta
 from typing import Any
 

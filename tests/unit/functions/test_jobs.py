@@ -273,7 +273,8 @@ def test_evaluate_first_model_has_no_champion(moto: None, context: Any) -> None:
     # THEN only the challenger is scored on the test split
     assert out.champion_model_uri is None
     inputs = _evaluate_inputs(out.job_name)
-    assert set(inputs) == {"test", "challenger", "profile"}  # profile: merged into the report dir
+    # profile: merged into the report dir; train: the challenger's drift baseline
+    assert set(inputs) == {"test", "challenger", "profile", "train"}
     assert inputs["test"]["S3Uri"] == pre["test_uri"]
     assert inputs["challenger"]["S3Uri"] == train["model_artifact_uri"]
     assert inputs["challenger"]["LocalPath"] == "/opt/ml/processing/input/challenger"

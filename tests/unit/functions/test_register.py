@@ -74,6 +74,11 @@ def test_registers_approved_package_with_metrics_and_lineage(moto: None, context
     package = aws.sagemaker().describe_model_package(ModelPackageName=out.model_package_arn)
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == REPORT
+    # the drift baseline the evaluation job wrote beside its report
+    quality = package["DriftCheckBaselines"]["ModelDataQuality"]
+    prefix = REPORT.rsplit("/", 1)[0]
+    assert quality["Statistics"]["S3Uri"] == f"{prefix}/baseline/statistics.json"
+    assert quality["Constraints"]["S3Uri"] == f"{prefix}/baseline/constraints.json"
     (container,) = package["InferenceSpecification"]["Containers"]
     assert (container["Image"], container["ModelDataUrl"]) == (IMAGE, ARTIFACT)
     meta = package["CustomerMetadataProperties"]

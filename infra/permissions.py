@@ -60,6 +60,11 @@ class Scope(Protocol):
         """Executions of this state machine: arn:...:execution:<state machine name>:*"""
         ...
 
+    @property
+    def drift_role_arn(self) -> str:
+        """The drift job's role (shared.resources.DRIFT_JOB_ROLE)."""
+        ...
+
 
 _PER_EXECUTION = (
     "SageMaker job, model and endpoint-config names derive from each execution name "
@@ -243,6 +248,28 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         # It still holds the deployment lock, or takes it back after a redrive (if free).
         _items(g, ["GetItem", "PutItem"], LOCK_KEYS),
     ],
+    # The scheduled drift check: the serving model (endpoint, config, model, its package
+    # tag, the package's baseline), which capture hours hold objects, then the job, run
+    # with the drift job's own role.
+    "monitor": lambda g: [
+        Grant(
+            ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
+             "sagemaker:DescribeModel", "sagemaker:ListTags"],
+            [g.sm("endpoint"), g.sm("endpoint-config"), g.sm("model")],
+            _PER_EXECUTION,
+        ),
+        Grant(["sagemaker:DescribeModelPackage"], [g.sm("model-package", f"{g.group}/*")],
+              _GROUP_VERSIONS),
+        Grant(["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+               "sagemaker:AddTags"], [g.sm("processing-job")],
+              "drift job names derive from the endpoint and the scheduled time"),
+        _list(g, resources.CAPTURE_PREFIX),
+        Grant(
+            ["iam:PassRole"],
+            [g.drift_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+    ],
     "invoke": lambda g: [
         Grant(
             ["sagemaker:InvokeEndpoint"],
@@ -254,6 +281,31 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         _read_runs(g),
     ],
 }  # fmt: skip
+
+
+_CAPTURE = "capture files are written per endpoint, variant and hour (yyyy/mm/dd/hh)"
+_BASELINES = "each model's baseline lies beside its evaluation report: runs/<execution>/evaluate/"
+_REPORTS = "one report prefix per endpoint and check time: monitoring/<endpoint>/<time>/"
+
+
+def drift_job_grants(g: Scope) -> list[Grant]:
+    """The drift job's role (SageMaker assumes it to run the check): read the capture and
+    the baselines, write its reports and its CloudWatch metrics; nothing else."""
+    return [
+        Grant(["s3:GetObject"], [g.objects(f"{resources.CAPTURE_PREFIX}*")], _CAPTURE),
+        Grant(
+            ["s3:GetObject"], [g.objects(f"{resources.ARTIFACTS_PREFIX}*/evaluate/*")], _BASELINES
+        ),
+        _list(g, resources.CAPTURE_PREFIX),
+        _list(g, resources.ARTIFACTS_PREFIX),
+        Grant(["s3:PutObject"], [g.objects(f"{resources.MONITORING_PREFIX}*")], _REPORTS),
+        Grant(
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            "PutMetricData has no resource-level permissions; the condition fixes the namespace",
+            conditions={"StringEquals": {"cloudwatch:namespace": resources.MONITORING_NAMESPACE}},
+        ),
+    ]
 
 
 def policy_document(grants: list[Grant]) -> dict[str, Any]:

@@ -482,3 +482,14 @@ class TriggerOutput(Strict):
     execution_name: str | None = None
     execution_arn: str | None = None
     payload: dict[str, Any] | None = None
+
+
+class MonitorOutput(Strict):
+    """The scheduled drift check: the job it started, or why there was nothing to check."""
+
+    action: Literal["started", "duplicate", "skipped"]
+    reason: str
+    job_name: str | None = None
+    report_uri: str | None = None
+    window_start: str | None = None
+    window_end: str | None = None

@@ -51,6 +51,14 @@ def execution_name_for_batch(object_execution_names: list[str]) -> str:
     return f"data-batch-{len(names)}-{_digest(*names, length=32)}"[:EXECUTION_NAME_MAX]
 
 
+def execution_name_for_alarm(alarm_name: str, state_timestamp: str) -> str:
+    """`drift-<alarm>-<hash>`: one execution per alarm state change (its timestamp)."""
+    readable = _slug(alarm_name, _EXECUTION_UNSAFE, 40)
+    return f"drift-{readable}-{_digest(alarm_name, state_timestamp, length=24)}"[
+        :EXECUTION_NAME_MAX
+    ]
+
+
 def resource_name(execution_name: str, step: str, attempt: int = 1) -> str:
     """A SageMaker job/model/endpoint-config name for `step` of an execution.
 

@@ -32,6 +32,15 @@ CAPTURE_PREFIX = "capture/"
 MONITORING_PREFIX = "monitoring/"
 #: The drift check's CloudWatch metrics (one per feature, plus the drifted-feature count).
 MONITORING_NAMESPACE = "SfnMlops/Monitoring"
+#: DriftedFeatures >= 1 on the production endpoint -> one retraining (functions/trigger).
+DRIFT_ALARM_NAME = f"{PROJECT}-drift"
+#: EventBridge: the drift check's schedule (-> functions/monitor) and the alarm's state
+#: change into ALARM (-> functions/trigger).
+DRIFT_SCHEDULE_RULE = f"{PROJECT}-drift-check"
+DRIFT_ALARM_RULE = f"{PROJECT}-drift-alarm"
+#: The drift job's own role (infra/permissions.py DRIFT_JOB_GRANTS): capture and baselines
+#: in, reports and metrics out, nothing else.
+DRIFT_JOB_ROLE = f"{PROJECT}-drift-job"
 EXECUTION_TIMEOUT_SECONDS = 6 * 3600
 ECR_PUSH_RULE = f"{PROJECT}-ecr-push"
 S3_DATA_RULE = f"{PROJECT}-new-data"
@@ -105,6 +114,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
             "DATA_PREFIX",
             "ARTIFACT_BUCKET",
             "COORDINATION_TABLE",
+            "DRIFT_ALARM_NAME",
+            "DRIFT_COOLDOWN_SECONDS",
         ),
     ),
     FunctionSpec(
@@ -215,6 +226,22 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
 )
 
+FUNCTIONS += (
+    FunctionSpec(
+        "monitor",
+        "functions.monitor.handler.lambda_handler",
+        "Schedule -> the drift check job over the production endpoint's captured traffic",
+        None,
+        env=(
+            "ARTIFACT_BUCKET",
+            "MONITORED_ENDPOINT",
+            "MONITOR_ROLE_ARN",
+            "MONITOR_WINDOW_HOURS",
+            "DRIFT_ENVIRONMENT",
+        ),
+        sagemaker_access=True,
+    ),
+)
 FUNCTIONS_BY_KEY = {f.key: f for f in FUNCTIONS}
 #: ${...} placeholders in the ASL besides the function ARNs.
 TOPIC_PLACEHOLDER = "NotificationTopicArn"
@@ -289,8 +316,47 @@ class Monitoring:
         return {
             "MIN_RECORDS": str(self.min_records),
             "PSI_THRESHOLD": repr(self.psi_threshold),
+            "PSI_BINS": str(self.psi_bins),
             "KS_P_VALUE": repr(self.ks_p_value),
         }
+
+    def function_values(self, endpoint_name: str, drift_role_arn: str) -> dict[str, str]:
+        """The environment values the trigger and monitor functions declare (CDK and local)."""
+        return {
+            "DRIFT_ALARM_NAME": DRIFT_ALARM_NAME,
+            "DRIFT_COOLDOWN_SECONDS": str(self.cooldown_hours * 3600),
+            "MONITORED_ENDPOINT": endpoint_name,
+            "MONITOR_ROLE_ARN": drift_role_arn,
+            "MONITOR_WINDOW_HOURS": str(self.window_hours),
+            "DRIFT_ENVIRONMENT": json.dumps(self.drift_environment(), sort_keys=True),
+        }
+
+    def alarm(self, endpoint_name: str) -> dict[str, Any]:
+        """PutMetricAlarm of the drift alarm (the local cloud's; CDK builds the same)."""
+        return {
+            "AlarmName": DRIFT_ALARM_NAME,
+            "AlarmDescription": "features of the production endpoint's traffic drifted "
+            "from the serving model's training baseline: starts one retraining",
+            "Namespace": MONITORING_NAMESPACE,
+            "MetricName": "DriftedFeatures",
+            "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
+            "Statistic": "Maximum",
+            "Period": self.schedule_minutes * 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+        }
+
+
+def drift_alarm_event_pattern(alarm_arn: str) -> dict[str, Any]:
+    """The drift alarm going into ALARM (CloudWatch's state change event)."""
+    return {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "resources": [alarm_arn],
+        "detail": {"state": {"value": ["ALARM"]}},
+    }
 
 
 #: name -> (kind, low, high, what it is): the checks monitoring() applies, with the reason.

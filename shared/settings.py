@@ -38,6 +38,25 @@ class TriggerSettings(EnvSettings):
     ecr_repository: str = Field(alias="ECR_REPOSITORY", min_length=1)
     data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
     artifact_bucket: str = _bucket()
+    #: the drift alarm whose ALARM state starts one retraining per cooldown window
+    drift_alarm_name: str = Field(alias="DRIFT_ALARM_NAME", min_length=1)
+    drift_cooldown_seconds: int = Field(alias="DRIFT_COOLDOWN_SECONDS", ge=60)
+
+
+class MonitorSettings(EnvSettings):
+    """The scheduled drift check (functions/monitor)."""
+
+    artifact_bucket: str = _bucket()
+    endpoint_name: str = Field(alias="MONITORED_ENDPOINT", min_length=1)
+    monitor_role_arn: str = Field(alias="MONITOR_ROLE_ARN", pattern=r"^arn:aws[a-z-]*:iam::")
+    window_hours: int = Field(alias="MONITOR_WINDOW_HOURS", ge=1, le=9)
+    #: the drift job's thresholds (config/pipeline.yaml monitoring, as its environment)
+    drift_environment: dict[str, str] = Field(alias="DRIFT_ENVIRONMENT")
+
+    @field_validator("drift_environment", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class ValidateSettings(EnvSettings):

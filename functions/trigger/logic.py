@@ -9,7 +9,15 @@
   +N more}} (characters a model package's metadata refuses replaced by `_`, cut to 256);
   one execution per batch of new object versions, or a follow-up after the data run that is
   RUNNING (shared/data_runs.py). The image is the default one (filled in by validate).
-- Other repositories, prefixes, buckets, FAILURE or DELETE: ignored, with a log line.
+- CloudWatch "CloudWatch Alarm State Change" of the drift alarm into ALARM (the scheduled
+  drift check found drifted features) -> one retraining on the data prefix, named from the
+  alarm and the state change's timestamp; at most one per cooldown window: a conditional
+  write of the window's owner (`drift#<alarm>`) is both the cooldown and the dedup (a
+  redelivery of the owning event passes it and StartExecution is idempotent; any other
+  ALARM within the window is ignored, naming the retraining that holds it). It then starts
+  like a data run (a follow-up if one is RUNNING).
+- Other repositories, prefixes, buckets, alarms or states, FAILURE or DELETE: ignored, with
+  a log line.
 - A malformed event: InvalidEventError naming the field.
 
 EventBridge delivers at least once and invokes asynchronously (retrying errors), so
@@ -38,6 +46,7 @@ from shared.data_runs import start_or_follow
 from shared.errors import InvalidEventError, validation_problems
 from shared.models import TriggerOutput
 from shared.naming import (
+    execution_name_for_alarm,
     execution_name_for_batch,
     execution_name_for_image,
     execution_name_for_object,
@@ -50,6 +59,7 @@ ECR = ("aws.ecr", "ECR Image Action")
 #: A claim outlives EventBridge's retries (24 h) and S3's late duplicates.
 CLAIM_TTL_SECONDS = 7 * 24 * 3600
 S3_CREATED = ("aws.s3", "Object Created")
+ALARM = ("aws.cloudwatch", "CloudWatch Alarm State Change")
 
 
 class _Lenient(BaseModel):
@@ -161,6 +171,66 @@ def _from_s3(
     return name, payload
 
 
+class AlarmState(_Lenient):
+    value: str
+    timestamp: str = Field(min_length=1)
+
+
+class AlarmStateChange(_Lenient):
+    alarm_name: str = Field(alias="alarmName", min_length=1)
+    state: AlarmState
+
+
+def cooldown_key(alarm_name: str) -> str:
+    return f"drift#{alarm_name}"
+
+
+def _from_alarm(
+    event: Envelope, settings: TriggerSettings, stepfunctions: StepFunctions,
+    table: CoordinationTable,
+) -> TriggerOutput:  # fmt: skip
+    detail = _parse(AlarmStateChange, event.detail, "detail")
+    if detail.alarm_name != settings.drift_alarm_name:
+        return _ignored(f"alarm {detail.alarm_name} is not {settings.drift_alarm_name}")
+    if detail.state.value != "ALARM":
+        return _ignored(f"alarm {detail.alarm_name} went to {detail.state.value}")
+    name = execution_name_for_alarm(detail.alarm_name, detail.state.timestamp)
+    logger.set_correlation_id(name)
+    window = table.take_window(
+        cooldown_key(detail.alarm_name), name, settings.drift_cooldown_seconds
+    )
+    if window is None:
+        holder = table.owner_of(cooldown_key(detail.alarm_name))
+        return _ignored(
+            f"drift alarm in its cooldown: the retraining {holder} holds the "
+            f"{settings.drift_cooldown_seconds // 3600} h window",
+            event_id=event.id,
+        )
+    payload = {
+        "raw_data_uri": f"s3://{settings.artifact_bucket}/{settings.data_prefix}",
+        "tags": {"trigger": "drift", "drift_alarm": safe_metadata_value(detail.alarm_name)},
+    }
+    run = start_or_follow(
+        settings.data_prefix, name, payload, settings.state_machine_arn, stepfunctions, table
+    )
+    if run.outcome == "duplicate" or window == "mine":
+        return _duplicate(name, event.id, payload, run.execution_arn)
+    if run.outcome == "follow-up":
+        return TriggerOutput(
+            action="follow-up",
+            reason=f"drift alarm while the data run {run.holder} is RUNNING: it follows up",
+            payload=payload,
+        )
+    logger.info("drift retraining started", extra={"execution_name": name})
+    return TriggerOutput(
+        action="started",
+        reason=f"drift alarm {detail.alarm_name} at {detail.state.timestamp}",
+        execution_name=name,
+        execution_arn=run.execution_arn,
+        payload=payload,
+    )
+
+
 def claim_key(execution_name: str) -> str:
     return f"event#{execution_name}"
 
@@ -180,10 +250,12 @@ def handle_event(
         if isinstance(decided, TriggerOutput):
             return decided
         return _start_data_run([(envelope, *decided)], settings, stepfunctions, table)
+    elif kind == ALARM:
+        return _from_alarm(envelope, settings, stepfunctions, table)
     else:
         raise InvalidEventError(
             f"unsupported event: source {envelope.source!r}, detail-type "
-            f"{envelope.detail_type!r} (expected {ECR} or {S3_CREATED})"
+            f"{envelope.detail_type!r} (expected {ECR}, {S3_CREATED} or {ALARM})"
         )
     if isinstance(decided, TriggerOutput):
         return decided

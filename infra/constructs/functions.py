@@ -66,6 +66,10 @@ class GrantScope:
         return [a.alarm_arn for a in self.sagemaker.alarms]
 
     @property
+    def drift_role_arn(self) -> str:
+        return self.sagemaker.drift_role.role_arn
+
+    @property
     def group(self) -> str:
         # SageMaker lower-cases names in ARNs.
         return self.sagemaker.model_package_group_name.lower()

@@ -47,6 +47,15 @@ class SageMakerResources(Construct):
             description="Runs the pipeline's processing and training jobs and its endpoint",
         )
         self._grant_execution(bucket, repository)
+        # The drift check's job runs as its own role (granted in constructs/drift.py).
+        self.drift_role = iam.Role(
+            self,
+            "DriftJobRole",
+            role_name=resources.DRIFT_JOB_ROLE,
+            assumed_by=iam.ServicePrincipal(SAGEMAKER_SERVICE),
+            description="Runs the drift check: reads capture and baselines, writes reports "
+            "and metrics",
+        )
 
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,

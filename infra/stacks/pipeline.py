@@ -9,6 +9,7 @@ from aws_cdk import ArnFormat, CfnOutput, Stack
 from constructs import Construct
 
 from infra.constructs.coordination import Coordination
+from infra.constructs.drift import DriftMonitoring
 from infra.constructs.functions import GrantScope, PipelineFunctions
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.notifications import Notifications
@@ -65,19 +66,23 @@ class PipelineStack(Stack):
             "DEFAULT_IMAGE_URI": repository.repository_uri_for_tag(settings.image_tag),
             "ENDPOINT_ALARM_NAMES": ",".join(alarm.alarm_name for alarm in sagemaker.alarms),
             "DATA_CAPTURE_PERCENT": str(resources.monitoring().capture_sampling_percentage),
+            **resources.monitoring().function_values(
+                sagemaker.endpoint_name, sagemaker.drift_role.role_arn
+            ),
         }
+        grant_scope = GrantScope(
+            construct=self,
+            bucket=storage.bucket,
+            state_machine_arn=state_machine_arn,
+            sagemaker=sagemaker,
+            table=coordination.table,
+        )
         functions = PipelineFunctions(
             self,
             "Functions",
             build_dir=settings.lambda_build_dir,
             environment=environment,
-            grants=GrantScope(
-                construct=self,
-                bucket=storage.bucket,
-                state_machine_arn=state_machine_arn,
-                sagemaker=sagemaker,
-                table=coordination.table,
-            ),
+            grants=grant_scope,
             log_retention=settings.log_retention,
         )
         pipeline = PipelineStateMachine(
@@ -101,6 +106,17 @@ class PipelineStack(Stack):
             topic=notifications.topic,
             schedule_expression=settings.schedule_expression,
             schedule_enabled=settings.schedule_enabled,
+        )
+        self.drift = DriftMonitoring(
+            self,
+            "DriftMonitoring",
+            grants=grant_scope,
+            drift_role=sagemaker.drift_role,
+            repository_arn=repository.repository_arn,
+            monitor_function=functions.functions["monitor"],
+            trigger_function=functions.functions["trigger"],
+            endpoint_name=sagemaker.endpoint_name,
+            dead_letters=triggers.dead_letters,
         )
         Monitoring(
             self,

@@ -73,6 +73,10 @@ class LocalScope:
         ]
 
     @property
+    def drift_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{resources.DRIFT_JOB_ROLE}"
+
+    @property
     def table_arn(self) -> str:
         return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{resources.COORDINATION_TABLE}"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.permissions import PERMISSIONS
+from infra.permissions import PERMISSIONS, drift_job_grants, policy_document
 from sfn_mlops.local import iam
 from sfn_mlops.local.cloud import LocalCloud
 from sfn_mlops.local.lambda_runtime import FunctionConfig
@@ -242,6 +242,10 @@ def deploy(
         "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
         "ENDPOINT_ALARM_NAMES": ",".join(resources.ENDPOINT_ALARM_NAMES),
         "DATA_CAPTURE_PERCENT": str(resources.monitoring().capture_sampling_percentage),
+        **resources.monitoring().function_values(
+            str(defaults["endpoint_name"]),
+            f"arn:aws:iam::{account}:role/{resources.DRIFT_JOB_ROLE}",
+        ),
     }
 
     policies = None
@@ -296,9 +300,41 @@ def deploy(
         defaults=defaults,
     )
     stack.notification_queue_url = notify_unsuccessful_executions(cloud, stack)
+    drift_scope = iam.LocalScope(
+        region=region, account=account, bucket=bucket, state_machine_arn=state_machine_arn,
+        sagemaker_role_arn=values["SAGEMAKER_ROLE_ARN"],
+        model_package_group=str(defaults["model_package_group"]), alarm_names=(),
+    )  # fmt: skip
+    monitoring(cloud, stack, drift_scope)
     if triggers:
         enable_triggers(cloud, stack)
     return stack
+
+
+def monitoring(cloud: LocalCloud, stack: Stack, scope: iam.LocalScope) -> None:
+    """Model monitoring, as the CDK app builds it (infra/constructs/drift.py): the drift job's
+    role with its grants, the drift alarm, and its ALARM state change -> the trigger. The
+    schedule is not a rule here: `sfn-mlops local run --scenario drift` (and the tests) invoke
+    the monitor function for a check, as the schedule would."""
+    role = _role(cloud.client, resources.DRIFT_JOB_ROLE, "sagemaker.amazonaws.com",
+                 json.dumps(policy_document(drift_job_grants(scope))))  # fmt: skip
+    assert role == scope.drift_role_arn, role
+    config = resources.monitoring()
+    endpoint = str(stack.defaults["endpoint_name"])
+    cloud.client("cloudwatch").put_metric_alarm(**config.alarm(endpoint))
+    alarm_arn = (
+        f"arn:aws:cloudwatch:{stack.region}:{stack.account}:alarm:{resources.DRIFT_ALARM_NAME}"
+    )
+    events = cloud.client("events")
+    events.put_rule(
+        Name=resources.DRIFT_ALARM_RULE,
+        EventPattern=json.dumps(resources.drift_alarm_event_pattern(alarm_arn)),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.DRIFT_ALARM_RULE,
+        Targets=[{"Id": "trigger", "Arn": stack.function_arns["trigger"]}],
+    )
 
 
 def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:

@@ -168,3 +168,31 @@ class CoordinationTable:
             {},
             {COORDINATION_TTL_ATTRIBUTE: expires},
         )
+
+    def take_window(self, key: str, owner: str, seconds: int) -> str | None:
+        """Own `key` for the next `seconds` (a cooldown window): "new" if it was free or its
+        window is over (DynamoDB's TTL deletes late, so the expiry is checked here), "mine"
+        if `owner` holds it already (a redelivery: the window is not extended); None while
+        another owner's window runs."""
+        if self.owner_of(key) == owner:
+            return "mine"
+        now = int(datetime.now(UTC).timestamp())
+        with transient_errors("PutItem"):
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        KEY: {"S": key},
+                        OWNER: {"S": owner},
+                        "since": {"S": _now()},
+                        COORDINATION_TTL_ATTRIBUTE: {"N": str(now + seconds)},
+                    },
+                    ConditionExpression="attribute_not_exists(#pk) OR #expires < :now",
+                    ExpressionAttributeNames={"#pk": KEY, "#expires": COORDINATION_TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={":now": {"N": str(now)}},
+                )  # fmt: skip
+            except ClientError as exc:
+                if code_of(exc) == CONDITION_FAILED:
+                    return None
+                raise
+        return "new"

@@ -132,6 +132,12 @@ class SageMaker:
                     return None
                 raise
 
+    def tags_of(self, arn: str) -> dict[str, str]:
+        """A resource's tags (DescribeModel does not return them)."""
+        with transient_errors("ListTags"):
+            tags = self._client.list_tags(ResourceArn=arn, MaxResults=100).get("Tags", [])
+        return {str(t["Key"]): str(t["Value"]) for t in tags}
+
     def create_model(self, request: dict[str, Any]) -> bool:
         """CreateModel unless it exists; True if this call created it."""
         name = str(request["ModelName"])

@@ -180,12 +180,14 @@ def test_function_role_is_scoped_to_what_the_function_does(
     assert [s["Resource"] for s in log_statements] == [
         {"Fn::GetAtt": [function["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}
     ]
-    # iam:PassRole only for the SageMaker role, only to SageMaker, only for job/model creators
+    # iam:PassRole only for the SageMaker role (the drift check: its job's role), only to
+    # SageMaker, only for job/model creators
     pass_role = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
     creates = any(a.startswith("sagemaker:Create") and "ModelPackage" not in a for a in actions)
     assert bool(pass_role) == creates
     for statement in pass_role:
-        assert statement["Resource"]["Fn::GetAtt"][0].startswith("SageMakerExecutionRole")
+        passed = "SageMakerDriftJobRole" if spec.key == "monitor" else "SageMakerExecutionRole"
+        assert statement["Resource"]["Fn::GetAtt"][0].startswith(passed)
         assert statement["Condition"] == {
             "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
         }
@@ -246,6 +248,7 @@ def _sagemaker_role_id(template: dict[str, Any]) -> str:
             for k, r in resources_of(template, "AWS::IAM::Role").items()
             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
             == {"Service": "sagemaker.amazonaws.com"}
+            and r["Properties"].get("RoleName") != resources.DRIFT_JOB_ROLE  # test_infra_drift
         }
     )[0]
 

@@ -114,7 +114,7 @@ def test_trigger_payload_passes_validation_with_defaults(state_machine: str, con
 
     aws.s3().create_bucket(Bucket=BUCKET)
     upload_data()
-    for name in ("ecr_push_success", "s3_object_created"):
+    for name in ("ecr_push_success", "s3_object_created", "drift_alarm"):
         payload = lambda_handler(event(name), context)["payload"]
         # WHEN validate resolves them over the defaults
         out = validate(
@@ -375,3 +375,81 @@ def test_a_batch_of_only_redelivered_objects_starts_nothing(
     out = TriggerOutput.model_validate(lambda_handler(sqs_batch(one, one), context))
     assert out.action == "duplicate"
     assert len(executions(state_machine)) == 1
+
+
+# --- the drift alarm: one retraining per cooldown window, deduplicated -------------------------
+
+
+def drift_alarm(
+    timestamp: str, state: str = "ALARM", name: str = "sfn-mlops-drift"
+) -> dict[str, Any]:
+    data = event("drift_alarm")
+    data["detail"]["state"] = dict(data["detail"]["state"], value=state, timestamp=timestamp)
+    data["detail"]["alarmName"] = name
+    return data
+
+
+def test_a_drift_alarm_starts_one_retraining_on_the_data(state_machine: str, context: Any) -> None:
+    # GIVEN the drift alarm going into ALARM
+    # WHEN the trigger handles it
+    out = TriggerOutput.model_validate(lambda_handler(event("drift_alarm"), context))
+    # THEN one execution retrains on the data prefix, tagged as a drift retraining
+    assert out.action == "started"
+    assert out.execution_name is not None
+    assert out.execution_name.startswith("drift-sfn-mlops-drift-")
+    (run,) = executions(state_machine)
+    payload = json.loads(
+        aws.stepfunctions().describe_execution(executionArn=run["executionArn"])["input"]
+    )
+    assert payload["raw_data_uri"] == f"s3://{BUCKET}/data/"
+    assert payload["tags"]["trigger"] == "drift"
+    # (that ValidateInput accepts it: test_trigger_payload_passes_validation_with_defaults)
+
+
+def test_a_redelivered_drift_alarm_is_a_duplicate(state_machine: str, context: Any) -> None:
+    first = lambda_handler(event("drift_alarm"), context)
+    second = lambda_handler(event("drift_alarm"), context)
+    assert (first["action"], second["action"]) == ("started", "duplicate")
+    assert second["execution_arn"] == first["execution_arn"]
+    assert len(executions(state_machine)) == 1
+
+
+def test_the_cooldown_holds_until_the_window_ends(
+    state_machine: str, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a retraining started by a drift alarm
+    first = lambda_handler(drift_alarm("2026-12-01T11:00:40.460+0000"), context)
+    assert first["action"] == "started"
+    # WHEN the alarm fires again (a new state change) within the cooldown
+    again = lambda_handler(drift_alarm("2026-12-01T12:00:40.460+0000"), context)
+    # THEN nothing starts, and the reply names the retraining that holds the window
+    assert again["action"] == "ignored"
+    assert first["execution_name"] in again["reason"]
+    assert len(executions(state_machine)) == 1
+    # ... and once the window is over (DynamoDB has not deleted the item yet), one more starts
+    from datetime import UTC, datetime, timedelta
+
+    from shared.adapters import dynamodb
+
+    later = datetime.now(UTC) + timedelta(seconds=int(ENV["DRIFT_COOLDOWN_SECONDS"]) + 1)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return later
+
+    monkeypatch.setattr(dynamodb, "datetime", Later)
+    after = lambda_handler(drift_alarm("2026-12-02T11:00:41.000+0000"), context)
+    # (the first retraining is still RUNNING here: the new one follows it, as a data run does)
+    assert after["action"] == "follow-up"
+    assert "drift alarm while the data run" in after["reason"]
+
+
+def test_other_alarms_and_states_are_ignored(state_machine: str, context: Any) -> None:
+    ok = lambda_handler(drift_alarm("2026-12-01T11:00:40.460+0000", state="OK"), context)
+    other = lambda_handler(
+        drift_alarm("2026-12-01T11:00:40.460+0000", name="someone-else"), context
+    )
+    assert (ok["action"], other["action"]) == ("ignored", "ignored")
+    assert "went to OK" in ok["reason"]
+    assert executions(state_machine) == []

@@ -15,6 +15,12 @@ GOOD = {
     "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
     "ENDPOINT_ALARM_NAMES": "a, b ,,c",
     "DATA_CAPTURE_PERCENT": "100",
+    "DRIFT_ALARM_NAME": "sfn-mlops-drift",
+    "DRIFT_COOLDOWN_SECONDS": "86400",
+    "MONITORED_ENDPOINT": "sfn-mlops-endpoint",
+    "MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/sfn-mlops-drift-job",
+    "MONITOR_WINDOW_HOURS": "1",
+    "DRIFT_ENVIRONMENT": "{}",
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:x",
     "ECR_REPOSITORY": "repo",
     "DATA_PREFIX": "data/",
@@ -39,6 +45,7 @@ USED = {
     "lock-release": s.LockSettings,
     "lock-events": s.ExecutionClosedSettings,
     "recheck": s.JobSettings,
+    "monitor": s.MonitorSettings,
 }
 
 

@@ -2,16 +2,11 @@
 
 Measured on a warm InvokeEndpoint through the local cloud (benchmarks/inference_lambda.py,
 2 loaded cores): of ~14 ms in moto's server, ~2 ms went to finding the backend for the
-Host header and ~1 ms to each repeated look-up of the operation name.
+Host header and ~1 ms to listing the response class's methods.
 
 - moto's DomainDispatcherApplication.get_backend_for_host lists moto's package directory
   (one isdir per service, ~200) on every request (moto.backends.list_of_moto_modules);
   the directory cannot change while the process runs, so it is listed once.
-- BaseResponse._get_action (matching the request against every operation's URI pattern
-  for REST services) runs three or four times per request: parameter parsing, the strict
-  check (strict.py), the IAM check (iam.py) and the call itself. It is remembered on the
-  response object (one per request) once it has an answer.
-
 - BaseResponse.call_action lists every function of the response class (inspect.getmembers,
   ~1 ms) to ask whether one is named after the action; the question is answered for that
   one name instead (the same test: an attribute of the class that is a plain function).
@@ -23,8 +18,6 @@ from __future__ import annotations
 
 import inspect
 from typing import Any
-
-_ACTION = "_sfn_mlops_action"
 
 
 class _FunctionNames:
@@ -43,22 +36,8 @@ class _FunctionNames:
 def install(patches: Any) -> None:
     from moto import backends
     from moto.core import responses
-    from moto.core.responses import BaseResponse
 
     patches.set(responses, "method_names_from_class", _FunctionNames)
 
     modules = tuple(backends.list_of_moto_modules())
     patches.set(backends, "list_of_moto_modules", lambda: modules)
-
-    original = BaseResponse._get_action
-
-    def _get_action(self: Any) -> str:
-        action = self.__dict__.get(_ACTION)
-        if action is None:
-            action = original(self)
-            if action:
-                self.__dict__[_ACTION] = action
-        return action  # type: ignore[no-any-return]
-
-    _get_action.__wrapped__ = original  # type: ignore[attr-defined]
-    patches.set(BaseResponse, "_get_action", _get_action)

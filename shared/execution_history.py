@@ -27,9 +27,15 @@ ATTEMPT_STARTS = ("ExecutionStarted", "ExecutionRedriven")
 
 
 def details_of(event: dict[str, Any]) -> dict[str, Any]:
-    """An event's `<type>EventDetails` (lower camel case), {} if it has none."""
+    """An event's details: `stateEnteredEventDetails` / `stateExitedEventDetails` for every
+    *StateEntered / *StateExited type, `<type>EventDetails` (lower camel case) for the
+    others; {} if it has none."""
     kind = str(event.get("type", ""))
-    value = event.get(f"{kind[:1].lower()}{kind[1:]}EventDetails")
+    if kind.endswith(("StateEntered", "StateExited")):
+        key = "stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"
+    else:
+        key = f"{kind[:1].lower()}{kind[1:]}EventDetails"
+    value = event.get(key)
     return value if isinstance(value, dict) else {}
 
 

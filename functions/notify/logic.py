@@ -108,16 +108,22 @@ def message_for(
 
 def encode(message: dict[str, Any]) -> str:
     """The message as text within SNS's size limit: the cause (up to 32 KiB of any
-    characters) is shortened when the whole would not fit; nothing else is."""
-    text = json.dumps(message, indent=2, ensure_ascii=False)
-    cause = message.get("cause") or ""
-    for _ in range(8):  # each pass shrinks the cause by the overflow (and then some)
+    characters, each up to 4 bytes, or 6 when JSON escapes it) is shortened when the whole
+    would not fit; nothing else is."""
+
+    def dumps(fields: dict[str, Any]) -> str:
+        return json.dumps(fields, indent=2, ensure_ascii=False)
+
+    text = dumps(message)
+    cause = str(message.get("cause") or "")
+    for _ in range(8):  # proportional cuts converge in one or two passes
         size = len(text.encode())
         if size <= MESSAGE_MAX_BYTES or not cause:
             return text
-        keep = max(0, len(cause) - (size - MESSAGE_MAX_BYTES) - len(TRUNCATED) - 64)
-        cause = cause[:keep]
-        text = json.dumps({**message, "cause": cause + TRUNCATED}, indent=2, ensure_ascii=False)
+        cause_bytes = len(json.dumps(cause, ensure_ascii=False).encode())
+        budget = MESSAGE_MAX_BYTES - (size - cause_bytes) - len(TRUNCATED.encode()) - 64
+        cause = cause[: max(0, int(len(cause) * budget / cause_bytes * 0.98))]
+        text = dumps({**message, "cause": cause + TRUNCATED})
     return text
 
 

@@ -28,7 +28,9 @@ NOW = "2026-12-01T10:40:00Z"
 
 def _event(kind: str, id_: int, **details: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, "id": id_, "timestamp": NOW}
-    if details:
+    if kind.endswith(("StateEntered", "StateExited")):
+        out["stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"] = details
+    elif details:
         out[f"{kind[0].lower()}{kind[1:]}EventDetails"] = details
     return out
 

@@ -143,3 +143,9 @@ def test_failure_details_are_found_for_every_history_event_type_that_carries_an_
     assert set(EXECUTION_ENDS) <= set(model.shape_for("HistoryEventType").enum)
     statuses = set(model.shape_for("ExecutionStatus").enum)
     assert set(EXECUTION_ENDS.values()) <= statuses
+
+
+def test_state_events_share_their_details_keys() -> None:
+    assert details_of(entered("A")) == {"name": "A"}
+    assert details_of(exited("A")) == {"name": "A"}
+    assert details_of({"type": "WaitStateEntered"}) == {}

@@ -77,7 +77,9 @@ class Notifications(Construct):
             rule_name=resources.EXECUTION_STATUS_RULE,
             description="Unsuccessful pipeline executions -> the notification function "
             "(names the failed state) -> the topic",
-            event_pattern=event_pattern(resources.execution_status_event_pattern(state_machine_arn)),
+            event_pattern=event_pattern(
+                resources.execution_status_event_pattern(state_machine_arn)
+            ),
             targets=[
                 targets.LambdaFunction(
                     function,
@@ -96,9 +98,7 @@ class Notifications(Construct):
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions={
-                    "StringEquals": {
-                        "kms:ViaService": f"sns.{Stack.of(self).region}.amazonaws.com"
-                    }
+                    "StringEquals": {"kms:ViaService": f"sns.{Stack.of(self).region}.amazonaws.com"}
                 },
             )
         )

@@ -549,7 +549,8 @@ def test_unsuccessful_executions_are_notified_from_their_status_change_event(
     notify = _function_id(pipeline_json, spec)
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [notify, "Arn"]}
-    assert "InputTransformer" not in target and "Input" not in target
+    assert "InputTransformer" not in target
+    assert "Input" not in target
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 8}
     dead_letters = _dead_letters_id(pipeline_json)
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters, "Arn"]}}

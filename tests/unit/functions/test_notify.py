@@ -5,7 +5,6 @@ topic, read back from an SQS queue subscribed to it (moto), within SNS's limits.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -28,8 +27,10 @@ NOW = "2026-12-01T10:40:00Z"
 
 def _event(kind: str, id_: int, **details: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, "id": id_, "timestamp": NOW}
-    if kind.endswith(("StateEntered", "StateExited")):
-        out["stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"] = details
+    if kind.endswith("StateEntered"):
+        out["stateEnteredEventDetails"] = details
+    elif kind.endswith("StateExited"):
+        out["stateExitedEventDetails"] = details
     elif details:
         out[f"{kind[0].lower()}{kind[1:]}EventDetails"] = details
     return out
@@ -50,7 +51,7 @@ HISTORY = [
 
 
 @pytest.fixture
-def inbox(moto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+def inbox(moto: None, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
     """The topic (moto) with an SQS queue subscribed (raw delivery): (topic ARN, reader)."""
     sns, sqs = aws.sns(), aws.client("sqs")
     topic = sns.create_topic(Name=TOPIC)["TopicArn"]
@@ -65,7 +66,7 @@ def inbox(moto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, An
         out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
         return [m["Body"] for m in out.get("Messages", [])]
 
-    yield topic, read
+    return topic, read
 
 
 def stub_history(pages: list[list[dict[str, Any]]]) -> tuple[Any, Stubber]:
@@ -92,7 +93,7 @@ def test_the_message_names_the_failed_state_error_cause_and_console_link(
     inbox: tuple[str, Any], context: Any
 ) -> None:
     # Given the history of an execution that failed at PollTraining, in two pages
-    topic, read = inbox
+    _topic, read = inbox
     client, stub = stub_history([HISTORY[:4], HISTORY[4:]])
     # When its FAILED status change event reaches the function
     with stub:
@@ -115,7 +116,8 @@ def test_the_message_names_the_failed_state_error_cause_and_console_link(
     assert summary.startswith(f"sfn-mlops execution {EXECUTION} FAILED at PollTraining")
     assert 'AlgorithmError: the target column has "7"' in summary  # the Lambda's message
     assert "errorType" not in summary
-    assert "redrive" in message["next_step"] and EXECUTION in message["next_step"]
+    assert "redrive" in message["next_step"]
+    assert EXECUTION in message["next_step"]
     assert body.startswith('{\n  "summary"')  # pretty-printed: readable in an e-mail
     stub.assert_no_pending_responses()
 
@@ -157,7 +159,8 @@ def test_timed_out_and_stopped_executions_read_as_such(
     message = json.loads(inbox[1]()[0])
     assert message["status"] == status
     assert words in message["summary"]
-    assert message["error"] is None and "None" not in message["summary"]
+    assert message["error"] is None
+    assert "None" not in message["summary"]
 
 
 def test_a_redriven_execution_names_the_state_of_its_latest_attempt(
@@ -181,7 +184,7 @@ def test_a_redriven_execution_names_the_state_of_its_latest_attempt(
 
 def test_the_history_is_read_lazily_and_within_the_page_bound(inbox: tuple[str, Any]) -> None:
     # Given a history whose attempt start is further back than the pages allowed
-    topic, _ = inbox
+    _topic, _ = inbox
     pages = [[HISTORY[0], HISTORY[3]], [HISTORY[4]], [HISTORY[5]]]
     client, stub = stub_history(pages)
     sfn = StepFunctions(client)

@@ -80,14 +80,16 @@ def test_a_redriven_execution_names_the_state_of_the_attempt_asked_for() -> None
     assert (first.state, first.error, first.redrive_count) == ("RegisterModel", "ClientError", 0)
     # no count given: the newest attempt
     newest = find_ending(history, None)
-    assert newest is not None and newest.state == "UpdateEndpoint"
+    assert newest is not None
+    assert newest.state == "UpdateEndpoint"
     assert find_ending(history, 2) is None  # no such attempt
 
 
 def test_a_redrive_still_running_is_skipped_for_the_attempt_that_ended() -> None:
     running = [redriven(1), entered("RegisterModel")]
     ending = find_ending(newest_first(FIRST_RUN + running), 0)
-    assert ending is not None and ending.state == "RegisterModel"
+    assert ending is not None
+    assert ending.state == "RegisterModel"
     assert ending.redrive_count == 0
 
 

@@ -77,7 +77,8 @@ class StepFunctions:
                 raise HistoryUnavailableError(
                     f"GetExecutionHistory {execution_arn}: {code}: {exc}"
                 ) from exc
-            yield from page["events"]
+            for event in page["events"]:
+                yield dict(event)
             token = page.get("nextToken")
             if not token:
                 return

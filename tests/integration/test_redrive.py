@@ -337,3 +337,25 @@ def test_update_endpoint_failure_then_redrive_deploys_once(env: Cloud) -> None:
     counts = delta(env.counts(), before)
     MEASURED["UpdateEndpoint refused -> redrive"] = counts
     assert counts == creates(processing=2, training=1, models=1, configs=1)
+
+
+def test_a_stopped_execution_is_notified_with_the_state_it_was_in(env: Cloud) -> None:
+    # Given a run stopped by hand while its preprocessing step is under way
+    arn = env.start({"deploy_mode": "never"})
+
+    def in_preprocessing() -> str | None:
+        runs = state_runs(get_history(env.sfn, arn))
+        names = [r.name for r in runs]
+        return names[-1] if "StartPreprocessing" in names else None
+
+    env.cloud.wait_for(in_preprocessing, timeout=60)
+    env.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped to fix the data")
+    stopped = env.wait(arn)
+    assert stopped["status"] == "ABORTED", stopped
+    last = state_runs(get_history(env.sfn, arn))[-1].name
+    # Then the notification says it was stopped, and where
+    (message,) = env.notifications(stopped["name"])
+    assert message["status"] == "ABORTED"
+    assert message["failed_state"] == last
+    assert f"ABORTED (stopped) in {last}" in message["summary"]
+    assert "stopped on purpose" in message["next_step"]

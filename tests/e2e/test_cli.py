@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from sfn_mlops.cli import main
 from sfn_mlops.local.cloud import DEFAULT_ACCOUNT
 from sfn_mlops.local.procs import free_port
+from sfn_mlops.local.stack import NOTIFICATION_INBOX
 from shared import resources
 
 pytestmark = pytest.mark.e2e
@@ -218,8 +219,13 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         assert failed["status"] == "FAILED", failed
         assert failed["redriveStatus"] == "REDRIVABLE"
         # the failure notification, read back with the AWS CLI from the inbox `local up` names
-        (inbox,) = [line.split("--queue-url ", 1)[1].strip() for line in lines
-                    if "sqs receive-message --queue-url" in line]  # fmt: skip
+        found = subprocess.run(
+            [AWS, "--endpoint-url", exported["AWS_ENDPOINT_URL"], "sqs", "get-queue-url",
+             "--queue-name", NOTIFICATION_INBOX],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        inbox = json.loads(found.stdout)["QueueUrl"]
         message = _notification(exported["AWS_ENDPOINT_URL"], inbox, env, failed["name"])
         assert message["failed_state"] == "ValidateInput"
         assert message["error"] == failed["error"]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 from test_cli import _read_until
 
@@ -86,8 +87,24 @@ def test_readme_own_data_examples_run_as_written(tmp_path: Path) -> None:
             assert process.returncode == 0, f"{name}:\n{outputs[name][-4000:]}"
         for name, output in outputs.items():
             assert "SUCCEEDED" in output, f"{name}:\n{output[-4000:]}"
-        assert "cancer-endpoint" in outputs["Classification"]
-        assert "diabetes-endpoint" in outputs["Regression"]
+        # each payload's own endpoint and model package group, as the section says
+        sm = boto3.client(
+            "sagemaker",
+            endpoint_url=exported["AWS_ENDPOINT_URL"],
+            region_name=exported["AWS_DEFAULT_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for data in ("cancer", "diabetes"):
+            endpoint = sm.describe_endpoint(EndpointName=f"{data}-endpoint")
+            assert endpoint["EndpointStatus"] == "InService", endpoint
+            packages = sm.list_model_packages(ModelPackageGroupName=f"{data}-models")
+            assert packages["ModelPackageSummaryList"], data
     finally:
         cloud.send_signal(signal.SIGTERM)
-        cloud.wait(timeout=30)
+        try:  # it stops two model servers too: bounded, but not tight on a loaded machine
+            cloud.wait(timeout=120)
+        finally:
+            if cloud.poll() is None:
+                cloud.kill()
+                cloud.wait()

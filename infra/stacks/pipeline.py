@@ -69,6 +69,7 @@ class PipelineStack(Stack):
             **resources.monitoring().function_values(
                 sagemaker.endpoint_name, sagemaker.drift_role.role_arn
             ),
+            "NOTIFICATION_TOPIC_ARN": notifications.topic.topic_arn,
         }
         grant_scope = GrantScope(
             construct=self,
@@ -76,6 +77,7 @@ class PipelineStack(Stack):
             state_machine_arn=state_machine_arn,
             sagemaker=sagemaker,
             table=coordination.table,
+            topic=notifications.topic,
         )
         functions = PipelineFunctions(
             self,
@@ -94,7 +96,6 @@ class PipelineStack(Stack):
             topic_key=notifications.key,
             log_retention=settings.log_retention,
         )
-        notifications.notify_unsuccessful_executions(state_machine_arn)
         triggers = Triggers(
             self,
             "Triggers",
@@ -106,6 +107,12 @@ class PipelineStack(Stack):
             topic=notifications.topic,
             schedule_expression=settings.schedule_expression,
             schedule_enabled=settings.schedule_enabled,
+        )
+        notifications.notify_unsuccessful_executions(
+            state_machine_arn,
+            function=functions.functions["notify"],
+            role=functions.roles["notify"],
+            dead_letters=triggers.dead_letters,
         )
         self.drift = DriftMonitoring(
             self,

@@ -246,6 +246,8 @@ def deploy(
             str(defaults["endpoint_name"]),
             f"arn:aws:iam::{account}:role/{resources.DRIFT_JOB_ROLE}",
         ),
+        # deploy_pipeline creates the topic after the functions: its ARN, from its name
+        "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{resources.FAILURE_TOPIC}",
     }
 
     policies = None
@@ -288,6 +290,7 @@ def deploy(
     )
     assert pipeline.state_machine_arn == state_machine_arn, pipeline.state_machine_arn
     assert pipeline.role_arns["sagemaker"] == values["SAGEMAKER_ROLE_ARN"], pipeline.role_arns
+    assert pipeline.topic_arn == values["NOTIFICATION_TOPIC_ARN"], pipeline.topic_arn
     stack = Stack(
         region=region,
         account=account,
@@ -338,8 +341,9 @@ def monitoring(cloud: LocalCloud, stack: Stack, scope: iam.LocalScope) -> None:
 
 
 def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
-    """The execution status rule -> topic, as in the CDK app; plus an SQS queue subscribed
-    to the topic, where the local cloud's notifications can be read back. Its URL."""
+    """The execution status rule -> the notify function (which publishes to the topic), as
+    in the CDK app; plus an SQS queue subscribed to the topic, where the local cloud's
+    notifications can be read back. Its URL."""
     events = cloud.client("events")
     events.put_rule(
         Name=resources.EXECUTION_STATUS_RULE,
@@ -348,13 +352,7 @@ def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
     )
     events.put_targets(
         Rule=resources.EXECUTION_STATUS_RULE,
-        Targets=[
-            {
-                "Id": "topic",
-                "Arn": stack.topic_arn,
-                "InputTransformer": resources.notification_input_transformer(),
-            }
-        ],
+        Targets=[{"Id": "notify", "Arn": stack.function_arns["notify"]}],
     )
     sqs = cloud.client("sqs")
     url = str(sqs.create_queue(QueueName=NOTIFICATION_INBOX)["QueueUrl"])

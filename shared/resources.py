@@ -400,7 +400,9 @@ def monitoring(path: Path = PIPELINE_CONFIG) -> Monitoring:
                 f"{path}: {MONITORING_KEY}.{name} ({what}) must be {noun} "
                 f"in {low:g}..{high:g}, got {value!r}"
             )
-    values = {k: (float(v) if _MONITORING_RANGES[k][0] is float else v) for k, v in section.items()}
+    values: dict[str, Any] = {
+        k: (float(v) if _MONITORING_RANGES[k][0] is float else v) for k, v in section.items()
+    }
     result = Monitoring(**values)
     if result.window_hours * 60 < result.schedule_minutes:
         raise ValueError(

@@ -145,6 +145,7 @@ _GROUP_VERSIONS = "model package versions of the configured group: <group>/<vers
 LOCK_KEYS = "lock#*"
 CLAIM_KEYS = "event#*"
 DATA_RUN_KEYS = "datarun#*"  # shared/data_runs.py data_run_key
+COOLDOWN_KEYS = "drift#*"  # functions/trigger/logic.py cooldown_key
 
 
 def _items(g: Scope, actions: list[str], keys: str) -> Grant:
@@ -172,6 +173,8 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         _items(g, ["PutItem"], CLAIM_KEYS),
         _items(g, ["PutItem", "GetItem", "UpdateItem"], DATA_RUN_KEYS),
         Grant(["states:DescribeExecution"], [g.executions_arn], _EXECUTIONS),
+        # the drift alarm's cooldown window (its owner: the retraining it started)
+        _items(g, ["PutItem", "GetItem"], COOLDOWN_KEYS),
     ],
     # The data checks before any job: list the raw data prefix, ranged GET of its first
     # object's header (CSV) or footer (Parquet). raw_data_uri may name any prefix of the bucket.

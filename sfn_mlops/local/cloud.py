@@ -161,12 +161,23 @@ class LocalCloud:
             lambda: self.client("sqs"), self._invoke_target, self.region
         )
         self.iam = Enforcer()
+        self.sagemaker.role_env = self._role_env
         self._install()
         #: CloudWatch alarm evaluation (cloudwatch.py): evaluate_now(), state(name)
         self.alarms = AlarmEvaluator(
             self.account, self.region, self.route_event, self.alarm_period_scale
         ).start()
         return self
+
+    def _role_env(self, role_arn: str) -> dict[str, str]:
+        """A job container's AWS environment: its role's credentials (checked by the local
+        IAM, sfn_mlops/local/iam.py) and this cloud's endpoint."""
+        env = self.iam.credentials(self.client("sts"), role_arn, "job")
+        env.update(
+            AWS_ENDPOINT_URL=self.endpoint_url, AWS_DEFAULT_REGION=self.region,
+            AWS_REGION=self.region,
+        )  # fmt: skip
+        return env
 
     def _reset_backends(self) -> None:
         """A fresh cloud: moto's backends are process-wide, so forget an earlier cloud's."""

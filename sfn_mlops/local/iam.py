@@ -109,6 +109,10 @@ _CLIENTS = {
 }
 
 
+#: signing name -> IAM action prefix, where they differ
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
 def client_services(policy: str) -> tuple[str, ...]:
     """The boto3 clients a function with this policy uses (what its worker creates while
     it warms up): one per granted service, sagemaker-runtime for InvokeEndpoint."""
@@ -229,7 +233,11 @@ def install(enforcer: Enforcer) -> Iterator[Enforcer]:
         )
         request.check_signature()  # a worker's key with a wrong secret: as on AWS
         action = request._action
-        service = action.split(":", 1)[0]
+        service, _, operation = action.partition(":")
+        # moto names the action by the signing name; IAM by the service prefix
+        # (CloudWatch signs as "monitoring", its actions are cloudwatch:*)
+        action = f"{_IAM_PREFIX.get(service, service)}:{operation}"
+        service = _IAM_PREFIX.get(service, service)
         dropped = ("Condition",) if resource != "*" else ("Condition", "Resource")
         permitted = False
         for policy in request._access_key.collect_policies():

@@ -67,6 +67,10 @@ class Workspace:
         self._busy = 0
         self._changes = 0
         self.lock = threading.Lock()
+        #: RoleArn -> the AWS environment of a container running as that role (credentials
+        #: the local IAM checks, the local cloud's endpoint), as SageMaker gives a job its
+        #: role's credentials; None: containers get none (they make no AWS calls then)
+        self.role_env: Callable[[str], dict[str, str]] | None = None
         self._threads: list[threading.Thread] = []
         self._procs: list[subprocess.Popen[Any]] = []
         self.closed = False

@@ -277,6 +277,8 @@ class JobRunner:
                     json.dumps(hosts.resource_config(host.name, names))
                 )
                 env = self.ws.base_env()
+                if entry == "drift" and self.ws.role_env is not None:  # it calls CloudWatch
+                    env.update(self.ws.role_env(str(params["RoleArn"])))
                 env.update(params.get("Environment") or {})
                 env.update(hosts.host_env(host.name, names, port))
                 env["OPT_ML"] = str(host.opt_ml)

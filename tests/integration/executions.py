@@ -13,3 +13,14 @@ def wait_closed(sfn: Any, arn: str, timeout: float) -> dict[str, Any]:
         assert time.monotonic() < deadline, f"{arn} still RUNNING after {timeout:.0f}s"
         time.sleep(0.2)
     return desc  # type: ignore[no-any-return]
+
+
+def wait_for(predicate: Any, timeout: float = 120.0, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy (returned), at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)

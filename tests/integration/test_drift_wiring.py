@@ -5,7 +5,6 @@ change starts one retraining through the trigger."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from executions import wait_for
 from sfn_container import drift, tabular
 from sfn_container.data import synthetic_arrays
 
@@ -25,16 +25,6 @@ from shared.jobs import PROCESSING_INPUT, s3_input
 from shared.settings import MonitorSettings
 
 FEATURES = 6
-
-
-def wait(predicate: Any, timeout: float = 120.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +90,7 @@ def test_a_drifted_window_alarms_and_starts_one_retraining(
     sm = c.client("sagemaker")
     sm.create_processing_job(**drift_job_request("drift-wiring", "local/sfn-mlops:latest",
                                                  inputs, report, settings, span))  # fmt: skip
-    done = wait(lambda: (d := sm.describe_processing_job(ProcessingJobName="drift-wiring"))[
+    done = wait_for(lambda: (d := sm.describe_processing_job(ProcessingJobName="drift-wiring"))[
         "ProcessingJobStatus"] not in ("InProgress", "Stopping") and d)  # fmt: skip
     assert done["ProcessingJobStatus"] == "Completed", done.get("FailureReason")
 
@@ -119,6 +109,6 @@ def test_a_drifted_window_alarms_and_starts_one_retraining(
         runs = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
         return [r for r in runs if r["name"].startswith("drift-")]
 
-    (run,) = wait(drift_runs)
+    (run,) = wait_for(drift_runs)
     payload = json.loads(sfn.describe_execution(executionArn=run["executionArn"])["input"])
     assert payload["tags"]["trigger"] == "drift"

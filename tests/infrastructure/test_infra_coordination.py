@@ -57,7 +57,8 @@ def test_table_is_keyed_like_the_local_cloud_with_an_owner_index_and_ttl(
 
 def test_each_function_touches_only_its_kind_of_item(pipeline_json: dict[str, Any]) -> None:
     table_id, _ = _table(pipeline_json)
-    # the trigger claims events and takes the data-run item; the lock functions touch locks
+    # the trigger claims events, takes the data-run item and the drift alarm's cooldown
+    # window; the lock functions touch locks
     trigger = [s for s in _statements(pipeline_json, "trigger")
                if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]  # fmt: skip
     by_keys = {
@@ -69,6 +70,7 @@ def test_each_function_touches_only_its_kind_of_item(pipeline_json: dict[str, An
     assert by_keys == {
         "event#*": {"dynamodb:PutItem"},
         "datarun#*": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "drift#*": {"dynamodb:PutItem", "dynamodb:GetItem"},
     }
     acquire = _dynamodb(pipeline_json, "lock-acquire")
     assert set(acquire) == {"dynamodb:PutItem", "dynamodb:GetItem"}

@@ -38,6 +38,8 @@ class TriggerSettings(EnvSettings):
     ecr_repository: str = Field(alias="ECR_REPOSITORY", min_length=1)
     data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
     artifact_bucket: str = _bucket()
+    #: registry approvals of this group's packages deploy them
+    model_package_group: str = Field(alias="MODEL_PACKAGE_GROUP", min_length=1)
 
 
 class ValidateSettings(EnvSettings):
@@ -72,9 +74,11 @@ class JobSettings(ArtifactSettings):
 
 class DeploySettings(JobSettings):
     endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
+    #: the staging endpoint's (its updates roll back on them); empty: none
+    staging_alarm_names: tuple[str, ...] = Field(default=(), alias="STAGING_ALARM_NAMES")
     coordination_table: str = _table()  # the deployment lock (held, or taken back)
 
-    @field_validator("endpoint_alarm_names", mode="before")
+    @field_validator("endpoint_alarm_names", "staging_alarm_names", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -16,6 +16,11 @@
   `ExecutionNotRedrivable` for a RUNNING or SUCCEEDED execution, one closed more than 14 days
   ago (on the cloud's `clock`, which tests can advance) and one whose state machine
   definition changed since it started.
+- Task tokens: moto's interpreter runs `.waitForTaskToken` (the token in `$$.Task.Token`,
+  TimeoutSeconds(Path) and HeartbeatSeconds(Path) bounds ending the state in
+  States.Timeout / States.HeartbeatTimeout) and answers SendTaskSuccess/Failure/Heartbeat;
+  its SendTaskFailure drops the `cause` (the failed state and the execution then carry
+  none): it is passed through here, as AWS does.
 - Execution status change events (`aws.states`, "Step Functions Execution Status Change"):
   RUNNING on start and on redrive, then SUCCEEDED | FAILED | TIMED_OUT | ABORTED, with
   AWS's detail fields, handed to `emit` (the cloud routes them into its EventBridge rules).
@@ -294,7 +299,7 @@ def redrive(backend: Any, execution_arn: str, clock: SimulatedClock, emit: Emit 
 
 
 def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None = None) -> None:
-    from moto.core.responses import ActionResult
+    from moto.core.responses import ActionResult, EmptyResult
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
@@ -347,7 +352,16 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
             body["stopDate"] = execution.stop_date
         return ActionResult(body)
 
+    def send_task_failure(resp: Any) -> Any:
+        resp.stepfunction_backend.send_task_failure(
+            resp._get_param("taskToken"),
+            error=resp._get_param("error"),
+            cause=resp._get_param("cause"),
+        )
+        return EmptyResult()
+
     patches.set(StepFunctionsParserBackend, "start_execution", start_execution)
+    patches.set(StepFunctionResponse, "send_task_failure", send_task_failure)
     patches.set(BaseExecutionWorkerCommunication, "terminated", terminated)
     patches.set(StepFunctionResponse, "redrive_execution", redrive_execution)
     patches.set(StepFunctionResponse, "describe_execution", describe_execution)

@@ -339,6 +339,7 @@ class ClockedPipeline:
 
     def validate(self, payload: Any) -> Any:
         from functions.validate.logic import validate
+        from shared.adapters.s3 import S3
         from shared.models import ValidateRequest
         from shared.settings import ValidateSettings
 
@@ -350,7 +351,15 @@ class ClockedPipeline:
                 "DATA_PREFIX": "data/",
             }
         )
-        return validate(ValidateRequest.model_validate(payload), settings)
+        # ValidateInput reads the data's header (issue 11): a small file under the data
+        # prefix in moto's S3 (Simulator.__enter__) is what it finds
+        return validate(ValidateRequest.model_validate(payload), settings, S3(self._s3()))
+
+    @staticmethod
+    def _s3() -> Any:
+        import boto3
+
+        return boto3.client("s3", region_name=REGION)
 
     def poll(self, payload: Any) -> Any:
         from functions.poll.logic import poll
@@ -668,6 +677,9 @@ class Simulator:
         boto3.client("dynamodb", region_name=REGION).create_table(
             **resources.coordination_table_request()
         )
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="data/bench.csv", Body=b"f0,target\n1.0,0\n2.0,1\n")
         self.machine = _deploy(dispatcher, self.pipeline.handlers())
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         return self

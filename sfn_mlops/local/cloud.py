@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops.local import procs
+from sfn_mlops.local.cloudwatch import AlarmEvaluator
 from sfn_mlops.local.events import EventRouter
 from sfn_mlops.local.iam import Enforcer
 from sfn_mlops.local.lambda_runtime import DUMMY_CREDENTIALS, FunctionConfig, LambdaRuntime
@@ -76,11 +77,14 @@ class LocalCloud:
         region: str = DEFAULT_REGION,
         fast_waits: bool = True,
         lambda_concurrency: int | None = None,
+        alarm_period_scale: float | None = None,
     ) -> None:
         """`fast_waits`: Wait states end when a local job or endpoint operation ends instead
         of sleeping their full seconds (sfn_mlops/local/sfn.py); False waits in real time.
         `lambda_concurrency`: the account's Lambda concurrency quota (lambda_runtime.py;
-        default sized from the machine)."""
+        default sized from the machine). `alarm_period_scale`: real seconds per second of
+        an alarm's Period (cloudwatch.py; default $SFN_MLOPS_ALARM_PERIOD_SCALE or 0.05)."""
+        self.alarm_period_scale = alarm_period_scale
         self.lambda_concurrency = lambda_concurrency
         self.host = host
         self.fast_waits = fast_waits
@@ -105,6 +109,7 @@ class LocalCloud:
         self.sagemaker: LocalSageMaker
         self.events: EventRouter
         self.queues: EventSourcePoller | None = None
+        self.alarms: AlarmEvaluator | None = None
         #: Step Functions' clock for the redrive window (tests advance it: sfn.SimulatedClock)
         self.sfn_clock = SimulatedClock()
 
@@ -157,6 +162,10 @@ class LocalCloud:
         )
         self.iam = Enforcer()
         self._install()
+        #: CloudWatch alarm evaluation (cloudwatch.py): evaluate_now(), state(name)
+        self.alarms = AlarmEvaluator(
+            self.account, self.region, self.route_event, self.alarm_period_scale
+        ).start()
         return self
 
     def _reset_backends(self) -> None:
@@ -192,6 +201,8 @@ class LocalCloud:
             self._log_handler.close()
 
     def stop(self) -> None:
+        if self.alarms is not None:
+            self.alarms.close()
         if self.queues is not None:
             self.queues.stop()
             self.queues = None
@@ -277,6 +288,7 @@ class LocalCloud:
             self._install_sagemaker,
             self._install_events,
             self._install_sfn,
+            self._install_cloudwatch,
         ):
             install()
 
@@ -308,6 +320,12 @@ class LocalCloud:
         from sfn_mlops.local import events
 
         events.install(self._patches, self.events)
+
+    def _install_cloudwatch(self) -> None:
+        """New alarms start INSUFFICIENT_DATA (cloudwatch.py evaluates them)."""
+        from sfn_mlops.local import cloudwatch
+
+        cloudwatch.install(self._patches)
 
     def route_event(
         self, event: dict[str, Any], account: str | None = None, region: str | None = None

@@ -172,3 +172,15 @@ def test_main_writes_json_and_markdown_without_touching_results_md_for_only(
     # When every module runs, the table is also copied to RESULTS.md
     assert runner.main(["--quick", "--out", str(tmp_path / "out2")]) == 0
     assert results_md.read_text().count("| 5 transitions | per execution |") == len(runner.MODULES)
+
+
+def test_coldstart_has_an_environment_for_every_function() -> None:
+    """Figure 1 builds each function's environment from dummy values; a setting added to a
+    function's spec must not make the benchmark fail with a missing key."""
+    from benchmarks.coldstart import dummy_environment
+    from shared.resources import FUNCTIONS, function_environment
+
+    values = dummy_environment()
+    for spec in FUNCTIONS:
+        env = function_environment(spec, values)
+        assert set(spec.env) <= set(env)

@@ -7,8 +7,10 @@ here the way SageMaker answers them.
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
+from sfn_mlops.local import cloudwatch
 from shared import resources
 
 
@@ -135,6 +137,7 @@ def install(patches: Any, local: Any) -> None:
             ) from exc
 
     def forward(resp: Any) -> Any:
+        received = time.perf_counter()
         name = resp.path.strip("/").split("/")[1]
         fake = sagemaker_backends[resp.current_account][resp.region].endpoints.get(name)
         if fake is None:
@@ -156,7 +159,10 @@ def install(patches: Any, local: Any) -> None:
                 f"constraint: Member must have length less than or equal to {max_body}"
             )
         try:
-            status, out_headers, out = endpoints.invoke(name, body, headers)
+            # the AWS/SageMaker invocation metrics, in-process (cloudwatch.py)
+            status, out_headers, out = cloudwatch.timed_invoke(
+                endpoints.invoke, resp.current_account, resp.region, received, name, body, headers
+            )
         except LookupError as exc:
             raise RuntimeValidationError(
                 f"Endpoint {name} of account {resp.current_account} is not InService."

@@ -221,8 +221,18 @@ def deploy(
         (resources.ENDPOINT_ALARM_NAMES, defaults["endpoint_name"]),
         (resources.STAGING_ALARM_NAMES, defaults["staging_endpoint_name"]),
     )
+    # as infra/constructs/sagemaker.py builds them: any 5xx in 2 one-minute periods; p99
+    # ModelLatency over 1 s (microseconds) in 3; missing data is not breaching
+    statistics = (
+        {"Statistic": "Sum", "Threshold": 1, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+         "ComparisonOperator": "GreaterThanOrEqualToThreshold"},
+        {"ExtendedStatistic": "p99", "Threshold": 1_000_000, "EvaluationPeriods": 3,
+         "DatapointsToAlarm": 3, "ComparisonOperator": "GreaterThanThreshold"},
+    )  # fmt: skip
     for names, endpoint in stage_alarms:
-        for alarm, metric in zip(names, resources.ENDPOINT_ALARM_METRICS, strict=True):
+        for alarm, metric, statistic in zip(
+            names, resources.ENDPOINT_ALARM_METRICS, statistics, strict=True
+        ):
             cloudwatch.put_metric_alarm(
                 AlarmName=alarm,
                 Namespace="AWS/SageMaker",
@@ -231,11 +241,9 @@ def deploy(
                     {"Name": "EndpointName", "Value": str(endpoint)},
                     {"Name": "VariantName", "Value": resources.ENDPOINT_VARIANT_NAME},
                 ],
-                Statistic="Sum",
                 Period=60,
-                EvaluationPeriods=1,
-                Threshold=1,
-                ComparisonOperator="GreaterThanOrEqualToThreshold",
+                TreatMissingData="notBreaching",
+                **statistic,  # type: ignore[arg-type]
             )
     state_machine_arn = (
         f"arn:aws:states:{region}:{account}:stateMachine:{resources.STATE_MACHINE_NAME}"

@@ -749,3 +749,113 @@ def test_no_process_outlives_the_local_cloud(
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _broken_model(cloud: LocalCloud, good_url: str) -> str:
+    """The good model's archive with its booster swapped for one trained on a single feature:
+    it loads and passes /ping, and every real request (all the features) is a 5xx."""
+    import tarfile
+
+    import numpy as np
+    import xgboost as xgb
+
+    s3 = cloud.client("s3")
+    bucket, key = good_url[5:].split("/", 1)
+    good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    x = np.arange(20, dtype=float).reshape(-1, 1)
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 9), 2)
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(good), mode="r:gz") as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        for member in src.getmembers():
+            if member.name.endswith("model.ubj"):
+                raw = bytes(booster.save_raw("ubj"))
+                member.size = len(raw)
+                dst.addfile(member, io.BytesIO(raw))
+            else:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    s3.put_object(Bucket=BUCKET, Key="canary/broken/model.tar.gz", Body=out.getvalue())
+    return f"s3://{BUCKET}/canary/broken/model.tar.gz"
+
+
+def test_canary_with_a_broken_model_is_rolled_back_on_the_5xx_alarm(
+    cloud: LocalCloud, trained: dict[str, Any]
+) -> None:
+    sm, cw = cloud.client("sagemaker"), cloud.client("cloudwatch")
+    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
+    _model(cloud, "canary-blue", good)
+    _model(cloud, "canary-broken", _broken_model(cloud, good))
+    # GIVEN an endpoint on the good model and a 5xx alarm on it (one period: 3 s locally)
+    sm.create_endpoint(EndpointName="canary-ep", EndpointConfigName="canary-blue-config")
+    assert _endpoint_settled(cloud, "canary-ep")["EndpointStatus"] == "InService"
+    before = _predict(cloud, "canary-ep")
+    cw.put_metric_alarm(
+        AlarmName="canary-5xx",
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": "canary-ep"},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+    )
+    # WHEN a canary update (50% first, a 60 s bake) moves to a model that passes /ping but
+    # answers 5xx on real traffic, while traffic flows
+    sm.update_endpoint(
+        EndpointName="canary-ep",
+        EndpointConfigName="canary-broken-config",
+        DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 60,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                },
+                "TerminationWaitInSeconds": 0,
+                "MaximumExecutionTimeoutInSeconds": 600,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "canary-5xx"}]},
+        },
+    )
+    outcomes: list[str] = []
+
+    def traffic_until_settled() -> bool:
+        try:
+            _predict(cloud, "canary-ep")
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(str(exc.response["Error"].get("Code")))
+        status = sm.describe_endpoint(EndpointName="canary-ep")["EndpointStatus"]
+        return status != "Updating"
+
+    wait(traffic_until_settled, timeout=60, interval=0.05)
+    # THEN the alarm fired during the canary's wait and the update was rolled back: the
+    # endpoint is InService on the old config, FailureReason names the alarm
+    done = sm.describe_endpoint(EndpointName="canary-ep")
+    assert done["EndpointStatus"] == "InService"
+    assert done["EndpointConfigName"] == "canary-blue-config"
+    assert "canary-5xx" in done["FailureReason"]
+    assert "traffic shift (50% on the new fleet)" in done["FailureReason"]
+    assert cloud.alarms is not None and cloud.alarms.state("canary-5xx") == "ALARM"
+    # ... the canary really took part of the traffic (and failed it), the rest was served
+    assert "ModelError" in outcomes and "ok" in outcomes
+    # ... and all traffic is back on the good model
+    assert [_predict(cloud, "canary-ep") for _ in range(4)] == [before] * 4
+    sm.delete_endpoint(EndpointName="canary-ep")
+
+
+def test_a_healthy_linear_update_shifts_in_steps_and_lands() -> None:
+    from sfn_mlops.local.sagemaker.endpoints import traffic_steps
+
+    linear = {"TrafficRoutingConfiguration": {"Type": "LINEAR", "LinearStepSize": {"Value": 30}}}
+    assert traffic_steps(linear) == [30, 60, 90, 100]
+    canary = {"TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Value": 10}}}
+    assert traffic_steps(canary) == [10, 100]
+    assert traffic_steps({}) == [100]

@@ -306,7 +306,10 @@ def _package(status: str, group: str = "sfn-mlops-models") -> str:
                     {
                         "Image": IMAGE,
                         "ModelDataUrl": f"s3://{BUCKET}/runs/x/train/model.tar.gz",
-                        "Environment": {"TARGET_COLUMN": "label", "PROBLEM_TYPE": "binary_classification"},
+                        "Environment": {
+                            "TARGET_COLUMN": "label",
+                            "PROBLEM_TYPE": "binary_classification",
+                        },
                     }
                 ],
                 "SupportedContentTypes": ["text/csv"],

@@ -109,6 +109,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Validates and normalises the execution payload over the pipeline defaults",
         "ValidateFunctionArn",
         env=("PIPELINE_DEFAULTS", "DEFAULT_IMAGE_URI", "ARTIFACT_BUCKET", "DATA_PREFIX"),
+        sagemaker_access=True,  # a registry approval's run describes the package
     ),
     FunctionSpec(
         "preprocess",

@@ -843,9 +843,11 @@ def test_canary_with_a_broken_model_is_rolled_back_on_the_5xx_alarm(
     assert done["EndpointConfigName"] == "canary-blue-config"
     assert "canary-5xx" in done["FailureReason"]
     assert "traffic shift (50% on the new fleet)" in done["FailureReason"]
-    assert cloud.alarms is not None and cloud.alarms.state("canary-5xx") == "ALARM"
+    assert cloud.alarms is not None
+    assert cloud.alarms.state("canary-5xx") == "ALARM"
     # ... the canary really took part of the traffic (and failed it), the rest was served
-    assert "ModelError" in outcomes and "ok" in outcomes
+    assert "ModelError" in outcomes
+    assert "ok" in outcomes
     # ... and all traffic is back on the good model
     assert [_predict(cloud, "canary-ep") for _ in range(4)] == [before] * 4
     sm.delete_endpoint(EndpointName="canary-ep")

@@ -71,7 +71,8 @@ def test_rejection_fails_the_run_at_the_approval_and_production_is_unchanged(
     # THEN the run fails at WaitForApproval saying so; production was never deployed
     assert run.status == "FAILED"
     assert run.error == "PromotionRejected"
-    assert run.cause is not None and "latency too high" in run.cause  # the cause is kept
+    assert run.cause is not None
+    assert "latency too high" in run.cause
     assert run.entered()[-1] == "WaitForApproval"
     assert [p["stage"] for p in fake.payloads["deploy"]] == ["staging"]
     # ... and there is nothing left to approve

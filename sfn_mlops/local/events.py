@@ -346,10 +346,10 @@ def install(patches: Any, router: EventRouter) -> None:
     def update_model_package(
         backend: Any,
         model_package_arn: str,
-        model_approval_status: str | None,
-        approval_description: str | None,
-        customer_metadata_properties: dict[str, str] | None,
-        *rest: Any,
+        model_approval_status: str | None = None,
+        approval_description: str | None = None,
+        customer_metadata_properties: dict[str, str] | None = None,
+        **rest: Any,
     ) -> str:
         package = backend.model_packages.get(
             backend.model_package_name_mapping.get(model_package_arn, model_package_arn)
@@ -363,11 +363,11 @@ def install(patches: Any, router: EventRouter) -> None:
             customer_metadata_properties = merged
         arn = orig_update_package(
             backend,
-            model_package_arn,
-            model_approval_status,
-            approval_description,
-            customer_metadata_properties,
-            *rest,
+            model_package_arn=model_package_arn,
+            model_approval_status=model_approval_status,
+            approval_description=approval_description,
+            customer_metadata_properties=customer_metadata_properties,
+            **rest,
         )
         package = backend.model_packages[backend.model_package_name_mapping.get(arn, arn)]
         event = model_package_state_change_event(package, backend.account_id, backend.region_name)

@@ -861,3 +861,56 @@ def test_a_healthy_linear_update_shifts_in_steps_and_lands() -> None:
     canary = {"TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Value": 10}}}
     assert traffic_steps(canary) == [10, 100]
     assert traffic_steps({}) == [100]
+
+
+def test_update_model_package_emits_the_registry_state_change_event(cloud: LocalCloud) -> None:
+    from shared.resources import registry_approval_event_pattern
+
+    sm, sqs, events = cloud.client("sagemaker"), cloud.client("sqs"), cloud.client("events")
+    sm.create_model_package_group(ModelPackageGroupName="events-models")
+    arn = sm.create_model_package(
+        ModelPackageGroupName="events-models",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "local/sfn-mlops:latest"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        CustomerMetadataProperties={"execution_name": "x"},
+    )["ModelPackageArn"]
+    url = sqs.create_queue(QueueName="registry-events")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    events.put_rule(
+        Name="registry-approval",
+        EventPattern=json.dumps(registry_approval_event_pattern("events-models")),
+    )
+    events.put_targets(Rule="registry-approval", Targets=[{"Id": "q", "Arn": queue["QueueArn"]}])
+
+    def received() -> list[dict[str, Any]]:
+        out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        return [json.loads(m["Body"]) for m in out.get("Messages", [])]
+
+    # a rejection matches nothing
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected")
+    assert received() == []
+    # an approval is the AWS-shaped event, with the package's description as its detail
+    sm.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="ok"
+    )
+    (approved,) = received()
+    assert (approved["source"], approved["detail-type"]) == (
+        "aws.sagemaker",
+        "SageMaker Model Package State Change",
+    )
+    assert approved["detail"]["ModelPackageArn"] == arn
+    assert approved["detail"]["ModelApprovalStatus"] == "Approved"
+    # a metadata-only update keeps the status and the rest (moto cleared them) and, as on
+    # AWS, emits the event again with status Approved: the trigger's one-run-per-package
+    # name is what makes it start nothing
+    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"note": "n"})
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["ApprovalDescription"] == "ok"
+    assert described["CustomerMetadataProperties"] == {"execution_name": "x", "note": "n"}
+    (again,) = received()
+    assert again["detail"]["CustomerMetadataProperties"]["note"] == "n"

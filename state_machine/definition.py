@@ -524,11 +524,11 @@ def _console_url() -> str:
     )
 
 
-def notify_success_step() -> Task:
-    """SNS publish of the outcome: what was registered, whether it deployed and why."""
+def _success_message_step(state_id: str, comment: str, fields: Mapping[str, Any]) -> Task:
+    """SNS publish of a successful run's outcome: the common fields plus `fields`."""
     task = SelectingTask(
-        "NotifySuccess",
-        comment="Publishes the outcome (deployed or not, and why) to the notification topic",
+        state_id,
+        comment=comment,
         resource=SNS_PUBLISH,
         parameters={
             "TopicArn": _topic(),
@@ -537,13 +537,7 @@ def notify_success_step() -> Task:
                 "status": "SUCCEEDED",
                 "execution_name.$": "$$.Execution.Name",
                 "execution_arn.$": "$$.Execution.Id",
-                "deployed.$": "$.gate.deploy",
-                "reasons.$": "$.gate.reasons",
-                "metric.$": "$.gate.metric",
-                "challenger.$": "$.gate.challenger",
-                "champion.$": "$.gate.champion",
-                "model_package_arn.$": "$.register.model_package_arn",
-                "approval_status.$": "$.register.approval_status",
+                **fields,
                 "console_url.$": _console_url(),
             },
         },
@@ -552,32 +546,36 @@ def notify_success_step() -> Task:
         timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
     )
     return with_error_handling(task, retries=SNS_RETRIES)
+
+
+def notify_success_step() -> Task:
+    """SNS publish of the outcome: what was registered, whether it deployed and why."""
+    return _success_message_step(
+        "NotifySuccess",
+        "Publishes the outcome (deployed or not, and why) to the notification topic",
+        {
+            "deployed.$": "$.gate.deploy",
+            "reasons.$": "$.gate.reasons",
+            "metric.$": "$.gate.metric",
+            "challenger.$": "$.gate.challenger",
+            "champion.$": "$.gate.champion",
+            "model_package_arn.$": "$.register.model_package_arn",
+            "approval_status.$": "$.register.approval_status",
+        },
+    )
 
 
 def notify_promotion_step() -> Task:
     """SNS publish of a registry approval's run: which package now serves in production."""
-    task = SelectingTask(
+    return _success_message_step(
         "NotifyPromotion",
-        comment="Publishes which approved package was deployed to production",
-        resource=SNS_PUBLISH,
-        parameters={
-            "TopicArn": _topic(),
-            "Subject.$": f"States.Format('{PROJECT} OK: {{}}', $$.Execution.Name)",
-            "Message": {
-                "status": "SUCCEEDED",
-                "execution_name.$": "$$.Execution.Name",
-                "execution_arn.$": "$$.Execution.Id",
-                "deployed": True,
-                "model_package_arn.$": "$.candidate.model_package_arn",
-                "endpoint_name.$": "$.deploy.endpoint_name",
-                "console_url.$": _console_url(),
-            },
+        "Publishes which approved package was deployed to production",
+        {
+            "deployed": True,
+            "model_package_arn.$": "$.candidate.model_package_arn",
+            "endpoint_name.$": "$.deploy.endpoint_name",
         },
-        result_selector={"message_id.$": "$.MessageId"},
-        result_path="$.notification",
-        timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
     )
-    return with_error_handling(task, retries=SNS_RETRIES)
 
 
 # --- the workflow -----------------------------------------------------------------------------

@@ -752,31 +752,13 @@ def test_no_process_outlives_the_local_cloud(
 
 
 def _broken_model(cloud: LocalCloud, good_url: str) -> str:
-    """The good model's archive with its booster swapped for one trained on a single feature:
-    it loads and passes /ping, and every real request (all the features) is a 5xx."""
-    import tarfile
-
-    import numpy as np
-    import xgboost as xgb
+    """A model that passes /ping and answers 5xx to every real request (broken_model.py)."""
+    from broken_model import broken_archive
 
     s3 = cloud.client("s3")
     bucket, key = good_url[5:].split("/", 1)
     good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    x = np.arange(20, dtype=float).reshape(-1, 1)
-    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 9), 2)
-    out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(good), mode="r:gz") as src,
-        tarfile.open(fileobj=out, mode="w:gz") as dst,
-    ):
-        for member in src.getmembers():
-            if member.name.endswith("model.ubj"):
-                raw = bytes(booster.save_raw("ubj"))
-                member.size = len(raw)
-                dst.addfile(member, io.BytesIO(raw))
-            else:
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-    s3.put_object(Bucket=BUCKET, Key="canary/broken/model.tar.gz", Body=out.getvalue())
+    s3.put_object(Bucket=BUCKET, Key="canary/broken/model.tar.gz", Body=broken_archive(good))
     return f"s3://{BUCKET}/canary/broken/model.tar.gz"
 
 

@@ -241,11 +241,17 @@ def test_endpoint_update_that_fails_health_keeps_the_old_model_serving(pipeline:
 
     assert desc["status"] == "FAILED"
     state, error, cause = failure(events) or ("", "", "")
-    assert error == "EndpointUpdateFailedError", (state, error, cause)
+    # the staging stage stops it: its update fails health, staging keeps its old model
+    assert (state, error) == ("PollStaging", "EndpointUpdateFailedError"), cause
+    staging = pipeline.sagemaker.describe_endpoint(
+        EndpointName=str(pipeline.stack.defaults["staging_endpoint_name"])
+    )
+    assert staging["EndpointStatus"] == "InService"
+    assert staging.get("FailureReason")
+    # ... and production was never touched
     after = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
     assert after["EndpointStatus"] == "InService"
     assert after["EndpointConfigName"] == before["EndpointConfigName"]
-    assert after.get("FailureReason")
     assert pipeline.predict() == predictions_before
 
 

@@ -20,8 +20,8 @@ Baselines, each in a fresh process on the same file:
 Figures per size and format: train wall ÷ baseline, preprocess + train wall ÷ baseline
 (goal at 1M: ≤ 1.2×), preprocess ÷ bare read (goal ≤ 2×), and peak RSS of each step ÷ the
 CSV's size (goal at 1M: ≤ 3×; at 100k the fixed cost of the interpreter and libraries
-dominates, so those rows have no verdict). Peak RSS comes from ``wait4`` (the child's own
-``ru_maxrss``).
+dominates, so those rows have no verdict). Peak RSS is each child's own ``ru_maxrss``, read
+by a small launcher process (see ``_PEAK_RSS``).
 
 The train channel is the whole ``train`` output folder of preprocess (its Parquet split),
 moved as SageMaker's File mode downloads the whole S3 prefix.
@@ -104,19 +104,35 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{REPO / 'container'}{os.pathsep}{REPO}", **extra}
 
 
+#: Runs a command and reports its peak RSS. A child's ru_maxrss also counts what it held
+#: before exec, i.e. the forking parent's resident pages: forked from this small launcher
+#: instead of the benchmark process (which holds the generated data), it measures the host.
+_PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
+    "sys.exit(code)"
+)
+
+
 def _run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (bytes) and stdout of a child process."""
+    """Wall seconds, peak RSS (bytes) and output of a child process (its peak RSS through
+    the launcher above: measured straight with ``wait4`` from this process, a child's
+    ``ru_maxrss`` starts at this process's own peak, the generated data included)."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _PEAK_RSS, *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        process.wait()
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     if process.returncode != 0:
         raise RuntimeError(f"{command} failed ({process.returncode}): {text[-2000:]}")
-    return wall, usage.ru_maxrss * 1024.0, text
+    return wall, int(re.findall(r"PEAK_RSS_KB (\d+)", text)[-1]) * 1024.0, text
 
 
 def _one_size(rows: int, reps: int, fmt: str = "csv") -> list[dict[str, Any]]:
@@ -178,7 +194,7 @@ def _one_size(rows: int, reps: int, fmt: str = "csv") -> list[dict[str, Any]]:
                 ],
                 _env(),
             )
-            result = json.loads(text.strip().splitlines()[-1])
+            result = json.loads(next(x for x in text.splitlines() if x.startswith("{")))
             bare.append(result["train_seconds"])
             script.append(result["script_seconds"])
 
@@ -278,16 +294,6 @@ def _stage_hosts(splits: Path, root: Path, count: int) -> list[Path]:
         (config / "resourceconfig.json").write_text(json.dumps(resource_config(host, hosts)))
         roots.append(opt_ml)
     return roots
-
-
-#: Runs a command and reports its peak RSS. A child's ru_maxrss also counts what it held
-#: before exec, i.e. the forking parent's resident pages: forked from this small launcher
-#: instead of the benchmark process (which holds the generated data), it measures the host.
-_PEAK_RSS = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
-    "sys.exit(code)"
-)
 
 
 def _run_hosts(roots: list[Path]) -> tuple[float, list[float]]:

@@ -60,6 +60,11 @@ class Scope(Protocol):
         """Executions of this state machine: arn:...:execution:<state machine name>:*"""
         ...
 
+    @property
+    def topic_arn(self) -> str:
+        """The notification topic (shared.resources.FAILURE_TOPIC)."""
+        ...
+
 
 _PER_EXECUTION = (
     "SageMaker job, model and endpoint-config names derive from each execution name "
@@ -209,6 +214,18 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         _items(g, ["PutItem", "GetItem", "UpdateItem", "DeleteItem"], DATA_RUN_KEYS),
         Grant(["states:DescribeExecution"], [g.executions_arn], _EXECUTIONS),
         Grant(["states:StartExecution"], [g.state_machine_arn]),
+    ],
+    # The failure notification: the failed execution's history (which state), one publish.
+    # (The topic's KMS key lets this role use it through SNS only: a key policy statement,
+    # infra/constructs/notifications.py, not a grant here.)
+    "notify": lambda g: [
+        Grant(
+            ["states:GetExecutionHistory"],
+            [g.executions_arn],
+            "the failed execution is any execution of this state machine (its name comes "
+            "from the triggering event), so only the state machine can be fixed in the ARN",
+        ),
+        Grant(["sns:Publish"], [g.topic_arn]),
     ],
     "register": lambda g: [
         Grant(

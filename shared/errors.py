@@ -127,3 +127,8 @@ def validation_problems(exc: ValidationError, prefix: str = "") -> list[str]:
             detail = f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
         problems.append(f"{path}: {message}{detail}" + (f"; {fix}" if fix else ""))
     return problems
+
+
+class HistoryUnavailableError(PipelineError):
+    """GetExecutionHistory failed (denied, throttled past the retries, no such execution):
+    the failure notification is still sent, without the failed state's name."""

@@ -604,3 +604,39 @@ class TriggerOutput(Strict):
     execution_name: str | None = None
     execution_arn: str | None = None
     payload: dict[str, Any] | None = None
+
+
+# --- execution status change events (EventBridge targets: lock-events, notify) ----------------
+
+
+class ExecutionStatusChange(BaseModel):
+    """`detail` of "Step Functions Execution Status Change" (the fields read here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
+
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    status: str = Field(min_length=1)
+    name: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    redrive_count: int | None = Field(default=None, alias="redriveCount")
+
+    @property
+    def execution_name(self) -> str:
+        return self.name or self.execution_arn.rsplit(":", 1)[-1]
+
+
+class StatusChangeEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+
+    region: str | None = None
+    detail: ExecutionStatusChange
+
+
+class NotifyOutput(Strict):
+    """What the failure notification published (the function's result, for its logs)."""
+
+    message_id: str
+    execution_name: str
+    status: str
+    failed_state: str | None

@@ -36,7 +36,8 @@ COORDINATION_TABLE = f"{PROJECT}-coordination"
 #: Execution status change (any closing status) -> functions/lock: releases a closed
 #: execution's deployment locks, starts a due follow-up data run.
 EXECUTION_CLOSED_RULE = f"{PROJECT}-execution-closed"
-#: Execution status change -> the topic (failure notifications come from here, not a state)
+#: Execution status change -> functions/notify -> the topic (failure notifications come from
+#: here, not from a state; the function adds the failed state, which the event lacks)
 EXECUTION_STATUS_RULE = f"{PROJECT}-execution-failed"
 #: Statuses it notifies: values of botocore's ExecutionStatus enum (checked by a test).
 NOTIFIED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -178,6 +179,13 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Execution closed -> releases its locks; frees the data run, starts a follow-up if due",
         None,
         env=("COORDINATION_TABLE", "STATE_MACHINE_ARN", "DATA_PREFIX"),
+    ),
+    FunctionSpec(
+        "notify",
+        "functions.notify.handler.lambda_handler",
+        "Execution failed, timed out or stopped -> the notification: which state, error, cause",
+        None,
+        env=("NOTIFICATION_TOPIC_ARN",),
     ),
     FunctionSpec(
         "register",
@@ -375,44 +383,3 @@ def execution_status_event_pattern(state_machine_arn: str) -> dict[str, Any]:
         "detail-type": ["Step Functions Execution Status Change"],
         "detail": {"stateMachineArn": [state_machine_arn], "status": list(NOTIFIED_STATUSES)},
     }
-
-
-#: The notification's fields: name -> JSONPath into the status change event. The event has
-#: no "failed state" field: AWS's status change event does not carry it, so the message gives
-#: the error and cause and the console link (the failed state is highlighted there, next to
-#: the Redrive button); `sfn-mlops describe` names it.
-NOTIFICATION_PATHS = {
-    "execution_name": "$.detail.name",
-    "status": "$.detail.status",
-    "error": "$.detail.error",
-    "cause": "$.detail.cause",
-    "execution_arn": "$.detail.executionArn",
-    "redrive_count": "$.detail.redriveCount",
-    "region": "$.region",
-}
-#: The console page of an execution, from NOTIFICATION_PATHS placeholders.
-CONSOLE_URL_TEMPLATE = (
-    "https://<region>.console.aws.amazon.com/states/home?region=<region>"
-    "#/v2/executions/details/<execution_arn>"
-)
-
-
-def notification_template() -> dict[str, str]:
-    """The message object: every path's value, the console link, and what to do."""
-    message = {name: f"<{name}>" for name in NOTIFICATION_PATHS if name != "region"}
-    message["subject"] = f"{PROJECT} <status>: <execution_name>"
-    message["console_url"] = CONSOLE_URL_TEMPLATE
-    message["next_step"] = (
-        "fix the cause, then Redrive (console, `sfn-mlops redrive <execution_name>`): the "
-        "run continues from the state that failed"
-    )
-    return message
-
-
-def notification_input_transformer() -> dict[str, Any]:
-    """The rule target's InputTransformer (the local cloud's; CDK builds the same one from
-    EventFields): a whole-value placeholder is inserted as JSON, one inside a string as text."""
-    template = json.dumps(notification_template(), indent=None)
-    for name in NOTIFICATION_PATHS:
-        template = template.replace(f'"<{name}>"', f"<{name}>")
-    return {"InputPathsMap": dict(NOTIFICATION_PATHS), "InputTemplate": template}

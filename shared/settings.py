@@ -102,6 +102,14 @@ class ExecutionClosedSettings(LockSettings):
     data_prefix: str = Field(alias="DATA_PREFIX", min_length=1)
 
 
+class NotifySettings(EnvSettings):
+    """notify: the topic it publishes failure notifications to."""
+
+    notification_topic_arn: str = Field(
+        alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:"
+    )
+
+
 class InvokeSettings(EnvSettings):
     artifact_bucket: str = _bucket()
 

@@ -56,9 +56,10 @@ import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -71,6 +72,7 @@ from sfn_container.distributed import Cluster
 from sfn_container.errors import ConfigError, EmptyInputError, SchemaError
 from sfn_container.paths import OptMl
 
+T = TypeVar("T")
 PROBLEM_TYPES = ("binary_classification", "regression")
 SPLITS = ("train", "validation", "test")
 DROPPED = 3  # split id of rows whose target is missing
@@ -226,6 +228,20 @@ def _normalise(batch: pa.RecordBatch, inputs: Inputs) -> pa.RecordBatch:
             column = pc.cast(column, pa.float64())
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=inputs.header)
+
+
+def prefetch(items: Iterator[T]) -> Iterator[T]:
+    """`items`, the next one produced on a worker thread while the caller works on the
+    current one: parsing the next CSV block (pyarrow releases the GIL) overlaps hashing and
+    writing this one, so on 2 cores preprocessing takes about the longer of the two rather
+    than their sum (benchmarks/training_scale.py, figure 6). One item ahead: memory grows
+    by one batch. An error producing an item is raised here, in the caller's order."""
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, done)
+        while (item := pending.result()) is not done:
+            pending = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
 
 
 # --- whole-data checks --------------------------------------------------------------------
@@ -408,7 +424,7 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig, host: 
     try:
         for path in inputs.files:
             run.files.setdefault(inputs.source(path), 0)
-        for path, batch in iter_batches(inputs):
+        for path, batch in prefetch(iter_batches(inputs)):
             source = inputs.source(path)
             run.files[source] += batch.num_rows
             target = tabular.to_float(batch.column(config.target_column))

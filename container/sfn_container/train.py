@@ -154,7 +154,7 @@ def _load(
     """A channel's features (float32; categorical columns as codes of the train channel's
     categories, an unseen one missing) and target, rows without a target dropped.
     `agree`: makes a learned schema the same on every host (distributed training)."""
-    table = tabular.read_dir(channel)
+    table = tabular.read_columns(channel)  # Parquet splits: one column at a time
     if target not in table.column_names:
         raise SchemaError(
             f"{channel.name}: target column {target!r} not in the data; columns "

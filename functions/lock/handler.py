@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from functions.lock.logic import CLOSED, acquire, release, release_on_end
 from shared import aws
 from shared.adapters.dynamodb import CoordinationTable
 from shared.adapters.stepfunctions import StepFunctions
 from shared.data_runs import on_closed
 from shared.handler import lambda_entry, parse
-from shared.models import LockRequest, StepRequest
+from shared.models import LockRequest, StatusChangeEvent, StepRequest
 from shared.settings import ExecutionClosedSettings, LockSettings, load_settings
 
 
@@ -31,21 +29,6 @@ def acquire_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @lambda_entry()
 def release_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return release(parse(StepRequest, event), _table()).model_dump(mode="json")
-
-
-class ExecutionStatusChange(BaseModel):
-    """`detail` of "Step Functions Execution Status Change" (the fields read here)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    execution_arn: str = Field(alias="executionArn", min_length=1)
-    status: str = Field(min_length=1)
-
-
-class StatusChangeEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    detail: ExecutionStatusChange
 
 
 @lambda_entry(correlation_key="id")

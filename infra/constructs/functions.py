@@ -21,6 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra import build_lambda, nag
@@ -46,6 +47,7 @@ class GrantScope:
     state_machine_arn: str
     sagemaker: SageMakerResources
     table: dynamodb.ITable
+    topic: sns.ITopic
 
     def sm(self, resource_type: str, name: str = "*") -> str:
         return sagemaker_arn(self.construct, resource_type, name)
@@ -82,6 +84,10 @@ class GrantScope:
             resource_name=f"{resources.STATE_MACHINE_NAME}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
+
+    @property
+    def topic_arn(self) -> str:
+        return self.topic.topic_arn
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Notifications: one encrypted SNS topic for execution outcomes, deployments and alarms, and
-the EventBridge rule that publishes every unsuccessful execution of the pipeline to it.
+the EventBridge rule that sends every unsuccessful execution of the pipeline to the notify
+function, which publishes it to the topic naming the state that failed.
 
 Failure notifications come from the execution status change event, not from a state in the
 workflow, so a failed state fails the execution where it happened and Redrive restarts there.
@@ -7,28 +8,19 @@ workflow, so a failed state fails the execution where it happened and Redrive re
 
 from __future__ import annotations
 
-import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.triggers import MAX_EVENT_AGE, RETRY_ATTEMPTS, event_pattern
 from shared import resources
-
-
-@jsii.implements(events.IRuleTarget)
-class _TopicTarget:
-    """The topic as a rule target, without the grants CDK's SnsTopic target adds (an
-    unconditioned topic policy and key grant for every rule): the caller scopes them."""
-
-    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput) -> None:
-        self._topic, self._message = topic, message
-
-    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
 
 
 class Notifications(Construct):
@@ -62,54 +54,52 @@ class Notifications(Construct):
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
-    def notify_unsuccessful_executions(self, state_machine_arn: str) -> events.Rule:
-        """FAILED / TIMED_OUT / ABORTED executions of `state_machine_arn` -> the topic, as the
-        message of shared.resources.notification_template (an input transformer)."""
-        fields = {
-            name: events.EventField.from_path(path)
-            for name, path in resources.NOTIFICATION_PATHS.items()
-        }
+    def notify_unsuccessful_executions(
+        self,
+        state_machine_arn: str,
+        *,
+        function: lambda_.IFunction,
+        role: iam.IRole,
+        dead_letters: sqs.IQueue,
+    ) -> events.Rule:
+        """FAILED / TIMED_OUT / ABORTED executions of `state_machine_arn` -> `function`
+        (functions/notify), which names the failed state (the event does not) and publishes.
 
-        def fill(text: str) -> str:
-            for name, field in fields.items():
-                text = text.replace(f"<{name}>", field)
-            return text
-
-        message = {k: fill(v) for k, v in resources.notification_template().items()}
-        pattern = resources.execution_status_event_pattern(state_machine_arn)
+        Delivery: EventBridge retries the invocation (RETRY_ATTEMPTS within MAX_EVENT_AGE)
+        and then dead-letters the event into `dead_letters` (which alarms on the topic); a
+        function error after delivery is retried twice by Lambda's async invoke. The function
+        publishes even when it cannot read the history, so a notification is lost only if
+        SNS itself keeps refusing it, and then the function's Errors metric shows it.
+        """
         rule = events.Rule(
             self,
             "ExecutionFailed",
             rule_name=resources.EXECUTION_STATUS_RULE,
-            description="Unsuccessful pipeline executions -> notification topic (redrive them)",
-            event_pattern=events.EventPattern(
-                source=pattern["source"],
-                detail_type=pattern["detail-type"],
-                detail=pattern["detail"],
+            description="Unsuccessful pipeline executions -> the notification function "
+            "(names the failed state) -> the topic",
+            event_pattern=event_pattern(
+                resources.execution_status_event_pattern(state_machine_arn)
             ),
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    dead_letter_queue=dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=RETRY_ATTEMPTS,
+                )
+            ],
         )
-        rule.add_target(_TopicTarget(self.topic, events.RuleTargetInput.from_object(message)))
-        # EventBridge may publish to the topic, and use its key, on behalf of this rule only
-        # (ARN from its fixed name: a reference would make key -> rule -> ... -> topic a cycle)
-        rule_arn = Stack.of(self).format_arn(
-            service="events", resource="rule", resource_name=resources.EXECUTION_STATUS_RULE
-        )
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowExecutionStatusRuleToPublish",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": rule_arn}},
-            )
-        )
+        # Publishing to the encrypted topic uses its key: the notify role may, through SNS
+        # only (a key policy statement, so its own policy keeps just its two grants).
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AllowExecutionStatusRuleToPublish",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                sid="AllowNotifyFunctionToPublish",
+                principals=[iam.ArnPrincipal(role.role_arn)],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" means this key
-                conditions={"ArnEquals": {"aws:SourceArn": rule_arn}},
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"sns.{Stack.of(self).region}.amazonaws.com"}
+                },
             )
         )
         return rule

@@ -67,8 +67,9 @@ class Triggers(Construct):
         nag.acknowledge(
             self.dead_letters,
             "SQS3",
-            "this queue is itself the dead-letter queue of the trigger rules and of the "
-            "trigger function's async invocations; it alarms on depth instead of chaining",
+            "this queue is itself the dead-letter queue of the trigger rules, of the "
+            "failure-notification rule and of the trigger function's async invocations; it "
+            "alarms on depth instead of chaining",
         )
         # A function error after EventBridge delivered: Lambda retries twice, then here.
         trigger_function.configure_async_invoke(
@@ -188,7 +189,8 @@ class Triggers(Construct):
             self,
             "DeadLettersAlarm",
             alarm_name=f"{resources.PROJECT}-trigger-dead-letters",
-            alarm_description="A trigger event could not start the pipeline (see the DLQ)",
+            alarm_description="A trigger event could not start the pipeline, or a failure "
+            "notification could not be delivered (see the DLQ)",
             metric=self.dead_letters.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(5), statistic="Maximum"
             ),

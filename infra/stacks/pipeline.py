@@ -66,6 +66,7 @@ class PipelineStack(Stack):
             "DEFAULT_IMAGE_URI": repository.repository_uri_for_tag(settings.image_tag),
             "ENDPOINT_ALARM_NAMES": ",".join(alarm.alarm_name for alarm in sagemaker.alarms),
             "STAGING_ALARM_NAMES": ",".join(a.alarm_name for a in sagemaker.staging_alarms),
+            "NOTIFICATION_TOPIC_ARN": notifications.topic.topic_arn,
         }
         functions = PipelineFunctions(
             self,
@@ -78,6 +79,7 @@ class PipelineStack(Stack):
                 state_machine_arn=state_machine_arn,
                 sagemaker=sagemaker,
                 table=coordination.table,
+                topic=notifications.topic,
             ),
             log_retention=settings.log_retention,
         )
@@ -90,7 +92,6 @@ class PipelineStack(Stack):
             topic_key=notifications.key,
             log_retention=settings.log_retention,
         )
-        notifications.notify_unsuccessful_executions(state_machine_arn)
         triggers = Triggers(
             self,
             "Triggers",
@@ -103,6 +104,12 @@ class PipelineStack(Stack):
             topic=notifications.topic,
             schedule_expression=settings.schedule_expression,
             schedule_enabled=settings.schedule_enabled,
+        )
+        notifications.notify_unsuccessful_executions(
+            state_machine_arn,
+            function=functions.functions["notify"],
+            role=functions.roles["notify"],
+            dead_letters=triggers.dead_letters,
         )
         Monitoring(
             self,

@@ -282,6 +282,7 @@ class LocalCloud:
         self._saved_sfn_config = dict(default_user_config.get("stepfunctions", {}))
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         for install in (
+            self._install_speed,
             self._install_strict,
             self._install_iam,
             self._install_lambda,
@@ -291,6 +292,12 @@ class LocalCloud:
             self._install_cloudwatch,
         ):
             install()
+
+    def _install_speed(self) -> None:
+        """moto's server stops redoing look-ups whose answer cannot change (speed.py)."""
+        from sfn_mlops.local import speed
+
+        speed.install(self._patches)
 
     def _install_strict(self) -> None:
         """Every request checked against the service model's constraints, as AWS does."""

@@ -81,6 +81,10 @@ class LocalScope:
         name = resources.STATE_MACHINE_NAME
         return f"arn:aws:states:{self.region}:{self.account}:execution:{name}:*"
 
+    @property
+    def topic_arn(self) -> str:
+        return f"arn:aws:sns:{self.region}:{self.account}:{resources.FAILURE_TOPIC}"
+
 
 def role_policies(scope: Scope, permissions: Permissions = PERMISSIONS) -> dict[str, str]:
     """Function key -> its role's policy document (JSON), from the shared grants."""

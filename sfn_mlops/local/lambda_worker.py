@@ -46,6 +46,14 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _trace_header() -> str:
+    """What the Lambda runtime puts in _X_AMZN_TRACE_ID for each invocation: a new trace,
+    not sampled (the local cloud has no X-Ray daemon). Without it the X-Ray SDK logs a
+    warning and discards each subsegment, on every invocation."""
+    root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
+    return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"
+
+
 def _warm_clients(services: str) -> None:
     """Create the function's boto3 clients now (shared.aws caches them per service): about
     60% of a first invocation was client creation. A failure here is left to the handler."""
@@ -85,6 +93,7 @@ def main() -> None:
             out.write(json.dumps({"error": init_error}) + "\n")
             continue
         context = LambdaContext(request["request_id"], request["deadline_ms"])
+        os.environ["_X_AMZN_TRACE_ID"] = _trace_header()
         try:
             result = handler(request["event"], context)
         except Exception as exc:

@@ -21,6 +21,10 @@
   States.Timeout / States.HeartbeatTimeout) and answers SendTaskSuccess/Failure/Heartbeat;
   its SendTaskFailure drops the `cause` (the failed state and the execution then carry
   none): it is passed through here, as AWS does.
+- GetExecutionHistory pages as AWS does when asked: `reverseOrder` (newest first),
+  `maxResults` (1..1000) and `nextToken` (moto ignores all three and answers every event
+  oldest first). Without `maxResults` it still answers every event (AWS pages by 100; no
+  caller here relies on that default).
 - Execution status change events (`aws.states`, "Step Functions Execution Status Change"):
   RUNNING on start and on redrive, then SUCCEEDED | FAILED | TIMED_OUT | ABORTED, with
   AWS's detail fields, handed to `emit` (the cloud routes them into its EventBridge rules).
@@ -298,6 +302,30 @@ def redrive(backend: Any, execution_arn: str, clock: SimulatedClock, emit: Emit 
     return record.date
 
 
+class InvalidToken(ServiceException):
+    code = "InvalidToken"
+
+
+_TOKEN_PREFIX = "local-history:"
+
+
+def history_page(
+    events: list[Any], reverse: bool, max_results: int | None, token: str | None
+) -> dict[str, Any]:
+    """One GetExecutionHistory page of `events` (oldest first), as AWS pages them."""
+    ordered = list(reversed(events)) if reverse else list(events)
+    start = 0
+    if token:
+        if not token.startswith(_TOKEN_PREFIX) or not token[len(_TOKEN_PREFIX) :].isdigit():
+            raise InvalidToken(f"Invalid Token: {token!r}")
+        start = int(token[len(_TOKEN_PREFIX) :])
+    size = max_results or len(ordered) or 1
+    page: dict[str, Any] = {"events": ordered[start : start + size]}
+    if start + size < len(ordered):
+        page["nextToken"] = f"{_TOKEN_PREFIX}{start + size}"
+    return page
+
+
 def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None = None) -> None:
     from moto.core.responses import ActionResult, EmptyResult
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -309,6 +337,7 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
     original_start = StepFunctionsParserBackend.start_execution
     original_describe = StepFunctionResponse.describe_execution
     original_terminated = BaseExecutionWorkerCommunication.terminated
+    original_history = StepFunctionResponse.get_execution_history
 
     def start_execution(
         backend: Any,
@@ -360,8 +389,21 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
         )
         return EmptyResult()
 
+    def get_execution_history(resp: Any) -> Any:
+        result = original_history(resp)
+        events = list(dict(result.result).get("events") or [])
+        return ActionResult(
+            history_page(
+                events,
+                bool(resp._get_param("reverseOrder")),
+                resp._get_param("maxResults") or None,
+                resp._get_param("nextToken"),
+            )
+        )
+
     patches.set(StepFunctionsParserBackend, "start_execution", start_execution)
     patches.set(StepFunctionResponse, "send_task_failure", send_task_failure)
     patches.set(BaseExecutionWorkerCommunication, "terminated", terminated)
+    patches.set(StepFunctionResponse, "get_execution_history", get_execution_history)
     patches.set(StepFunctionResponse, "redrive_execution", redrive_execution)
     patches.set(StepFunctionResponse, "describe_execution", describe_execution)

@@ -263,6 +263,8 @@ def deploy(
         "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
         "ENDPOINT_ALARM_NAMES": ",".join(resources.ENDPOINT_ALARM_NAMES),
         "STAGING_ALARM_NAMES": ",".join(resources.STAGING_ALARM_NAMES),
+        # deploy_pipeline creates the topic after the functions: its ARN, from its name
+        "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{resources.FAILURE_TOPIC}",
     }
 
     policies = None
@@ -305,6 +307,7 @@ def deploy(
     )
     assert pipeline.state_machine_arn == state_machine_arn, pipeline.state_machine_arn
     assert pipeline.role_arns["sagemaker"] == values["SAGEMAKER_ROLE_ARN"], pipeline.role_arns
+    assert pipeline.topic_arn == values["NOTIFICATION_TOPIC_ARN"], pipeline.topic_arn
     stack = Stack(
         region=region,
         account=account,
@@ -323,8 +326,9 @@ def deploy(
 
 
 def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
-    """The execution status rule -> topic, as in the CDK app; plus an SQS queue subscribed
-    to the topic, where the local cloud's notifications can be read back. Its URL."""
+    """The execution status rule -> the notify function (which publishes to the topic), as
+    in the CDK app; plus an SQS queue subscribed to the topic, where the local cloud's
+    notifications can be read back. Its URL."""
     events = cloud.client("events")
     events.put_rule(
         Name=resources.EXECUTION_STATUS_RULE,
@@ -333,13 +337,7 @@ def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
     )
     events.put_targets(
         Rule=resources.EXECUTION_STATUS_RULE,
-        Targets=[
-            {
-                "Id": "topic",
-                "Arn": stack.topic_arn,
-                "InputTransformer": resources.notification_input_transformer(),
-            }
-        ],
+        Targets=[{"Id": "notify", "Arn": stack.function_arns["notify"]}],
     )
     sqs = cloud.client("sqs")
     url = str(sqs.create_queue(QueueName=NOTIFICATION_INBOX)["QueueUrl"])

@@ -11,8 +11,19 @@ length, ``pattern`` and ``enum``; a number's ``min``/``max``; a list's or map's 
 Where: moto's ``BaseResponse._dispatch`` (the request path of every service that answers
 through it: SageMaker, Step Functions, EventBridge, SNS, CloudWatch, ECR, Lambda's control
 plane, ...), after moto parsed the request into the operation's parameters with its
-protocol parsers. S3 answers through its own dispatch and is not checked (its keys and
-buckets have no pattern constraints in the model the pipeline could break).
+protocol parsers.
+
+S3 is not checked, by design. Its model gives the S3 operations the pipeline and the local
+stack make (CreateBucket, PutBucketVersioning, PutBucketNotificationConfiguration,
+PutObject, GetObject, HeadObject, ListObjectsV2) no length maximum, pattern or range, only
+minimum lengths, which botocore's client checks itself; bucket names have no constraint in
+the model at all (their rules are prose). The rest are enums of fixed strings the code
+writes. So a check would refuse nothing the pipeline can send, and it would cost a second
+request router: moto's S3 answers through its own dispatch, which names the operation late
+and by IAM action (a CopyObject is a ``PutObject``), and S3 refuses with its own error codes
+(``InvalidArgument``, ``MalformedXML``), not ValidationException. A test holds this to the
+model (tests/unit/test_local_strict_s3.py): if botocore's S3 model gains such a constraint,
+it fails, and S3 needs the check.
 
 Patterns: AWS's are Java regular expressions with ``\\p{L}``-style classes, which Python's
 ``re`` lacks: they are compiled with the ``regex`` package and matched against the whole

@@ -1,11 +1,19 @@
-"""Step Functions: start an execution, idempotently by name; an execution's status."""
+"""Step Functions: start an execution, idempotently by name; an execution's status; its
+history, newest first."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters._errors import ClientError, code_of, transient_errors
+from shared.errors import HistoryUnavailableError, TransientServiceError
+
+#: GetExecutionHistory's largest page (botocore's model: maxResults 0..1000).
+HISTORY_PAGE_SIZE = 1000
+#: An execution's history holds at most 25,000 events (Step Functions quota): 25 full pages.
+HISTORY_MAX_PAGES = 25
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -48,3 +56,30 @@ class StepFunctions:
                     return None
                 raise
         return str(response["status"])
+
+    def history_newest_first(
+        self, execution_arn: str, max_pages: int = HISTORY_MAX_PAGES
+    ) -> Iterator[dict[str, Any]]:
+        """The execution's history events, newest first (reverseOrder), page by page as the
+        caller reads on: at most `max_pages` pages. Any failure to read it is a
+        HistoryUnavailableError naming the error code."""
+        kwargs: dict[str, Any] = {
+            "executionArn": execution_arn,
+            "reverseOrder": True,
+            "maxResults": HISTORY_PAGE_SIZE,
+        }
+        for _ in range(max_pages):
+            try:
+                with transient_errors("GetExecutionHistory"):
+                    page = self._client.get_execution_history(**kwargs)
+            except (ClientError, TransientServiceError) as exc:
+                code = code_of(exc) if isinstance(exc, ClientError) else "throttled"
+                raise HistoryUnavailableError(
+                    f"GetExecutionHistory {execution_arn}: {code}: {exc}"
+                ) from exc
+            for event in page["events"]:
+                yield dict(event)
+            token = page.get("nextToken")
+            if not token:
+                return
+            kwargs["nextToken"] = token

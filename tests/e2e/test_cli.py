@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from sfn_mlops.cli import main
 from sfn_mlops.local.cloud import DEFAULT_ACCOUNT
 from sfn_mlops.local.procs import free_port
+from sfn_mlops.local.stack import NOTIFICATION_INBOX
 from shared import resources
 
 pytestmark = pytest.mark.e2e
@@ -144,6 +145,22 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
+def _notification(endpoint: str, queue_url: str, env: dict[str, str], name: str) -> Any:
+    """The inbox's notification about execution `name` (AWS CLI, bounded long polls)."""
+    for _ in range(10):
+        received = subprocess.run(
+            [AWS, "--endpoint-url", endpoint, "sqs", "receive-message", "--queue-url", queue_url,
+             "--max-number-of-messages", "10", "--wait-time-seconds", "2"],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert received.returncode == 0, received.stderr
+        for body in [m["Body"] for m in json.loads(received.stdout or "{}").get("Messages", [])]:
+            message = json.loads(body)
+            if message.get("execution_name") == name:
+                return message
+    raise AssertionError(f"no notification about {name} in {queue_url}")
+
+
 def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -201,6 +218,18 @@ def test_aws_cli_starts_and_redrives_an_execution_on_local_up(tmp_path: Path) ->
         failed = wait()
         assert failed["status"] == "FAILED", failed
         assert failed["redriveStatus"] == "REDRIVABLE"
+        # the failure notification, read back with the AWS CLI from the inbox `local up` names
+        found = subprocess.run(
+            [AWS, "--endpoint-url", exported["AWS_ENDPOINT_URL"], "sqs", "get-queue-url",
+             "--queue-name", NOTIFICATION_INBOX],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        inbox = json.loads(found.stdout)["QueueUrl"]
+        message = _notification(exported["AWS_ENDPOINT_URL"], inbox, env, failed["name"])
+        assert message["failed_state"] == "ValidateInput"
+        assert message["error"] == failed["error"]
+        assert message["console_url"].endswith(arn)
         # the data arrives (the cause is fixed), and the AWS CLI redrives the execution
         s3 = boto3.client(
             "s3",

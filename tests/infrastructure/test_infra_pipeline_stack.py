@@ -562,48 +562,80 @@ def test_unsuccessful_executions_are_notified_from_their_status_change_event(
     import botocore.session
 
     # Given the rule on this state machine's status change events
-    rule_id = _by_property(
-        pipeline_json, "AWS::Events::Rule", "Name", resources.EXECUTION_STATUS_RULE
-    )
-    rule = pipeline_json["Resources"][rule_id]["Properties"]
+    rule = _rule(pipeline_json, resources.EXECUTION_STATUS_RULE)
     # Then it matches aws.states status changes of this state machine, unsuccessful ones only
     (arn,) = rule["EventPattern"]["detail"]["stateMachineArn"]
     assert f":stateMachine:{resources.STATE_MACHINE_NAME}" in json.dumps(arn)
     assert rule["EventPattern"] == resources.execution_status_event_pattern(arn)
+    assert rule["EventPattern"]["source"] == ["aws.states"]
+    assert rule["EventPattern"]["detail-type"] == ["Step Functions Execution Status Change"]
     model = botocore.session.get_session().get_service_model("stepfunctions")
     statuses = set(model.shape_for("ExecutionStatus").enum)
+    assert set(rule["EventPattern"]["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
     assert set(resources.NOTIFIED_STATUSES) <= statuses
-    assert {"SUCCEEDED", "RUNNING"}.isdisjoint(rule["EventPattern"]["detail"]["status"])
-    # ... and targets the topic with a message carrying name, status, error, cause and link
-    (topic_id,) = resources_of(pipeline_json, "AWS::SNS::Topic")
+    # ... and targets the notify function (the event lacks the failed state: it reads the
+    # history), the whole event as input, with EventBridge's retries and the dead-letter queue
+    spec = resources.FUNCTIONS_BY_KEY["notify"]
+    notify = _function_id(pipeline_json, spec)
     (target,) = rule["Targets"]
-    assert target["Arn"] == {"Ref": topic_id}
-    transformer = target["InputTransformer"]
-    assert set(transformer["InputPathsMap"].values()) == set(resources.NOTIFICATION_PATHS.values())
-    template = transformer["InputTemplate"]
-    for key in ("execution_name", "status", "error", "cause", "console_url", "redrive_count"):
-        assert f'"{key}":' in template, key
-    assert "console.aws.amazon.com/states/home" in template
-    # ... with the least permissions: the topic accepts EventBridge's publish, and the key
-    # may be used by EventBridge only on behalf of this rule
-    (policy,) = resources_of(pipeline_json, "AWS::SNS::TopicPolicy").values()
-    publishes = [
-        s
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if s.get("Principal") == {"Service": "events.amazonaws.com"}
-    ]
-    (publish,) = publishes
-    assert as_list(publish["Action"]) == ["sns:Publish"]
-    assert publish["Resource"] == {"Ref": topic_id}
-    (rule_arn,) = publish["Condition"]["ArnEquals"].values()
-    assert f":rule/{resources.EXECUTION_STATUS_RULE}" in json.dumps(rule_arn)
+    assert target["Arn"] == {"Fn::GetAtt": [notify, "Arn"]}
+    assert "InputTransformer" not in target
+    assert "Input" not in target
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 8}
+    dead_letters = _dead_letters_id(pipeline_json)
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters, "Arn"]}}
+    rule_id = _by_property(
+        pipeline_json, "AWS::Events::Rule", "Name", resources.EXECUTION_STATUS_RULE
+    )
+    (invoke,) = [
+        p["Properties"] for p in resources_of(pipeline_json, "AWS::Lambda::Permission").values()
+        if p["Properties"].get("SourceArn") == {"Fn::GetAtt": [rule_id, "Arn"]}
+    ]  # fmt: skip
+    assert invoke["Principal"] == "events.amazonaws.com"
+    assert invoke["FunctionName"] == {"Fn::GetAtt": [notify, "Arn"]}
+    function = pipeline_json["Resources"][notify]["Properties"]
+    (topic_id,) = resources_of(pipeline_json, "AWS::SNS::Topic")
+    assert function["Environment"]["Variables"]["NOTIFICATION_TOPIC_ARN"] == {"Ref": topic_id}
+
+
+def test_the_notify_role_has_only_its_two_grants(pipeline_json: dict[str, Any]) -> None:
+    # Given the notify function's role
+    spec = resources.FUNCTIONS_BY_KEY["notify"]
+    function = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"]
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    statements = statements_of(pipeline_json, role_id)
+    # Then besides its own log group and X-Ray (every function's), exactly: the history of
+    # this state machine's executions, and publishing to the topic
+    own = [
+        s for s in statements
+        if not {"logs:PutLogEvents", "xray:PutTraceSegments"} & set(as_list(s["Action"]))
+    ]  # fmt: skip
+    grants = sorted((as_list(s["Action"]), json.dumps(s["Resource"])) for s in own)
+    (topic_id,) = resources_of(pipeline_json, "AWS::SNS::Topic")
+    assert [actions for actions, _ in grants] == [["sns:Publish"], ["states:GetExecutionHistory"]]
+    assert grants[0][1] == json.dumps({"Ref": topic_id})
+    history = grants[1][1]
+    assert f":execution:{resources.STATE_MACHINE_NAME}:*" in history
+    assert all("Condition" not in s for s in own)
+    # ... and the topic's key lets it encrypt only through SNS (a key policy statement)
     key_id = pipeline_json["Resources"][topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
     key_statements = pipeline_json["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
-    (events_key,) = [
+    (for_notify,) = [
+        s for s in key_statements
+        if s.get("Principal") == {"AWS": {"Fn::GetAtt": [role_id, "Arn"]}}
+    ]  # fmt: skip
+    assert set(as_list(for_notify["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    via = for_notify["Condition"]["StringEquals"]["kms:ViaService"]
+    assert "sns." in json.dumps(via)
+    # ... and EventBridge no longer publishes to the topic itself (the function does)
+    (policy,) = resources_of(pipeline_json, "AWS::SNS::TopicPolicy").values()
+    assert not [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]  # fmt: skip
+    assert not [
         s for s in key_statements if s.get("Principal") == {"Service": "events.amazonaws.com"}
     ]
-    assert set(as_list(events_key["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
-    assert events_key["Condition"] == publish["Condition"]  # this rule only
 
 
 def test_the_workflow_no_longer_publishes_failures_itself(pipeline_json: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "function_name": context.function_name,
         "remaining_ms": context.get_remaining_time_in_millis(),
         "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+        "trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
         "env": {k: v for k, v in os.environ.items() if k.startswith("SFN_TEST_")},
     }
 

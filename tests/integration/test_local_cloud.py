@@ -111,6 +111,11 @@ def test_lambda_runs_the_real_handler_warm_with_its_environment(cloud: LocalClou
     assert first["function_name"] == "echo"
     assert 0 < first["remaining_ms"] <= 10_000
     assert first["pid"] == second["pid"] != os.getpid()  # a warm worker process, reused
+    # as the Lambda runtime: a new X-Ray trace header per invocation (not sampled locally)
+    assert re.fullmatch(
+        r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0", first["trace_id"]
+    )
+    assert first["trace_id"] != second["trace_id"]
 
 
 def test_lambda_exception_is_a_function_error_named_after_its_class(cloud: LocalCloud) -> None:

@@ -1,7 +1,8 @@
 """Redrive in the local cloud, from real failures: each scenario fails an execution at one
 state, fixes the cause, redrives it (same ARN) and checks from the local cloud's own records
 (faults.created: the create calls SageMaker accepted) that nothing that had succeeded was
-created again; the notification rule's message is read back from the topic's SQS inbox.
+created again; the notification (the rule's notify function, from the execution's history)
+is read back from the topic's SQS inbox.
 
 One cloud for the module; each scenario is a manual start (deploy_mode never, except the
 endpoint scenario), so the scenarios share the stack and its warm Lambda workers.
@@ -127,9 +128,12 @@ def assert_failed_at(env: Cloud, desc: dict[str, Any], state: str, error: str) -
     # no Catch, no Fail state: the execution ended in the state that failed
     assert state_runs(events)[-1].name == state
     assert desc["redriveStatus"] == "REDRIVABLE"
-    # the notification rule published the failure: name, status, error, cause, link
+    # the notification rule's function published the failure: name, status, the state that
+    # failed (read from the history: the event does not carry it), error, cause, link
     (message,) = env.notifications(desc["name"])
     assert message["status"] == "FAILED"
+    assert message["failed_state"] == state
+    assert f"FAILED at {state}: {error}" in message["summary"]
     assert message["error"] == error
     assert message["cause"] == desc["cause"]
     assert message["redrive_count"] == 0
@@ -183,6 +187,32 @@ def test_preprocessing_job_failure_then_data_fixed_then_redrive(env: Cloud) -> N
     MEASURED["preprocessing job failed -> redrive"] = counts
     # processing: preprocess attempts 1 (failed) and 2, evaluate once
     assert counts == creates(processing=3, training=1)
+
+
+def test_a_transient_capacity_failure_is_retried_and_the_execution_succeeds(env: Cloud) -> None:
+    # Given training attempt 1 fails for lack of capacity (SageMaker's side, transient)
+    before = env.counts()
+    env.cloud.sagemaker.faults.inject_job_failures(
+        "train", ["CapacityError: Unable to provision requested ML compute capacity."]
+    )
+    # When a run starts (nobody intervenes)
+    arn = env.start({"deploy_mode": "never"})
+    done = env.wait(arn)
+    # Then the step restarted itself once and the execution SUCCEEDED on attempt 2
+    assert done["status"] == "SUCCEEDED", done
+    assert done["redriveCount"] == 0
+    assert json.loads(done["output"])["train"]["job_name"].endswith("-2")
+    runs = [r.name for r in state_runs(get_history(env.sfn, arn))]
+    assert runs.count("StartTraining") == 2
+    assert runs.count("RestartTraining") == 1
+    counts = delta(env.counts(), before)
+    MEASURED["capacity failure at training (auto-retried) -> SUCCEEDED"] = counts
+    assert counts == creates(processing=2, training=2)  # two training attempts, nothing else
+    # ... and nothing was notified: a succeeded execution is not the rule's
+    assert not [
+        d for d in env.cloud.events.deliveries
+        if d.rule == resources.EXECUTION_STATUS_RULE and d.event["detail"]["executionArn"] == arn
+    ]  # fmt: skip
 
 
 def test_capacity_failure_is_retried_then_an_algorithm_error_is_not(env: Cloud) -> None:
@@ -308,3 +338,25 @@ def test_update_endpoint_failure_then_redrive_deploys_once(env: Cloud) -> None:
     counts = delta(env.counts(), before)
     MEASURED["UpdateEndpoint refused -> redrive"] = counts
     assert counts == creates(processing=2, training=1, models=1, configs=1)
+
+
+def test_a_stopped_execution_is_notified_with_the_state_it_was_in(env: Cloud) -> None:
+    # Given a run stopped by hand while its preprocessing step is under way
+    arn = env.start({"deploy_mode": "never"})
+
+    def in_preprocessing() -> str | None:
+        runs = state_runs(get_history(env.sfn, arn))
+        names = [r.name for r in runs]
+        return names[-1] if "StartPreprocessing" in names else None
+
+    env.cloud.wait_for(in_preprocessing, timeout=60)
+    env.sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped to fix the data")
+    stopped = env.wait(arn)
+    assert stopped["status"] == "ABORTED", stopped
+    last = state_runs(get_history(env.sfn, arn))[-1].name
+    # Then the notification says it was stopped, and where
+    (message,) = env.notifications(stopped["name"])
+    assert message["status"] == "ABORTED"
+    assert message["failed_state"] == last
+    assert f"ABORTED (stopped) in {last}" in message["summary"]
+    assert "stopped on purpose" in message["next_step"]

@@ -1,10 +1,10 @@
 """Processing and Training jobs, for real: the container's entrypoints
 (`python -m sfn_container preprocess|train|evaluate`) run as local processes under the
 `/opt/ml` contract, remapped into <workdir>/jobs/<name>/opt_ml. S3 inputs/channels are
-downloaded first, outputs and `model.tar.gz` uploaded after. Status is real: InProgress
-while running, then Completed, Failed (FailureReason from `/opt/ml/output/failure`) or
-Stopped (StopXJob, or MaxRuntimeInSeconds passed: MaxRuntimeExceeded). A duplicate job
-name is ResourceInUse.
+downloaded first, outputs and `model.tar.gz` uploaded after (in-process: see
+common.Workspace.download). Status is real: InProgress while running, then Completed,
+Failed (FailureReason from `/opt/ml/output/failure`) or Stopped (StopXJob, or
+MaxRuntimeInSeconds passed: MaxRuntimeExceeded). A duplicate job name is ResourceInUse.
 
 Several instances (InstanceCount N): N host processes, algo-1..N, each under
 <workdir>/jobs/<name>/<host>/opt_ml with its own resourceconfig.json, on loopback
@@ -461,7 +461,7 @@ class JobRunner:
                 with tarfile.open(fileobj=buf, mode="w:gz") as tar:  # the first host's model
                     for path in sorted((leader / "model").rglob("*")):
                         tar.add(path, arcname=path.relative_to(leader / "model").as_posix())
-                self.ws.s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+                self.ws.put_bytes(bucket, key, buf.getvalue())
                 fake.model_artifacts = {"S3ModelArtifacts": f"s3://{bucket}/{key}"}
                 status, secondary = "Completed", "Completed"
             else:

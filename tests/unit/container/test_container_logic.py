@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import gzip
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sfn_container import codec, tabular
 from sfn_container.errors import EmptyInputError, SchemaError
 from sfn_container.metrics import evaluate
-from sfn_container.preprocess import PreprocessConfig, preprocess
+from sfn_container.preprocess import PreprocessConfig, prefetch, preprocess
 from sklearn import metrics as skm
 
 
@@ -96,6 +98,43 @@ def test_formats_read_alike_with_quoted_header_and_missing_values(tmp_path: Path
         assert schema.categories == {"color": ["blue", "red, dark"]}
         x = schema.matrix(table)
         np.testing.assert_array_equal(x, np.array([[2.5, 1], [np.nan, 0], [1, np.nan]], "f4"))
+
+
+def test_parquet_columns_build_the_same_matrix_as_the_whole_table(tmp_path: Path) -> None:
+    # Given a split of several Parquet files (row groups, an int column in one file and a
+    # float one with missing values in the other, a text column)
+    first = pa.table({"x": pa.array([1, 2, 3]), "c": ["a", "b", None], "target": [0, 1, 1]})
+    second = pa.table({"target": [1.0, 0.0], "x": pa.array([None, 4.5]), "c": pa.array(["c", "a"])})
+    (tmp_path / "split").mkdir()
+    pq.write_table(first, tmp_path / "split" / "a.parquet", row_group_size=2)
+    pq.write_table(second, tmp_path / "split" / "b.parquet")
+    # When read column by column (what train does) and as one table
+    lazy = tabular.read_columns(tmp_path / "split")
+    whole = tabular.read_dir(tmp_path / "split")
+    # Then the same schema, matrix and target
+    assert isinstance(lazy, tabular.ParquetColumns)
+    assert lazy.num_rows == whole.num_rows == 5
+    assert lazy.column_names == whole.column_names
+    schema = tabular.learn_schema(lazy, ["x", "c"])
+    assert schema == tabular.learn_schema(whole, ["x", "c"])
+    np.testing.assert_array_equal(schema.matrix(lazy), schema.matrix(whole))
+    np.testing.assert_array_equal(
+        tabular.to_float(lazy.column("target")), tabular.to_float(whole.column("target"))
+    )
+    # a channel holding CSV is read whole
+    _write(tmp_path / "mixed" / "a.csv", "x,target\n1,0\n")
+    assert isinstance(tabular.read_columns(tmp_path / "mixed"), pa.Table)
+
+
+def test_prefetch_yields_in_order_and_raises_where_the_source_fails() -> None:
+    def source() -> Iterator[int]:
+        yield from range(5)
+        raise SchemaError("bad row")
+
+    items = prefetch(source())
+    assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(SchemaError, match="bad row"):
+        next(items)
 
 
 def test_text_after_the_first_block_makes_the_column_categorical(tmp_path: Path) -> None:

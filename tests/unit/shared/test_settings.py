@@ -37,6 +37,7 @@ USED = {
     "lock-acquire": s.LockSettings,
     "lock-release": s.LockSettings,
     "lock-events": s.ExecutionClosedSettings,
+    "notify": s.NotifySettings,
     "recheck": s.JobSettings,
     "loadcheck": s.NoSettings,
 }

@@ -1,6 +1,7 @@
 """The local cloud's RedriveExecution rules and event shapes (sfn_mlops/local/sfn.py,
 events.py), without running an execution: which executions AWS refuses to redrive, where a
-redrive re-enters, the status change event, and the input transformer's escaping."""
+redrive re-enters, the status change event, the input transformer's escaping and the
+history's pages."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 from sfn_mlops.local.events import input_transform
 from sfn_mlops.local.sfn import (
+    InvalidToken,
     SimulatedClock,
+    history_page,
     not_redrivable_reason,
     status_change_event,
     unsuccessful_state,
@@ -110,19 +113,35 @@ def test_status_change_event_has_aws_shape() -> None:
     assert isinstance(detail["startDate"], int)  # epoch milliseconds, as AWS sends them
 
 
-def test_notification_transformer_escapes_the_cause_and_builds_the_console_link() -> None:
+def test_input_transformer_inserts_whole_values_as_json_and_escapes_inside_strings() -> None:
+    # (an SNS or other rule target's InputTransformer, as EventBridge applies it)
     event = status_change_event(execution("FAILED"), SimulatedClock())
-    message = json.loads(input_transform(resources.notification_input_transformer(), event))
-    assert message["execution_name"] == "run-1"
-    assert message["status"] == "FAILED"
-    assert message["error"] == "JobFailedError"
+    transformer = {
+        "InputPathsMap": {"name": "$.detail.name", "cause": "$.detail.cause",
+                          "count": "$.detail.redriveCount", "arn": "$.detail.executionArn"},
+        "InputTemplate": '{"name": <name>, "cause": <cause>, "redrive_count": <count>, '
+        '"subject": "failed: <name>", "link": "https://console/#/<arn>"}',
+    }  # fmt: skip
+    message = json.loads(input_transform(transformer, event))
+    assert message["name"] == "run-1"
     assert message["cause"] == event["detail"]["cause"]  # quotes inside survive
     assert message["redrive_count"] == 0
-    assert message["subject"] == "sfn-mlops FAILED: run-1"
-    assert message["console_url"] == (
-        "https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1"
-        f"#/v2/executions/details/{event['detail']['executionArn']}"
-    )
+    assert message["subject"] == "failed: run-1"
+    assert message["link"] == f"https://console/#/{event['detail']['executionArn']}"
+
+
+def test_history_pages_newest_first_with_tokens_as_aws_does() -> None:
+    events = [{"id": i} for i in range(1, 6)]
+    first = history_page(events, reverse=True, max_results=2, token=None)
+    assert [e["id"] for e in first["events"]] == [5, 4]
+    second = history_page(events, reverse=True, max_results=2, token=first["nextToken"])
+    assert [e["id"] for e in second["events"]] == [3, 2]
+    last = history_page(events, reverse=True, max_results=2, token=second["nextToken"])
+    assert [e["id"] for e in last["events"]] == [1]
+    assert "nextToken" not in last
+    assert history_page(events, reverse=False, max_results=None, token=None) == {"events": events}
+    with pytest.raises(InvalidToken):
+        history_page(events, reverse=True, max_results=2, token="forged")
 
 
 def test_the_rule_pattern_matches_only_unsuccessful_executions_of_this_machine() -> None:

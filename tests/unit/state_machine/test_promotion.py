@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import FakePipeline, PipelineHarness
 
 from sfn_mlops import promotion
 from sfn_mlops.aws import Target, UserError
+
+if TYPE_CHECKING:  # the harness and fakes are fixtures (conftest.py)
+    from conftest import FakePipeline, PipelineHarness
 
 MANUAL = {"promotion": "manual", "approval_timeout_seconds": 30}
 

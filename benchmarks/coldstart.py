@@ -33,6 +33,8 @@ _DUMMY_VALUES = {
     "PIPELINE_DEFAULTS": "{}",
     "DEFAULT_IMAGE_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:latest",
     "ENDPOINT_ALARM_NAMES": "",
+    "STAGING_ALARM_NAMES": "",
+    "MODEL_PACKAGE_GROUP": "bench",
     "COORDINATION_TABLE": "bench-coordination",
 }
 

@@ -178,9 +178,15 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
     ],
     # The data checks before any job: list the raw data prefix, ranged GET of its first
     # object's header (CSV) or footer (Parquet). raw_data_uri may name any prefix of the bucket.
+    # A registry approval's run: the approved package (group, status, container, metadata).
     "validate": lambda g: [
         Grant(["s3:ListBucket"], [g.bucket_arn]),
         Grant(["s3:GetObject"], [g.objects("*")], _RAW_DATA),
+        Grant(
+            ["sagemaker:DescribeModelPackage"],
+            [g.sm("model-package", f"{g.group}/*")],
+            _GROUP_VERSIONS,
+        ),
     ],
     "preprocess": lambda g: _job_grants(
         g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"
@@ -297,6 +303,12 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
             "the endpoint name is a per-request parameter (default from config/pipeline.yaml)",
         ),
         # Sample rows: the first .csv under the preprocess step's sample/ prefix.
+        _list(g, resources.ARTIFACTS_PREFIX),
+        _read_runs(g),
+    ],
+    # The staging load check: concurrent single-row invocations of the sample rows.
+    "loadcheck": lambda g: [
+        Grant(["sagemaker:InvokeEndpoint"], [g.sm("endpoint")], _PER_EXECUTION),
         _list(g, resources.ARTIFACTS_PREFIX),
         _read_runs(g),
     ],

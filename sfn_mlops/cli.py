@@ -7,6 +7,9 @@
     sfn-mlops describe EXECUTION        status, states, error and cause, gate decision
     sfn-mlops rerun EXECUTION           a new execution with the same input ("New execution")
     sfn-mlops redrive EXECUTION         continue a failed execution from its failed state
+    sfn-mlops approve EXECUTION|PACKAGE promote a run waiting at WaitForApproval, or approve a
+                                        registry package (which deploys it)
+    sfn-mlops reject EXECUTION|PACKAGE  reject the promotion (production unchanged) / package
     sfn-mlops invoke --endpoint N r.csv predictions from an endpoint (a file, -, or CSV rows)
     sfn-mlops report EXECUTION          one self-contained HTML page about an execution
     sfn-mlops logs EXECUTION            its Lambda, job and endpoint logs (CloudWatch Logs)
@@ -542,6 +545,47 @@ def redrive(execution: str, wait: bool, as_json: bool, **aws: Any) -> None:
     click.echo(f"redriven {arn} at {out['redriveDate']}", err=as_json)
     if wait:
         sys.exit(_wait(target, arn, 3600, as_json))
+
+
+def _decide(name: str, approve: bool, reason: str, as_json: bool, aws: dict[str, Any]) -> None:
+    from sfn_mlops import promotion
+
+    target = _target(**aws)
+    if promotion.is_package(name):
+        result = promotion.decide_package(target, name, approve, reason)
+    else:
+        arn = promotion.decide_execution(target, name, approve, reason)
+        result = {"executionArn": arn, "approved": approve}
+    if as_json:
+        _echo_json(result)
+    else:
+        what = "approved" if approve else "rejected"
+        click.echo(f"{what}: {result.get('executionArn') or result['model_package_arn']}")
+
+
+@main.command()
+@click.argument("name", metavar="EXECUTION|PACKAGE_ARN")
+@click.option("--reason", default="", help="Why (the approval's reason / ApprovalDescription).")
+@json_option
+@aws_options
+@_user_errors
+def approve(name: str, reason: str, as_json: bool, **aws: Any) -> None:
+    """Approve: an EXECUTION waiting at WaitForApproval is promoted to production (its task
+    token, SendTaskSuccess); a model PACKAGE ARN becomes Approved in the registry, which
+    starts its deployment (staging, checks, production)."""
+    _decide(name, True, reason, as_json, aws)
+
+
+@main.command()
+@click.argument("name", metavar="EXECUTION|PACKAGE_ARN")
+@click.option("--reason", default="", help="Why (the execution's failure cause).")
+@json_option
+@aws_options
+@_user_errors
+def reject(name: str, reason: str, as_json: bool, **aws: Any) -> None:
+    """Reject: an EXECUTION waiting at WaitForApproval fails there with PromotionRejected
+    (production unchanged); a model PACKAGE ARN becomes Rejected (nothing is deployed)."""
+    _decide(name, False, reason, as_json, aws)
 
 
 @main.command()

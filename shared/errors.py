@@ -60,6 +60,16 @@ class EndpointFailedError(EndpointUpdateFailedError):
     """The endpoint is Failed: SageMaker only allows DeleteEndpoint on it (delete, then re-run)."""
 
 
+class LoadCheckFailedError(PipelineError):
+    """The staging endpoint's load check measured a p99 latency or an error rate over the
+    thresholds (config load_check): the model is not promoted, production is unchanged."""
+
+
+class PromotionRejected(PipelineError):  # noqa: N818 - SendTaskFailure's error name
+    """A person rejected the promotion to production (`sfn-mlops reject EXECUTION`): the
+    error SendTaskFailure reports at WaitForApproval."""
+
+
 class ArtifactError(PipelineError):
     """An artifact a step needs (evaluation report, sample rows) is missing or unreadable."""
 

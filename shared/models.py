@@ -72,6 +72,56 @@ class TrainingCompute(Compute):
     )
 
 
+#: SageMaker's blue/green limits, from botocore's service model (TrafficRoutingConfig,
+#: BlueGreenUpdatePolicy; tests/unit/shared/test_settings.py checks them against it) and, for
+#: the sizes, the developer guide (a canary is at most 50% of the fleet; a linear step 10-50%).
+WAIT_INTERVAL_MAX = 3600
+TERMINATION_WAIT_MAX = 3600
+MAX_EXECUTION_TIMEOUT_RANGE = (600, 28800)
+
+
+class DeployStrategy(Strict):
+    """How a production update shifts traffic (SageMaker BlueGreenUpdatePolicy): all at once,
+    a canary share first, or linear steps, each followed by a wait with the rollback alarms
+    watched; then `termination_wait_seconds` of baking on the whole new fleet."""
+
+    type: Literal["all_at_once", "canary", "linear"]
+    canary_size_percent: int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        description="canary: share of the new fleet that gets traffic first",
+    )
+    linear_step_percent: int = Field(
+        default=20, ge=10, le=50, description="linear: share of traffic moved per step"
+    )
+    wait_interval_seconds: int = Field(
+        ge=0,
+        le=WAIT_INTERVAL_MAX,
+        description="WaitIntervalInSeconds: after the canary (each linear step), alarms watched",
+    )
+    termination_wait_seconds: int = Field(
+        ge=0,
+        le=TERMINATION_WAIT_MAX,
+        description="TerminationWaitInSeconds: baking on the new fleet before the old one goes",
+    )
+    maximum_execution_timeout_seconds: int = Field(
+        ge=MAX_EXECUTION_TIMEOUT_RANGE[0],
+        le=MAX_EXECUTION_TIMEOUT_RANGE[1],
+        description="MaximumExecutionTimeoutInSeconds of the whole update",
+    )
+
+
+class LoadCheck(Strict):
+    """The staging endpoint's short load check: `requests` single-row invocations,
+    `concurrency` at a time; p99 latency and error rate must stay under the thresholds."""
+
+    requests: int = Field(ge=1, le=10_000)
+    concurrency: int = Field(ge=1, le=64)
+    max_p99_latency_ms: float = Field(gt=0, le=60_000)
+    max_error_rate: float = Field(ge=0, le=1)
+
+
 class PipelineInput(Strict):
     """One execution's resolved configuration: payload over config/pipeline.yaml defaults."""
 
@@ -113,7 +163,23 @@ class PipelineInput(Strict):
         description="predictive: the first look comes at last duration x (1 - margin)",
     )
     deploy_mode: Literal["auto", "never"]
-    endpoint_name: SageMakerName
+    endpoint_name: SageMakerName = Field(description="the production endpoint")
+    staging_endpoint_name: SageMakerName | None = Field(
+        description="the staging endpoint a model is deployed to and load-checked on before "
+        "production; null: no staging stage (straight to production)"
+    )
+    promotion: Literal["auto", "manual"] = Field(
+        description="staging -> production: automatically, or after a person approves "
+        "(`sfn-mlops approve EXECUTION`, the task token in the notification)"
+    )
+    approval_timeout_seconds: int = Field(
+        ge=1,
+        le=7 * 86400,
+        description="manual promotion: how long the approval is waited for (then the run "
+        "fails at WaitForApproval, production unchanged)",
+    )
+    deploy_strategy: DeployStrategy
+    load_check: LoadCheck
     model_package_group: SageMakerName
     tags: dict[str, str] = Field(
         default_factory=dict, description="free-form: git_sha, data_version, ..."
@@ -147,6 +213,11 @@ class PipelineInput(Strict):
             raise ValueError(
                 "max_poll_interval_seconds must be >= end_poll_interval_seconds (lower "
                 "end_poll_interval_seconds too)"
+            )
+        if self.staging_endpoint_name == self.endpoint_name:
+            raise ValueError(
+                f"staging_endpoint_name must differ from endpoint_name ({self.endpoint_name!r}): "
+                "staging is a separate endpoint (or null for no staging stage)"
             )
         if self.evaluation is not None and self.evaluation.instance_count != 1:
             raise ValueError(
@@ -204,6 +275,17 @@ class ExecutionRef(Strict):
 # --- state inputs and outputs ---------------------------------------------------------------
 
 
+class Candidate(Strict):
+    """The model being deployed through the stages (the definition's Pass state `Candidate`
+    gathers it from the run's results)."""
+
+    model_package_arn: str
+    model_artifact_uri: S3Uri
+    image_uri: str = Field(min_length=1)
+    sample_uri: S3Uri  # feature-only rows for the smoke test and the load check
+    source: Literal["pipeline", "registry"]  # this run's model, or a registry approval's
+
+
 class ValidateRequest(Strict):
     payload: dict[str, Any]
     execution_name: str
@@ -214,6 +296,9 @@ class ValidateOutput(Strict):
     config: PipelineInput
     execution_name: str
     execution_arn: str
+    #: a registry approval's run (payload `model_package_arn`): the package it deploys; the
+    #: run goes straight to the deployment lock and the stages. None: a training run.
+    candidate: Candidate | None = None
 
 
 class StepRequest(Strict):
@@ -439,18 +524,55 @@ class RegisterRequest(StepRequest):
     train: TrainOutput
     evaluate: EvaluateOutput
     gate: GateOutput
+    preprocess: PreprocessOutput | None = None  # its sample rows: a registry approval's smoke test
     recheck: RecheckOutput | None = None  # set: the fresh decision may change the status
 
 
+Stage = Literal["staging", "production"]
+
+
 class DeployRequest(StepRequest):
-    train: TrainOutput
-    # `register` would shadow BaseModel.register (ABCMeta), so the field reads $.register by alias
-    registration: RegisterOutput = Field(alias="register")
-    gate: GateOutput
+    stage: Stage = "production"  # set by the definition's ToStaging / ToProduction
+    candidate: Candidate
+    gate: GateOutput | None = None  # None: a registry approval's run (a person decided)
     # AcquireDeployLock's and CheckChampion's results: UpdateEndpoint checks it still holds the
     # lock (a redrive after the FAILED event released it) against the champion decided on
     lock: LockState | None = None
     recheck: RecheckOutput | None = None
+
+    @property
+    def endpoint_name(self) -> str:
+        if self.stage == "staging":
+            if self.config.staging_endpoint_name is None:
+                raise ValueError("stage staging without a staging_endpoint_name")
+            return self.config.staging_endpoint_name
+        return self.config.endpoint_name
+
+
+class LoadCheckRequest(Strict):
+    endpoint_name: SageMakerName
+    sample_uri: S3Uri
+    load_check: LoadCheck
+    execution_name: str | None = None
+
+
+class LoadCheckOutput(Strict):
+    """What the load check measured (it raises LoadCheckFailedError over a threshold)."""
+
+    endpoint_name: str
+    requests: int
+    errors: int
+    error_rate: float
+    p50_latency_ms: float
+    p99_latency_ms: float
+    passed: bool
+
+
+class ApprovalOutput(Strict):
+    """SendTaskSuccess's output for WaitForApproval (`sfn-mlops approve EXECUTION`)."""
+
+    approved_by: str = Field(min_length=1)
+    reason: str = ""
 
 
 # --- the evaluation report (written by the container's evaluate step) --------------------------

@@ -45,6 +45,14 @@ def execution_name_for_object(bucket: str, key: str, version: str) -> str:
     return f"data-{readable}-{_digest(bucket, key, version, length=32)}"[:EXECUTION_NAME_MAX]
 
 
+def execution_name_for_package(model_package_arn: str) -> str:
+    """`approved-<group>-<version>-<hash>`: one deployment run per approved package, however
+    often it is approved (or its metadata changes while Approved)."""
+    group_version = model_package_arn.rsplit("/", 2)[-2:]
+    readable = _slug("-".join(group_version), _EXECUTION_UNSAFE, 40)
+    return f"approved-{readable}-{_digest(model_package_arn, length=16)}"[:EXECUTION_NAME_MAX]
+
+
 def execution_name_for_batch(object_execution_names: list[str]) -> str:
     """`data-batch-<n>-<hash>`: one execution per set of new objects (order-independent)."""
     names = sorted(set(object_execution_names))

@@ -62,6 +62,8 @@ NOTIFIED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 ENDPOINT_VARIANT_NAME = "AllTraffic"
 #: CloudWatch alarms a blue/green endpoint update rolls back on (deploy's ENDPOINT_ALARM_NAMES).
 ENDPOINT_ALARM_NAMES = (f"{PROJECT}-endpoint-5xx", f"{PROJECT}-endpoint-latency")
+#: The staging endpoint's alarms (its updates roll back on them too; same metrics, in order).
+STAGING_ALARM_NAMES = (f"{PROJECT}-staging-5xx", f"{PROJECT}-staging-latency")
 #: The metric each of ENDPOINT_ALARM_NAMES watches (AWS/SageMaker namespace), in order.
 ENDPOINT_ALARM_METRICS = ("Invocation5XXErrors", "ModelLatency")
 #: Where the local cloud, the in-process moto tests and the benchmarks live (moto's default
@@ -107,7 +109,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
         "trigger",
         "functions.trigger.handler.lambda_handler",
-        "EventBridge (ECR push, S3 Object Created) -> StartExecution, named from the event",
+        "EventBridge (ECR push, S3 Object Created, registry approval) -> StartExecution",
         None,
         env=(
             "STATE_MACHINE_ARN",
@@ -117,6 +119,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
             "COORDINATION_TABLE",
             "DRIFT_ALARM_NAME",
             "DRIFT_COOLDOWN_SECONDS",
+            "MODEL_PACKAGE_GROUP",
         ),
     ),
     FunctionSpec(
@@ -125,6 +128,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Validates and normalises the execution payload over the pipeline defaults",
         "ValidateFunctionArn",
         env=("PIPELINE_DEFAULTS", "DEFAULT_IMAGE_URI", "ARTIFACT_BUCKET", "DATA_PREFIX"),
+        sagemaker_access=True,  # a registry approval's run describes the package
     ),
     FunctionSpec(
         "preprocess",
@@ -218,10 +222,19 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
             *_BASE_ENV,
             "SAGEMAKER_ROLE_ARN",
             "ENDPOINT_ALARM_NAMES",
+            "STAGING_ALARM_NAMES",
             "COORDINATION_TABLE",
             "DATA_CAPTURE_PERCENT",
         ),
         sagemaker_access=True,
+    ),
+    FunctionSpec(
+        "loadcheck",
+        "functions.invoke.handler.load_check_handler",
+        "Staging: a short load (single-row requests, concurrent); p99 latency and error rate",
+        "LoadCheckFunctionArn",
+        timeout_seconds=120,
+        folder="invoke",
     ),
     FunctionSpec(
         "invoke",
@@ -423,6 +436,22 @@ def ecr_push_event_pattern(repository: str) -> dict[str, Any]:
         "source": ["aws.ecr"],
         "detail-type": ["ECR Image Action"],
         "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": [repository]},
+    }
+
+
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+#: A registry approval -> the trigger (a deployment run of that package).
+REGISTRY_APPROVAL_RULE = f"{PROJECT}-registry-approval"
+
+
+def registry_approval_event_pattern(group: str) -> dict[str, Any]:
+    """This project's group's packages that are Approved. SageMaker emits the event for any
+    change (metadata included), so the status is filtered here and the trigger's execution
+    name (one per package) makes a repeated one start nothing."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": [MODEL_PACKAGE_STATE_CHANGE],
+        "detail": {"ModelPackageGroupName": [group], "ModelApprovalStatus": ["Approved"]},
     }
 
 

@@ -42,6 +42,9 @@ class TriggerSettings(EnvSettings):
     drift_alarm_name: str = Field(alias="DRIFT_ALARM_NAME", min_length=1)
     drift_cooldown_seconds: int = Field(alias="DRIFT_COOLDOWN_SECONDS", ge=60)
 
+    #: registry approvals of this group's packages deploy them
+    model_package_group: str = Field(alias="MODEL_PACKAGE_GROUP", min_length=1)
+
 
 class MonitorSettings(EnvSettings):
     """The scheduled drift check (functions/monitor)."""
@@ -93,9 +96,11 @@ class DeploySettings(JobSettings):
     endpoint_alarm_names: tuple[str, ...] = Field(alias="ENDPOINT_ALARM_NAMES")
     #: config/pipeline.yaml monitoring.capture_sampling_percentage (DataCaptureConfig)
     data_capture_percent: int = Field(alias="DATA_CAPTURE_PERCENT", ge=0, le=100)
+    #: the staging endpoint's (its updates roll back on them); empty: none
+    staging_alarm_names: tuple[str, ...] = Field(default=(), alias="STAGING_ALARM_NAMES")
     coordination_table: str = _table()  # the deployment lock (held, or taken back)
 
-    @field_validator("endpoint_alarm_names", mode="before")
+    @field_validator("endpoint_alarm_names", "staging_alarm_names", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
-from stepfunctions.steps import Choice, ChoiceRule, Graph, Retry, Succeed, Task, Wait
+from stepfunctions.steps import Choice, ChoiceRule, Graph, Pass, Retry, Succeed, Task, Wait
 from stepfunctions.steps.states import State
 
 from shared import errors, models
@@ -49,6 +49,9 @@ from shared.resources import (
 # on the region of the boto3 session in the environment (rendering must not).
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
+#: The callback pattern: the publish's message carries $$.Task.Token; the state waits for
+#: SendTaskSuccess/SendTaskFailure with it (or its TimeoutSecondsPath).
+SNS_PUBLISH_CALLBACK = f"{SNS_PUBLISH}.waitForTaskToken"
 
 #: AWS's recommended retrier for Lambda service errors, plus throttling (the Lambda docs'
 #: "Handling errors" page; tests/unit/state_machine/test_lambda_seam.py reproduces each).
@@ -282,22 +285,155 @@ def poll_loop(
     return check
 
 
-def smoke_test_step() -> Task:
+def smoke_test_step(state_id: str = "SmokeTest", result_key: str = "deploy") -> Task:
     return lambda_step(
-        "SmokeTest",
+        state_id,
         "invoke",
         payload={
-            "endpoint_name.$": "$.deploy.endpoint_name",
-            "sample_uri.$": "$.preprocess.sample_uri",
+            "endpoint_name.$": f"$.{result_key}.endpoint_name",
+            "sample_uri.$": "$.candidate.sample_uri",
             "execution_name.$": "$.execution_name",
         },
         output_model=models.InvokeOutput,
-        result_path="$.smoke_test",
+        result_path=f"$.smoke_test{'' if result_key == 'deploy' else '_' + result_key}",
         comment="Sample rows (feature-only) through the endpoint that was just deployed",
     )
 
 
-def deploy_lock_steps(*, deploy: State, release: State) -> State:
+def load_check_step() -> Task:
+    return lambda_step(
+        "LoadCheckStaging",
+        "loadcheck",
+        payload={
+            "endpoint_name.$": "$.staging.endpoint_name",
+            "sample_uri.$": "$.candidate.sample_uri",
+            "load_check.$": "$.config.load_check",
+            "execution_name.$": "$.execution_name",
+        },
+        output_model=models.LoadCheckOutput,
+        result_path="$.load_check",
+        comment="A short concurrent load on staging: p99 latency and error rate under the "
+        "config's thresholds, else the run fails here (production unchanged)",
+    )
+
+
+def candidate_step() -> Pass:
+    """What the stages deploy, gathered from the run's results (a registry approval's run gets
+    it from ValidateInput instead)."""
+    return Pass(
+        "Candidate",
+        comment="The model the stages deploy: package, artifact, image, sample rows",
+        parameters={
+            "model_package_arn.$": "$.register.model_package_arn",
+            "model_artifact_uri.$": "$.train.model_artifact_uri",
+            "image_uri.$": "$.config.image_uri",
+            "sample_uri.$": "$.preprocess.sample_uri",
+            "source": "pipeline",
+        },
+        result_path="$.candidate",
+    )
+
+
+def approval_step() -> Task:
+    """Manual promotion: the notification carries the task token (and the CLI command); the
+    state waits for SendTaskSuccess (`sfn-mlops approve EXECUTION`) or SendTaskFailure
+    (`sfn-mlops reject`: PromotionRejected) at most config.approval_timeout_seconds
+    (States.Timeout). Both fail the run here, so production is unchanged."""
+    task = SelectingTask(
+        "WaitForApproval",
+        comment="Promote to production? Waits for the task token (sfn-mlops approve/reject), "
+        "bounded by approval_timeout_seconds",
+        resource=SNS_PUBLISH_CALLBACK,
+        parameters={
+            "TopicArn": _topic(),
+            "Subject.$": f"States.Format('{PROJECT} approval needed: {{}}', $$.Execution.Name)",
+            "Message": {
+                "status": "WAITING_FOR_APPROVAL",
+                "execution_name.$": "$$.Execution.Name",
+                "execution_arn.$": "$$.Execution.Id",
+                "task_token.$": "$$.Task.Token",
+                "model_package_arn.$": "$.candidate.model_package_arn",
+                "staging_endpoint.$": "$.staging.endpoint_name",
+                "load_check.$": "$.load_check",
+                "approve.$": "States.Format('sfn-mlops approve {}', $$.Execution.Name)",
+                "reject.$": "States.Format('sfn-mlops reject {} --reason ...', $$.Execution.Name)",
+                "console_url.$": _console_url(),
+            },
+        },
+        result_selector=result_selector_of(models.ApprovalOutput, prefix="$"),
+        result_path="$.approval",
+        timeout_seconds_path="$.config.approval_timeout_seconds",
+    )
+    return with_error_handling(task, retries=SNS_RETRIES)
+
+
+def result_selector_of(model: type[BaseModel], *, prefix: str) -> dict[str, str]:
+    return {f"{name}.$": f"{prefix}.{name}" for name in model.model_fields}
+
+
+def stage(label: str) -> Pass:
+    """Sets $.stage (staging | production): which endpoint UpdateEndpoint deploys to."""
+    return Pass(
+        f"To{label.capitalize()}",
+        comment=f"The next deployment goes to the {label} endpoint",
+        result=label,
+        result_path="$.stage",
+    )
+
+
+def stages(*, then: State) -> State:
+    """``Candidate`` entry point of the deployment (under the lock):
+    ``HasStagingStage? -> ToStaging -> DeployStaging -> (poll) -> SmokeTestStaging ->
+    LoadCheckStaging -> IsManualPromotion? [-> WaitForApproval] -> ToProduction ->
+    UpdateEndpoint -> (poll) -> SmokeTest -> then``. Returns the HasStagingStage choice."""
+    production = update_endpoint_step()
+    to_production = stage("production")
+    to_production.next(production)
+    smoke = smoke_test_step()
+    smoke.next(then)
+    production.next(poll_loop("Endpoint", "deploy", then=smoke, restart=production, endpoint=True))
+
+    manual = Choice("IsManualPromotion", comment="promotion: manual -> wait for a person")
+    approval = approval_step()
+    approval.next(to_production)
+    manual.add_choice(ChoiceRule.StringEquals("$.config.promotion", "manual"), approval)
+    manual.default_choice(to_production)
+
+    load = load_check_step()
+    load.next(manual)
+    smoke_staging = smoke_test_step("SmokeTestStaging", "staging")
+    smoke_staging.next(load)
+    staging = start_step(
+        "DeployStaging",
+        "deploy",
+        models.DeployOutput,
+        "staging",
+        "The candidate on the staging endpoint (blue/green, all at once)",
+    )
+    staging.next(
+        poll_loop("Staging", "staging", then=smoke_staging, restart=staging, endpoint=True)
+    )
+    to_staging = stage("staging")
+    to_staging.next(staging)
+
+    has_staging = Choice("HasStagingStage", comment="staging_endpoint_name null -> production")
+    has_staging.add_choice(ChoiceRule.IsNull("$.config.staging_endpoint_name", True), to_production)
+    has_staging.default_choice(to_staging)
+    return has_staging
+
+
+def update_endpoint_step() -> Task:
+    return start_step(
+        "UpdateEndpoint",
+        "deploy",
+        models.DeployOutput,
+        "deploy",
+        "Production: new model and endpoint config; CreateEndpoint, or blue/green "
+        "UpdateEndpoint shifting traffic as deploy_strategy says, rolled back on the alarms",
+    )
+
+
+def deploy_lock_steps(*, deploy: State, release: State, registry: State) -> State:
     """Between ShouldDeploy and UpdateEndpoint: one deployment per endpoint at a time, decided
     against the champion that serves when it happens.
 
@@ -345,8 +481,14 @@ def deploy_lock_steps(*, deploy: State, release: State) -> State:
         "register",
         "The model package's approval status from the fresh decision (Rejected or pending)",
     )
+    from_registry = Choice(
+        "IsRegistryApproval",
+        comment="A registry approval's run deploys its package (a person decided): no recheck",
+    )
+    from_registry.add_choice(ChoiceRule.IsNull("$.candidate", False), registry)
+    from_registry.default_choice(check)
     acquire.next(held)
-    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", True), check)
+    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", True), from_registry)
     held.default_choice(wait)
     wait.next(acquire)
     check.next(changed)
@@ -382,11 +524,11 @@ def _console_url() -> str:
     )
 
 
-def notify_success_step() -> Task:
-    """SNS publish of the outcome: what was registered, whether it deployed and why."""
+def _success_message_step(state_id: str, comment: str, fields: Mapping[str, Any]) -> Task:
+    """SNS publish of a successful run's outcome: the common fields plus `fields`."""
     task = SelectingTask(
-        "NotifySuccess",
-        comment="Publishes the outcome (deployed or not, and why) to the notification topic",
+        state_id,
+        comment=comment,
         resource=SNS_PUBLISH,
         parameters={
             "TopicArn": _topic(),
@@ -395,13 +537,7 @@ def notify_success_step() -> Task:
                 "status": "SUCCEEDED",
                 "execution_name.$": "$$.Execution.Name",
                 "execution_arn.$": "$$.Execution.Id",
-                "deployed.$": "$.gate.deploy",
-                "reasons.$": "$.gate.reasons",
-                "metric.$": "$.gate.metric",
-                "challenger.$": "$.gate.challenger",
-                "champion.$": "$.gate.champion",
-                "model_package_arn.$": "$.register.model_package_arn",
-                "approval_status.$": "$.register.approval_status",
+                **fields,
                 "console_url.$": _console_url(),
             },
         },
@@ -410,6 +546,36 @@ def notify_success_step() -> Task:
         timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
     )
     return with_error_handling(task, retries=SNS_RETRIES)
+
+
+def notify_success_step() -> Task:
+    """SNS publish of the outcome: what was registered, whether it deployed and why."""
+    return _success_message_step(
+        "NotifySuccess",
+        "Publishes the outcome (deployed or not, and why) to the notification topic",
+        {
+            "deployed.$": "$.gate.deploy",
+            "reasons.$": "$.gate.reasons",
+            "metric.$": "$.gate.metric",
+            "challenger.$": "$.gate.challenger",
+            "champion.$": "$.gate.champion",
+            "model_package_arn.$": "$.register.model_package_arn",
+            "approval_status.$": "$.register.approval_status",
+        },
+    )
+
+
+def notify_promotion_step() -> Task:
+    """SNS publish of a registry approval's run: which package now serves in production."""
+    return _success_message_step(
+        "NotifyPromotion",
+        "Publishes which approved package was deployed to production",
+        {
+            "deployed": True,
+            "model_package_arn.$": "$.candidate.model_package_arn",
+            "endpoint_name.$": "$.deploy.endpoint_name",
+        },
+    )
 
 
 # --- the workflow -----------------------------------------------------------------------------
@@ -421,25 +587,20 @@ def build() -> Graph:
     notify_success = notify_success_step()
     notify_success.next(succeeded)
 
+    notify_promotion = notify_promotion_step()
+    notify_promotion.next(succeeded)
+    which = Choice("WhichOutcome", comment="A registry approval's run has no gate decision")
+    which.add_choice(ChoiceRule.StringEquals("$.candidate.source", "registry"), notify_promotion)
+    which.default_choice(notify_success)
     release_lock = release_lock_step()
-    release_lock.next(notify_success)
+    release_lock.next(which)
 
-    smoke_test = smoke_test_step()
-    smoke_test.next(release_lock)
-
-    update_endpoint = start_step(
-        "UpdateEndpoint",
-        "deploy",
-        models.DeployOutput,
-        "deploy",
-        "New model and endpoint config; CreateEndpoint, or blue/green UpdateEndpoint",
-    )
-    update_endpoint.next(
-        poll_loop("Endpoint", "deploy", then=smoke_test, restart=update_endpoint, endpoint=True)
-    )
+    candidate = candidate_step()
+    deployment = stages(then=release_lock)
+    candidate.next(deployment)
 
     should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
-    take_lock = deploy_lock_steps(deploy=update_endpoint, release=release_lock)
+    take_lock = deploy_lock_steps(deploy=candidate, release=release_lock, registry=deployment)
     should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), take_lock)
     should_deploy.default_choice(notify_success)
 
@@ -475,14 +636,21 @@ def build() -> Graph:
         then = start
 
     validate = validate_step()
-    validate.next(then)
+    entry = Choice(
+        "IsTrainingRun",
+        comment="A registry approval's run (its package in $.candidate) goes to the lock",
+    )
+    entry.add_choice(ChoiceRule.IsNull("$.candidate", True), then)
+    entry.default_choice(take_lock)
+    validate.next(entry)
 
     return Graph(
         validate,
         comment=(
             f"{PROJECT}: validate, preprocess, train, evaluate, gate, register and - only when "
-            "the new model is better - deploy and smoke-test; a failure fails the run where it "
-            "happened, so Redrive continues from there"
+            "the new model is better - deploy to staging (smoke test, load check), then "
+            "(automatically or once approved) to production with traffic shifting; a failure "
+            "fails the run where it happened, so Redrive continues from there"
         ),
         timeout_seconds=EXECUTION_TIMEOUT_SECONDS,
     )
@@ -500,6 +668,7 @@ _KEY_ORDER = (
     "Choices",
     "Default",
     "TimeoutSeconds",
+    "TimeoutSecondsPath",
     "Retry",
     "Catch",
     "Next",

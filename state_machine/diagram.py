@@ -43,6 +43,9 @@ def _node(name: str, state: Mapping[str, Any]) -> str:
 
 
 def _rule(rule: Mapping[str, Any]) -> str:
+    if "IsNull" in rule:
+        variable = str(rule["Variable"]).removeprefix("$.")
+        return f"{variable} {'is' if rule['IsNull'] else 'is not'} null"
     for op, symbol in _OPERATORS.items():
         if op in rule:
             variable = str(rule["Variable"]).removeprefix("$.")

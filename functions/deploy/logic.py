@@ -1,6 +1,8 @@
-"""Conditional endpoint update: new model + new endpoint config (names from the execution, so
-a re-run reuses them; an old config is never deleted), then CreateEndpoint if there is none,
-else a blue/green UpdateEndpoint with auto-rollback on the configured CloudWatch alarms."""
+"""Conditional endpoint update of one stage (staging or production): new model + new endpoint
+config (names from the execution and the stage, so a re-run reuses them; an old config is
+never deleted), then CreateEndpoint if there is none, else a blue/green UpdateEndpoint with
+auto-rollback on the stage's CloudWatch alarms. Production shifts traffic as
+`deploy_strategy` says (all at once, canary, linear); staging all at once."""
 
 from __future__ import annotations
 
@@ -15,25 +17,53 @@ from shared.errors import (
     InvalidInputError,
     TransientServiceError,
 )
-from shared.models import DeployOutput, DeployRequest
+from shared.models import DeployOutput, DeployRequest, DeployStrategy
 from shared.naming import resource_name
 from shared.observability import logger
 from shared.resources import CAPTURE_PREFIX, ENDPOINT_VARIANT_NAME
 from shared.schedule import endpoint_history, first_poll
 from shared.settings import DeploySettings
 
-BAKING_SECONDS = 300  # alarms watched on the new fleet before the old one is terminated
+STAGING_BAKING_SECONDS = 0  # staging: its load check follows; nothing to bake for
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 
 
-def deployment_config(alarm_names: tuple[str, ...]) -> dict[str, Any]:
-    """Blue/green, all at once; auto-rollback on the alarms (omitted when there are none),
-    watched during a baking period before the old fleet is terminated."""
+def traffic_routing(strategy: DeployStrategy) -> dict[str, Any]:
+    """BlueGreenUpdatePolicy.TrafficRoutingConfiguration for `strategy`."""
+    routing: dict[str, Any] = {
+        "Type": strategy.type.upper(),
+        "WaitIntervalInSeconds": strategy.wait_interval_seconds,
+    }
+    if strategy.type == "canary":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": strategy.canary_size_percent}
+    elif strategy.type == "linear":
+        routing["LinearStepSize"] = {
+            "Type": "CAPACITY_PERCENT",
+            "Value": strategy.linear_step_percent,
+        }
+    else:
+        routing["WaitIntervalInSeconds"] = 0
+    return routing
+
+
+def deployment_config(
+    alarm_names: tuple[str, ...], strategy: DeployStrategy | None = None
+) -> dict[str, Any]:
+    """Blue/green: `strategy`'s traffic shifting (None: all at once, no baking: staging), with
+    auto-rollback on the alarms (omitted when there are none) while traffic shifts and during
+    the baking period before the old fleet is terminated."""
+    if strategy is None:
+        routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        baking, timeout = STAGING_BAKING_SECONDS, 3600
+    else:
+        routing = traffic_routing(strategy)
+        baking = strategy.termination_wait_seconds if alarm_names else 0
+        timeout = strategy.maximum_execution_timeout_seconds
     config: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-            "TerminationWaitInSeconds": BAKING_SECONDS if alarm_names else 0,
-            "MaximumExecutionTimeoutInSeconds": 3600,
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": baking,
+            "MaximumExecutionTimeoutInSeconds": timeout,
         }
     }
     if alarm_names:
@@ -49,8 +79,8 @@ def model_request(name: str, request: DeployRequest, settings: DeploySettings) -
         "ModelName": name,
         "ExecutionRoleArn": settings.sagemaker_role_arn,
         "PrimaryContainer": {
-            "Image": config.image_uri,
-            "ModelDataUrl": request.train.model_artifact_uri,
+            "Image": request.candidate.image_uri,
+            "ModelDataUrl": request.candidate.model_artifact_uri,
             "Environment": {
                 "TARGET_COLUMN": config.target_column,
                 "PROBLEM_TYPE": config.problem_type,
@@ -58,7 +88,7 @@ def model_request(name: str, request: DeployRequest, settings: DeploySettings) -
         },
         "Tags": [
             {"Key": "sfn-mlops:execution", "Value": request.execution_name},
-            {"Key": "sfn-mlops:model-package", "Value": request.registration.model_package_arn},
+            {"Key": "sfn-mlops:model-package", "Value": request.candidate.model_package_arn},
         ],
     }
 
@@ -98,6 +128,13 @@ def data_capture_config(settings: DeploySettings) -> dict[str, Any]:
     }
 
 
+def stage_deployment(request: DeployRequest, settings: DeploySettings) -> dict[str, Any]:
+    """The UpdateEndpoint DeploymentConfig of the request's stage."""
+    if request.stage == "staging":
+        return deployment_config(settings.staging_alarm_names)
+    return deployment_config(settings.endpoint_alarm_names, request.config.deploy_strategy)
+
+
 def hold_deploy_lock(
     request: DeployRequest, table: CoordinationTable, sagemaker: SageMaker
 ) -> bool:
@@ -111,7 +148,8 @@ def hold_deploy_lock(
     deployed by the failed attempt). Otherwise the state fails saying what to do.
     """
     lock, recheck = request.lock, request.recheck
-    if lock is None or recheck is None:
+    registry = request.candidate.source == "registry"  # a person approved: no champion check
+    if lock is None or (recheck is None and not registry):
         raise InvalidInputError(
             "UpdateEndpoint needs $.lock and $.recheck (AcquireDeployLock, CheckChampion): "
             "it runs only after the deployment lock was taken"
@@ -126,8 +164,11 @@ def hold_deploy_lock(
             f"{holder or 'another execution'}; this execution's was released when it failed. "
             "Redrive again when that execution has finished, or start a new execution"
         )
+    if recheck is None:  # a registry approval's run: the approval stands whatever serves
+        logger.info("deployment lock taken back after a redrive", extra={"lock": lock.lock_key})
+        return True
     now = find_champion(sagemaker, endpoint)
-    if now not in (recheck.champion_model_uri, request.train.model_artifact_uri):
+    if now not in (recheck.champion_model_uri, request.candidate.model_artifact_uri):
         raise DeployLockLostError(
             f"endpoint {endpoint} serves {now}, not the champion "
             f"{recheck.champion_model_uri} this execution's decision was made against "
@@ -139,15 +180,17 @@ def hold_deploy_lock(
 
 
 def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMaker) -> DeployOutput:
-    if not request.gate.deploy:
+    if request.candidate.source == "pipeline" and (request.gate is None or not request.gate.deploy):
+        reasons = request.gate.reasons if request.gate is not None else ["no $.gate"]
         raise InvalidInputError(
-            "deploy called although the gate did not approve a deployment: "
-            + "; ".join(request.gate.reasons)
+            "deploy called although the gate did not approve a deployment: " + "; ".join(reasons)
         )
     config = request.config
-    endpoint_name = config.endpoint_name
-    model_name = resource_name(request.execution_name, "model")
-    config_name = resource_name(request.execution_name, "config")
+    endpoint_name = request.endpoint_name
+    model_name = resource_name(request.execution_name, "model")  # one model, both stages
+    config_name = resource_name(
+        request.execution_name, "config" if request.stage == "production" else "staging"
+    )
 
     endpoint = sagemaker.describe_endpoint(endpoint_name)
     if endpoint is not None and endpoint.get("EndpointStatus") == "Failed":
@@ -159,9 +202,13 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
     if sagemaker.create_model(model_request(model_name, request, settings)):
         logger.info("model created", extra={"model": model_name})
     endpoint_config = endpoint_config_request(config_name, model_name, request)
-    endpoint_config.update(data_capture_config(settings))
+    if request.stage != "staging":  # the drift check watches production's traffic
+        endpoint_config.update(data_capture_config(settings))
     if sagemaker.create_endpoint_config(endpoint_config):
-        logger.info("endpoint config created", extra={"endpoint_config": config_name})
+        logger.info(
+            "endpoint config created",
+            extra={"endpoint_config": config_name, "stage": request.stage},
+        )
 
     action: Literal["create", "update", "none"]
     history: tuple[str, float] | None = None  # a first create has none: the adaptive schedule
@@ -188,10 +235,10 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
             if config.poll_schedule == "predictive":
                 history = endpoint_history(sagemaker, endpoint)
             sagemaker.update_endpoint(
-                endpoint_name, config_name, deployment_config(settings.endpoint_alarm_names)
+                endpoint_name, config_name, stage_deployment(request, settings)
             )
             action, status = "update", "InProgress"
-    logger.info("deploy", extra={"action": action, "endpoint_config": config_name})
+    logger.info("deploy", extra={"action": action, "config": config_name, "stage": request.stage})
     return DeployOutput(
         endpoint_name=endpoint_name,
         endpoint_config_name=config_name,

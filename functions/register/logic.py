@@ -21,6 +21,7 @@ from shared.observability import logger
 LOOKBACK = timedelta(days=15)
 MAX_SCANNED = 200
 EXECUTION_KEY = "execution_name"
+SAMPLE_KEY = "sample_uri"
 
 
 def client_token(execution_arn: str) -> str:
@@ -44,6 +45,8 @@ def _metadata(request: RegisterRequest) -> dict[str, str]:
         "challenger_value": f"{request.gate.challenger:.10g}",
         "champion_value": "" if request.gate.champion is None else f"{request.gate.champion:.10g}",
         "gate_passed": str(request.gate.passed).lower(),
+        # a registry approval's run smoke-tests and load-checks with these rows
+        SAMPLE_KEY: request.preprocess.sample_uri if request.preprocess else "",
     }
     # CustomerMetadataProperties values are 1-256 characters: drop the empty ones.
     return {k: v[:256] for k, v in values.items() if v}

@@ -16,6 +16,11 @@
   redelivery of the owning event passes it and StartExecution is idempotent; any other
   ALARM within the window is ignored, naming the retraining that holds it). It then starts
   like a data run (a follow-up if one is RUNNING).
+- SageMaker "Model Package State Change" of the configured group with ModelApprovalStatus
+  Approved -> {model_package_arn}: a deployment run of that package (ValidateInput checks
+  it, then the lock and the stages); one execution per package, so approving it again or
+  changing its metadata starts nothing. Other statuses are ignored, and so is a package
+  registered Approved by a RUNNING execution (that execution deploys it).
 - Other repositories, prefixes, buckets, alarms or states, FAILURE or DELETE: ignored, with
   a log line.
 - A malformed event: InvalidEventError naming the field.
@@ -50,6 +55,7 @@ from shared.naming import (
     execution_name_for_batch,
     execution_name_for_image,
     execution_name_for_object,
+    execution_name_for_package,
 )
 from shared.observability import logger
 from shared.settings import TriggerSettings
@@ -60,6 +66,7 @@ ECR = ("aws.ecr", "ECR Image Action")
 CLAIM_TTL_SECONDS = 7 * 24 * 3600
 S3_CREATED = ("aws.s3", "Object Created")
 ALARM = ("aws.cloudwatch", "CloudWatch Alarm State Change")
+REGISTRY = ("aws.sagemaker", "SageMaker Model Package State Change")
 
 
 class _Lenient(BaseModel):
@@ -95,6 +102,15 @@ class S3Object(_Lenient):
     etag: str | None = None  # AWS spells it `etag` (moto emits `eTag`; the local cloud fixes it)
     version_id: str | None = Field(default=None, alias="version-id")
     sequencer: str | None = None
+
+
+class PackageStateChange(_Lenient):
+    group: str = Field(alias="ModelPackageGroupName", min_length=1)
+    arn: str = Field(
+        alias="ModelPackageArn", pattern=r"^arn:aws[a-z-]*:sagemaker:.*:model-package/"
+    )
+    status: str | None = Field(default=None, alias="ModelApprovalStatus")
+    metadata: dict[str, str] = Field(default_factory=dict, alias="CustomerMetadataProperties")
 
 
 class S3ObjectCreated(_Lenient):
@@ -231,6 +247,28 @@ def _from_alarm(
     )
 
 
+def _from_registry(
+    event: Envelope, settings: TriggerSettings, stepfunctions: StepFunctions
+) -> tuple[str, dict[str, Any]] | TriggerOutput:
+    """Approved -> a deployment run of that package; any other state change -> nothing."""
+    detail = _parse(PackageStateChange, event.detail, "detail")
+    if detail.group != settings.model_package_group:
+        return _ignored(f"group {detail.group} is not {settings.model_package_group}")
+    if detail.status != "Approved":
+        return _ignored(
+            f"model package {detail.arn} is {detail.status}: only an approval deploys",
+            event_id=event.id,
+        )
+    owner = detail.metadata.get("execution_arn")
+    if owner and stepfunctions.execution_status(owner) == "RUNNING":
+        return _ignored(
+            f"model package {detail.arn} was registered Approved by the RUNNING execution "
+            f"{owner}, which deploys it itself",
+            event_id=event.id,
+        )
+    return execution_name_for_package(detail.arn), {"model_package_arn": detail.arn}
+
+
 def claim_key(execution_name: str) -> str:
     return f"event#{execution_name}"
 
@@ -245,6 +283,8 @@ def handle_event(
     kind = (envelope.source, envelope.detail_type)
     if kind == ECR:
         decided = _from_ecr(envelope, settings)
+    elif kind == REGISTRY:
+        decided = _from_registry(envelope, settings, stepfunctions)
     elif kind == S3_CREATED:
         decided = _from_s3(envelope, settings)
         if isinstance(decided, TriggerOutput):
@@ -255,7 +295,7 @@ def handle_event(
     else:
         raise InvalidEventError(
             f"unsupported event: source {envelope.source!r}, detail-type "
-            f"{envelope.detail_type!r} (expected {ECR}, {S3_CREATED} or {ALARM})"
+            f"{envelope.detail_type!r} (expected {ECR}, {S3_CREATED}, {REGISTRY} or {ALARM})"
         )
     if isinstance(decided, TriggerOutput):
         return decided

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from functions.validate.checks import config_problems
 from functions.validate.data import data_problems
+from functions.validate.registry import PACKAGE_KEY, as_candidate, package_payload
 from shared.adapters.s3 import S3
+from shared.adapters.sagemaker import SageMaker
 from shared.errors import InvalidInputError, validation_problems
 from shared.models import PipelineInput, ValidateOutput, ValidateRequest
 from shared.polling import polls_needed, schedule_seconds
@@ -117,4 +119,27 @@ def validate(request: ValidateRequest, settings: ValidateSettings, s3: S3) -> Va
         )
     raise InvalidInputError(
         f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
+    )
+
+
+def validate_promotion(
+    request: ValidateRequest, settings: ValidateSettings, sagemaker: SageMaker
+) -> ValidateOutput:
+    """A registry approval's run: the package checked (functions/validate/registry.py), the
+    config resolved over the defaults with the package's image, data and problem."""
+    payload = dict(request.payload)
+    arn = payload.pop(PACKAGE_KEY)
+    base = defaults(settings)
+    group = str(deep_merge(base, payload).get("model_package_group", ""))
+    overrides, candidate = package_payload(sagemaker, arn, group)
+    config, problems = resolve(base, deep_merge(payload, overrides))
+    if config is None:
+        raise InvalidInputError(
+            f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
+        )
+    return ValidateOutput(
+        config=config,
+        execution_name=request.execution_name,
+        execution_arn=request.execution_arn,
+        candidate=as_candidate(candidate),
     )

@@ -65,7 +65,7 @@ class GrantScope:
 
     @property
     def alarm_arns(self) -> list[str]:
-        return [a.alarm_arn for a in self.sagemaker.alarms]
+        return [a.alarm_arn for a in (*self.sagemaker.alarms, *self.sagemaker.staging_alarms)]
 
     @property
     def drift_role_arn(self) -> str:

@@ -64,7 +64,18 @@ class SageMakerResources(Construct):
             model_package_group_description=f"{resources.PROJECT}: models the pipeline registers",
         )
 
-        self.alarms = self._endpoint_alarms(topic)
+        self.staging_endpoint_name: str | None = defaults.get("staging_endpoint_name")
+        #: production's rollback alarms (ENDPOINT_ALARM_NAMES), then staging's (if any)
+        self.alarms = self._endpoint_alarms(
+            topic, "", self.endpoint_name, resources.ENDPOINT_ALARM_NAMES
+        )
+        self.staging_alarms = (
+            self._endpoint_alarms(
+                topic, "Staging", self.staging_endpoint_name, resources.STAGING_ALARM_NAMES
+            )
+            if self.staging_endpoint_name
+            else []
+        )
         # Deployment guardrails read the rollback alarms as the endpoint's execution role.
         self.policy.add_statements(self.describe_alarms_statement())
 
@@ -192,19 +203,22 @@ class SageMakerResources(Construct):
         return iam.PolicyStatement(
             sid="ReadRollbackAlarms",
             actions=["cloudwatch:DescribeAlarms"],
-            resources=[alarm.alarm_arn for alarm in self.alarms],
+            resources=[alarm.alarm_arn for alarm in (*self.alarms, *self.staging_alarms)],
         )
 
     # --- endpoint alarms ----------------------------------------------------------------------
-    def _endpoint_alarms(self, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
+    def _endpoint_alarms(
+        self, topic: sns.ITopic, prefix: str, endpoint_name: str, names: tuple[str, ...]
+    ) -> list[cloudwatch.Alarm]:
+        """One endpoint's rollback alarms (5xx, p99 latency); `prefix` tells their ids apart."""
         dimensions = {
-            "EndpointName": self.endpoint_name,
+            "EndpointName": endpoint_name,
             "VariantName": resources.ENDPOINT_VARIANT_NAME,
         }
-        five_xx_name, latency_name = resources.ENDPOINT_ALARM_NAMES
+        five_xx_name, latency_name = names
         five_xx = cloudwatch.Alarm(
             self,
-            "Endpoint5xx",
+            f"{prefix}Endpoint5xx",
             alarm_name=five_xx_name,
             alarm_description="Endpoint answers 5xx: a blue/green update rolls back on this",
             metric=cloudwatch.Metric(
@@ -222,7 +236,7 @@ class SageMakerResources(Construct):
         )
         latency = cloudwatch.Alarm(
             self,
-            "EndpointLatency",
+            f"{prefix}EndpointLatency",
             alarm_name=latency_name,
             alarm_description="Endpoint p99 model latency above 1 s: blue/green rolls back on this",
             metric=cloudwatch.Metric(

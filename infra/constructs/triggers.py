@@ -51,6 +51,7 @@ class Triggers(Construct):
         state_machine: sfn.IStateMachine,
         repository_name: str,
         bucket_name: str,
+        model_package_group: str,
         topic: sns.ITopic,
         schedule_expression: str,
         schedule_enabled: bool,
@@ -91,6 +92,17 @@ class Triggers(Construct):
             rule_name=resources.ECR_PUSH_RULE,
             description="A pushed model image starts a retraining run",
             event_pattern=event_pattern(resources.ecr_push_event_pattern(repository_name)),
+            targets=[lambda_target()],
+        )
+        # A registry approval (Approved only) of this project's group deploys that package.
+        self.registry_approval = events.Rule(
+            self,
+            "RegistryApproval",
+            rule_name=resources.REGISTRY_APPROVAL_RULE,
+            description="An Approved model package of this project starts its deployment",
+            event_pattern=event_pattern(
+                resources.registry_approval_event_pattern(model_package_group)
+            ),
             targets=[lambda_target()],
         )
         # The debounce: new-data events wait in a queue; the trigger's event source mapping

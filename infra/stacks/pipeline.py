@@ -62,6 +62,7 @@ class PipelineStack(Stack):
             "SAGEMAKER_ROLE_ARN": sagemaker.role.role_arn,
             "STATE_MACHINE_ARN": state_machine_arn,
             "ECR_REPOSITORY": repository.repository_name,
+            "MODEL_PACKAGE_GROUP": sagemaker.model_package_group_name,
             "PIPELINE_DEFAULTS": resources.pipeline_defaults_env(),
             "DEFAULT_IMAGE_URI": repository.repository_uri_for_tag(settings.image_tag),
             "ENDPOINT_ALARM_NAMES": ",".join(alarm.alarm_name for alarm in sagemaker.alarms),
@@ -69,6 +70,7 @@ class PipelineStack(Stack):
             **resources.monitoring().function_values(
                 sagemaker.endpoint_name, sagemaker.drift_role.role_arn
             ),
+            "STAGING_ALARM_NAMES": ",".join(a.alarm_name for a in sagemaker.staging_alarms),
             "NOTIFICATION_TOPIC_ARN": notifications.topic.topic_arn,
         }
         grant_scope = GrantScope(
@@ -104,6 +106,7 @@ class PipelineStack(Stack):
             state_machine=pipeline.state_machine,
             repository_name=repository.repository_name,
             bucket_name=storage.bucket.bucket_name,
+            model_package_group=sagemaker.model_package_group_name,
             topic=notifications.topic,
             schedule_expression=settings.schedule_expression,
             schedule_enabled=settings.schedule_enabled,

@@ -9,6 +9,12 @@ moto gaps fixed here:
   asynchronously, with the async-invoke retries (a function error is retried twice more).
 - moto's SQS rule target reads its internal numeric `time` and fails on an AWS-shaped event:
   SQS targets get the event JSON as the message body, as AWS sends it.
+- SageMaker emits no "SageMaker Model Package State Change": UpdateModelPackage emits it
+  (source aws.sagemaker) for any change, metadata-only ones included, with the package's
+  description as the detail (ModelPackageGroupName, ModelPackageArn, ModelApprovalStatus,
+  ...), as SageMaker does, so rules must filter on the status. moto's UpdateModelPackage
+  also clears what the call does not name (the approval status, the description, the
+  metadata): only the given fields change here, as on AWS.
 - Nor SNS topics: an SNS target publishes its (input-transformed) message to the topic, so
   the topic's subscribers (the local stack's SQS inbox) receive it. moto's transformer does
   not escape strings; ours inserts a whole-value placeholder as JSON and escapes one inside
@@ -102,6 +108,24 @@ def s3_object_created_event(
         "reason": reason,
     }
     return envelope("aws.s3", "Object Created", detail, account, region, [f"arn:aws:s3:::{bucket}"])
+
+
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def model_package_state_change_event(package: Any, account: str, region: str) -> dict[str, Any]:
+    """The event SageMaker emits when a model package changes (its description as detail)."""
+    described = package.gen_response_object()
+    detail = {
+        k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+        for k, v in described.items()
+        if v is not None
+    }
+    detail["ModelPackageArn"] = package.arn
+    detail.pop("Arn", None)
+    return envelope(
+        "aws.sagemaker", MODEL_PACKAGE_STATE_CHANGE, detail, account, region, [package.arn]
+    )
 
 
 @dataclass
@@ -261,10 +285,12 @@ def install(patches: Any, router: EventRouter) -> None:
     import moto.s3.notifications as s3n
     from moto.ecr.models import ECRBackend
     from moto.events.models import Rule
+    from moto.sagemaker.models import SageMakerModelBackend
 
     orig_send = Rule.send_to_targets
     orig_put_image = ECRBackend.put_image
     orig_s3_emit = s3n._send_event_bridge_message
+    orig_update_package = SageMakerModelBackend.update_model_package
 
     def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
         if not rule.event_pattern.matches_event(event):
@@ -317,6 +343,38 @@ def install(patches: Any, router: EventRouter) -> None:
         else:
             orig_s3_emit(account_id, bucket, event_name, key)
 
+    def update_model_package(
+        backend: Any,
+        model_package_arn: str,
+        model_approval_status: str | None = None,
+        approval_description: str | None = None,
+        customer_metadata_properties: dict[str, str] | None = None,
+        **rest: Any,
+    ) -> str:
+        package = backend.model_packages.get(
+            backend.model_package_name_mapping.get(model_package_arn, model_package_arn)
+        )
+        if package is not None:  # only what the call names changes (moto clears the rest)
+            model_approval_status = model_approval_status or package.model_approval_status
+            if approval_description is None:
+                approval_description = package.approval_description
+            merged = dict(package.customer_metadata_properties or {})
+            merged.update(customer_metadata_properties or {})
+            customer_metadata_properties = merged
+        arn = orig_update_package(
+            backend,
+            model_package_arn=model_package_arn,
+            model_approval_status=model_approval_status,
+            approval_description=approval_description,
+            customer_metadata_properties=customer_metadata_properties,
+            **rest,
+        )
+        package = backend.model_packages[backend.model_package_name_mapping.get(arn, arn)]
+        event = model_package_state_change_event(package, backend.account_id, backend.region_name)
+        route_event(event, backend.account_id, backend.region_name)
+        return str(arn)
+
+    patches.set(SageMakerModelBackend, "update_model_package", update_model_package)
     patches.set(Rule, "send_to_targets", send_to_targets)
     patches.set(ECRBackend, "put_image", put_image)
     patches.set(s3n, "_send_event_bridge_message", send_event_bridge_message)

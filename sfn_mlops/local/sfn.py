@@ -16,6 +16,11 @@
   `ExecutionNotRedrivable` for a RUNNING or SUCCEEDED execution, one closed more than 14 days
   ago (on the cloud's `clock`, which tests can advance) and one whose state machine
   definition changed since it started.
+- Task tokens: moto's interpreter runs `.waitForTaskToken` (the token in `$$.Task.Token`,
+  TimeoutSeconds(Path) and HeartbeatSeconds(Path) bounds ending the state in
+  States.Timeout / States.HeartbeatTimeout) and answers SendTaskSuccess/Failure/Heartbeat;
+  its SendTaskFailure drops the `cause` (the failed state and the execution then carry
+  none): it is passed through here, as AWS does.
 - GetExecutionHistory pages as AWS does when asked: `reverseOrder` (newest first),
   `maxResults` (1..1000) and `nextToken` (moto ignores all three and answers every event
   oldest first). Without `maxResults` it still answers every event (AWS pages by 100; no
@@ -322,7 +327,7 @@ def history_page(
 
 
 def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None = None) -> None:
-    from moto.core.responses import ActionResult
+    from moto.core.responses import ActionResult, EmptyResult
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
@@ -376,6 +381,14 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
             body["stopDate"] = execution.stop_date
         return ActionResult(body)
 
+    def send_task_failure(resp: Any) -> Any:
+        resp.stepfunction_backend.send_task_failure(
+            resp._get_param("taskToken"),
+            error=resp._get_param("error"),
+            cause=resp._get_param("cause"),
+        )
+        return EmptyResult()
+
     def get_execution_history(resp: Any) -> Any:
         result = original_history(resp)
         events = list(dict(result.result).get("events") or [])
@@ -389,6 +402,7 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
         )
 
     patches.set(StepFunctionsParserBackend, "start_execution", start_execution)
+    patches.set(StepFunctionResponse, "send_task_failure", send_task_failure)
     patches.set(BaseExecutionWorkerCommunication, "terminated", terminated)
     patches.set(StepFunctionResponse, "get_execution_history", get_execution_history)
     patches.set(StepFunctionResponse, "redrive_execution", redrive_execution)

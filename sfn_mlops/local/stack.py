@@ -33,6 +33,11 @@ LOCAL_OVERRIDES: dict[str, Any] = {
     "max_polls": 200,  # with 2 s polls: covers max_runtime_seconds (the validator checks)
     "max_runtime_seconds": 300,
     "hyperparameters": {"num_round": 30},
+    # Blue/green waits: SageMaker's minutes (config/pipeline.yaml) are seconds here; the
+    # local endpoint really waits them, watching the alarms (sfn_mlops/local/sagemaker/
+    # endpoints.py), so a canary's baking period is real but short.
+    "deploy_strategy": {"wait_interval_seconds": 2, "termination_wait_seconds": 1},
+    "load_check": {"requests": 20},
 }
 
 
@@ -211,25 +216,40 @@ def deploy(
     ecr = cloud.client("ecr")
     repo = ecr.create_repository(repositoryName=resources.ECR_REPOSITORY)["repository"]
     cloudwatch = cloud.client("cloudwatch")
-    for alarm, metric in zip(
-        resources.ENDPOINT_ALARM_NAMES, resources.ENDPOINT_ALARM_METRICS, strict=True
-    ):
-        cloudwatch.put_metric_alarm(
-            AlarmName=alarm,
-            Namespace="AWS/SageMaker",
-            MetricName=metric,
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
+    defaults = local_defaults(overrides)
+    stage_alarms = (
+        (resources.ENDPOINT_ALARM_NAMES, defaults["endpoint_name"]),
+        (resources.STAGING_ALARM_NAMES, defaults["staging_endpoint_name"]),
+    )
+    # as infra/constructs/sagemaker.py builds them: any 5xx in 2 one-minute periods; p99
+    # ModelLatency over 1 s (microseconds) in 3; missing data is not breaching
+    statistics = (
+        {"Statistic": "Sum", "Threshold": 1, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+         "ComparisonOperator": "GreaterThanOrEqualToThreshold"},
+        {"ExtendedStatistic": "p99", "Threshold": 1_000_000, "EvaluationPeriods": 3,
+         "DatapointsToAlarm": 3, "ComparisonOperator": "GreaterThanThreshold"},
+    )  # fmt: skip
+    for names, endpoint in stage_alarms:
+        for alarm, metric, statistic in zip(
+            names, resources.ENDPOINT_ALARM_METRICS, statistics, strict=True
+        ):
+            cloudwatch.put_metric_alarm(
+                AlarmName=alarm,
+                Namespace="AWS/SageMaker",
+                MetricName=metric,
+                Dimensions=[
+                    {"Name": "EndpointName", "Value": str(endpoint)},
+                    {"Name": "VariantName", "Value": resources.ENDPOINT_VARIANT_NAME},
+                ],
+                Period=60,
+                TreatMissingData="notBreaching",
+                **statistic,  # type: ignore[arg-type]
+            )
     state_machine_arn = (
         f"arn:aws:states:{region}:{account}:stateMachine:{resources.STATE_MACHINE_NAME}"
     )
     # the deployment locks, event claims and the data-run item (DynamoDB is in moto)
     cloud.client("dynamodb").create_table(**resources.coordination_table_request())
-    defaults = local_defaults(overrides)
     values = {
         "COORDINATION_TABLE": resources.COORDINATION_TABLE,
         "ARTIFACT_BUCKET": bucket,
@@ -237,6 +257,7 @@ def deploy(
         "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{account}:role/{resources.PROJECT}-sagemaker",
         "STATE_MACHINE_ARN": state_machine_arn,
         "ECR_REPOSITORY": resources.ECR_REPOSITORY,
+        "MODEL_PACKAGE_GROUP": str(defaults["model_package_group"]),
         "DATA_PREFIX": resources.DATA_PREFIX,
         "PIPELINE_DEFAULTS": json.dumps(defaults, separators=(",", ":"), sort_keys=True),
         "DEFAULT_IMAGE_URI": f"{repo['repositoryUri']}:latest",
@@ -246,6 +267,7 @@ def deploy(
             str(defaults["endpoint_name"]),
             f"arn:aws:iam::{account}:role/{resources.DRIFT_JOB_ROLE}",
         ),
+        "STAGING_ALARM_NAMES": ",".join(resources.STAGING_ALARM_NAMES),
         # deploy_pipeline creates the topic after the functions: its ARN, from its name
         "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{resources.FAILURE_TOPIC}",
     }
@@ -259,7 +281,7 @@ def deploy(
             state_machine_arn=state_machine_arn,
             sagemaker_role_arn=values["SAGEMAKER_ROLE_ARN"],
             model_package_group=str(defaults["model_package_group"]),
-            alarm_names=tuple(resources.ENDPOINT_ALARM_NAMES),
+            alarm_names=(*resources.ENDPOINT_ALARM_NAMES, *resources.STAGING_ALARM_NAMES),
         )
         policies = iam.role_policies(scope, permissions)
 
@@ -393,8 +415,9 @@ def read_notifications(cloud: LocalCloud, stack: Stack, wait_seconds: int = 0) -
 
 def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
     """The EventBridge side, as the CDK app builds it: bucket notifications to EventBridge;
-    the ECR rule -> trigger; the S3 rule -> the data-events queue, which the trigger reads in
-    batches for the local debounce window; the execution-closed rule -> lock-events."""
+    the ECR rule and the registry-approval rule -> trigger; the S3 rule -> the data-events
+    queue, which the trigger reads in batches for the local debounce window; the
+    execution-closed rule -> lock-events."""
     cloud.client("s3").put_bucket_notification_configuration(
         Bucket=stack.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
@@ -407,6 +430,16 @@ def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
     )
     events.put_targets(
         Rule=resources.ECR_PUSH_RULE, Targets=[{"Id": "trigger", "Arn": trigger_arn}]
+    )
+    events.put_rule(
+        Name=resources.REGISTRY_APPROVAL_RULE,
+        EventPattern=json.dumps(
+            resources.registry_approval_event_pattern(str(stack.defaults["model_package_group"]))
+        ),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.REGISTRY_APPROVAL_RULE, Targets=[{"Id": "trigger", "Arn": trigger_arn}]
     )
     debounce = resources.data_trigger()
     sqs = cloud.client("sqs")

@@ -213,10 +213,14 @@ def test_endpoint_alarms_are_wired_into_the_deploy_function(pipeline_json: dict[
         for k, r in resources_of(pipeline_json, "AWS::CloudWatch::Alarm").items()
     }
     ids = [alarms[name] for name in resources.ENDPOINT_ALARM_NAMES]
+    staging = [alarms[name] for name in resources.STAGING_ALARM_NAMES]
     spec = resources.FUNCTIONS_BY_KEY["deploy"]
     env = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"]["Environment"]
     assert env["Variables"]["ENDPOINT_ALARM_NAMES"] == {
         "Fn::Join": ["", [{"Ref": ids[0]}, ",", {"Ref": ids[1]}]]
+    }
+    assert env["Variables"]["STAGING_ALARM_NAMES"] == {
+        "Fn::Join": ["", [{"Ref": staging[0]}, ",", {"Ref": staging[1]}]]
     }
     # the deploy function and the SageMaker execution role may read exactly these alarms
     deploy_role = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"][
@@ -226,16 +230,42 @@ def test_endpoint_alarms_are_wired_into_the_deploy_function(pipeline_json: dict[
     for role_id in (deploy_role["Fn::GetAtt"][0], sagemaker_role):
         (describe,) = [s for s in statements_of(pipeline_json, role_id)
                        if "cloudwatch:DescribeAlarms" in as_list(s["Action"])]  # fmt: skip
-        assert describe["Resource"] == [{"Fn::GetAtt": [i, "Arn"]} for i in ids]
+        assert describe["Resource"] == [{"Fn::GetAtt": [i, "Arn"]} for i in (*ids, *staging)]
     defaults = resources.pipeline_defaults()
-    for alarm_id, metric in zip(ids, ("Invocation5XXErrors", "ModelLatency"), strict=True):
-        alarm = pipeline_json["Resources"][alarm_id]["Properties"]
-        assert alarm["Namespace"] == "AWS/SageMaker"
-        assert alarm["MetricName"] == metric
-        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
-            "EndpointName": defaults["endpoint_name"],
-            "VariantName": resources.ENDPOINT_VARIANT_NAME,
-        }
+    # each endpoint's own alarms: production's and (the second endpoint) staging's
+    for endpoint, alarm_ids in (
+        (defaults["endpoint_name"], ids),
+        (defaults["staging_endpoint_name"], staging),
+    ):
+        metrics = ("Invocation5XXErrors", "ModelLatency")
+        for alarm_id, metric in zip(alarm_ids, metrics, strict=True):
+            alarm = pipeline_json["Resources"][alarm_id]["Properties"]
+            assert alarm["Namespace"] == "AWS/SageMaker"
+            assert alarm["MetricName"] == metric
+            assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+                "EndpointName": endpoint,
+                "VariantName": resources.ENDPOINT_VARIANT_NAME,
+            }
+
+
+def test_the_registry_approval_rule_matches_this_groups_approvals_only(
+    pipeline_json: dict[str, Any],
+) -> None:
+    (rule,) = [
+        r["Properties"]
+        for r in resources_of(pipeline_json, "AWS::Events::Rule").values()
+        if r["Properties"].get("Name") == resources.REGISTRY_APPROVAL_RULE
+    ]
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {
+            "ModelPackageGroupName": [resources.pipeline_defaults()["model_package_group"]],
+            "ModelApprovalStatus": ["Approved"],
+        },
+    }
+    trigger = _function_id(pipeline_json, resources.FUNCTIONS_BY_KEY["trigger"])
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [trigger, "Arn"]}
 
 
 # --- SageMaker -----------------------------------------------------------------------------

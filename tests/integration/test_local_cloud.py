@@ -812,3 +812,150 @@ def test_data_capture_writes_sagemakers_json_lines_under_the_hour(
     assert record["captureData"]["endpointOutput"]["encoding"] == "JSON"
     assert "predictions" in json.loads(record["captureData"]["endpointOutput"]["data"])
     sm.delete_endpoint(EndpointName="captured-ep")
+
+
+def _broken_model(cloud: LocalCloud, good_url: str) -> str:
+    """A model that passes /ping and answers 5xx to every real request (broken_model.py)."""
+    from broken_model import broken_archive
+
+    s3 = cloud.client("s3")
+    bucket, key = good_url[5:].split("/", 1)
+    good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key="canary/broken/model.tar.gz", Body=broken_archive(good))
+    return f"s3://{BUCKET}/canary/broken/model.tar.gz"
+
+
+def test_canary_with_a_broken_model_is_rolled_back_on_the_5xx_alarm(
+    cloud: LocalCloud, trained: dict[str, Any]
+) -> None:
+    sm, cw = cloud.client("sagemaker"), cloud.client("cloudwatch")
+    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
+    _model(cloud, "canary-blue", good)
+    _model(cloud, "canary-broken", _broken_model(cloud, good))
+    # GIVEN an endpoint on the good model and a 5xx alarm on it (one period: 3 s locally)
+    sm.create_endpoint(EndpointName="canary-ep", EndpointConfigName="canary-blue-config")
+    assert _endpoint_settled(cloud, "canary-ep")["EndpointStatus"] == "InService"
+    before = _predict(cloud, "canary-ep")
+    cw.put_metric_alarm(
+        AlarmName="canary-5xx",
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": "canary-ep"},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+    )
+    # WHEN a canary update (50% first, a 60 s bake) moves to a model that passes /ping but
+    # answers 5xx on real traffic, while traffic flows
+    sm.update_endpoint(
+        EndpointName="canary-ep",
+        EndpointConfigName="canary-broken-config",
+        DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 60,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                },
+                "TerminationWaitInSeconds": 0,
+                "MaximumExecutionTimeoutInSeconds": 600,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "canary-5xx"}]},
+        },
+    )
+    outcomes: list[str] = []
+
+    def traffic_until_settled() -> bool:
+        try:
+            _predict(cloud, "canary-ep")
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(str(exc.response["Error"].get("Code")))
+        status = sm.describe_endpoint(EndpointName="canary-ep")["EndpointStatus"]
+        return status != "Updating"
+
+    wait(traffic_until_settled, timeout=60, interval=0.05)
+    # THEN the alarm fired during the canary's wait and the update was rolled back: the
+    # endpoint is InService on the old config, FailureReason names the alarm
+    done = sm.describe_endpoint(EndpointName="canary-ep")
+    assert done["EndpointStatus"] == "InService"
+    assert done["EndpointConfigName"] == "canary-blue-config"
+    assert "canary-5xx" in done["FailureReason"]
+    assert "traffic shift (50% on the new fleet)" in done["FailureReason"]
+    assert cloud.alarms is not None
+    assert cloud.alarms.state("canary-5xx") == "ALARM"
+    # ... the canary really took part of the traffic (and failed it), the rest was served
+    assert "ModelError" in outcomes
+    assert "ok" in outcomes
+    # ... and all traffic is back on the good model
+    assert [_predict(cloud, "canary-ep") for _ in range(4)] == [before] * 4
+    sm.delete_endpoint(EndpointName="canary-ep")
+
+
+def test_a_healthy_linear_update_shifts_in_steps_and_lands() -> None:
+    from sfn_mlops.local.sagemaker.endpoints import traffic_steps
+
+    linear = {"TrafficRoutingConfiguration": {"Type": "LINEAR", "LinearStepSize": {"Value": 30}}}
+    assert traffic_steps(linear) == [30, 60, 90, 100]
+    canary = {"TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Value": 10}}}
+    assert traffic_steps(canary) == [10, 100]
+    assert traffic_steps({}) == [100]
+
+
+def test_update_model_package_emits_the_registry_state_change_event(cloud: LocalCloud) -> None:
+    from shared.resources import registry_approval_event_pattern
+
+    sm, sqs, events = cloud.client("sagemaker"), cloud.client("sqs"), cloud.client("events")
+    sm.create_model_package_group(ModelPackageGroupName="events-models")
+    arn = sm.create_model_package(
+        ModelPackageGroupName="events-models",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "local/sfn-mlops:latest"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        CustomerMetadataProperties={"execution_name": "x"},
+    )["ModelPackageArn"]
+    url = sqs.create_queue(QueueName="registry-events")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    events.put_rule(
+        Name="registry-approval",
+        EventPattern=json.dumps(registry_approval_event_pattern("events-models")),
+    )
+    events.put_targets(Rule="registry-approval", Targets=[{"Id": "q", "Arn": queue["QueueArn"]}])
+
+    def received() -> list[dict[str, Any]]:
+        out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        return [json.loads(m["Body"]) for m in out.get("Messages", [])]
+
+    # a rejection matches nothing
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected")
+    assert received() == []
+    # an approval is the AWS-shaped event, with the package's description as its detail
+    sm.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="ok"
+    )
+    (approved,) = received()
+    assert (approved["source"], approved["detail-type"]) == (
+        "aws.sagemaker",
+        "SageMaker Model Package State Change",
+    )
+    assert approved["detail"]["ModelPackageArn"] == arn
+    assert approved["detail"]["ModelApprovalStatus"] == "Approved"
+    # a metadata-only update keeps the status and the rest (moto cleared them) and, as on
+    # AWS, emits the event again with status Approved: the trigger's one-run-per-package
+    # name is what makes it start nothing
+    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"note": "n"})
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["ApprovalDescription"] == "ok"
+    assert described["CustomerMetadataProperties"] == {"execution_name": "x", "note": "n"}
+    (again,) = received()
+    assert again["detail"]["CustomerMetadataProperties"]["note"] == "n"

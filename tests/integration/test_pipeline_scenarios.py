@@ -241,11 +241,17 @@ def test_endpoint_update_that_fails_health_keeps_the_old_model_serving(pipeline:
 
     assert desc["status"] == "FAILED"
     state, error, cause = failure(events) or ("", "", "")
-    assert error == "EndpointUpdateFailedError", (state, error, cause)
+    # the staging stage stops it: its update fails health, staging keeps its old model
+    assert (state, error) == ("PollStaging", "EndpointUpdateFailedError"), cause
+    staging = pipeline.sagemaker.describe_endpoint(
+        EndpointName=str(pipeline.stack.defaults["staging_endpoint_name"])
+    )
+    assert staging["EndpointStatus"] == "InService"
+    assert staging.get("FailureReason")
+    # ... and production was never touched
     after = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
     assert after["EndpointStatus"] == "InService"
     assert after["EndpointConfigName"] == before["EndpointConfigName"]
-    assert after.get("FailureReason")
     assert pipeline.predict() == predictions_before
 
 
@@ -450,3 +456,75 @@ def test_scaled_out_spot_run_trains_on_two_hosts_and_evaluates_on_one(pipeline: 
     prefix = f"{resources.CHECKPOINTS_PREFIX}{desc['name']}/train/"
     listed = pipeline.cloud.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".ubj")]
+
+
+def test_a_canary_of_a_model_failing_on_traffic_is_rolled_back_naming_the_alarm(
+    pipeline: Pipeline,
+) -> None:
+    """Last in the module: its alarm stays in ALARM for a few periods after the rollback."""
+    import threading
+
+    from broken_model import broken_archive
+
+    before = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    predictions_before = pipeline.predict()
+    s3, runtime = pipeline.cloud.client("s3"), pipeline.cloud.client("sagemaker-runtime")
+
+    def break_challenger(kind: str, job: str, status: str, request: dict[str, Any]) -> None:
+        """After evaluation read the model: one that passes /ping but fails real requests."""
+        for item in request.get("ProcessingInputs", []):
+            if item["InputName"] == "challenger":
+                bucket, key = item["S3Input"]["S3Uri"][5:].split("/", 1)
+                good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                s3.put_object(Bucket=bucket, Key=key, Body=broken_archive(good))
+
+    sample = pipeline.champion_output["preprocess"]["sample_uri"]
+    bucket, prefix = sample[5:].split("/", 1)
+    key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
+    rows = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+    body = "\n".join(rows[:3])  # header and two rows
+    stop, outcomes = threading.Event(), []
+
+    def traffic() -> None:  # production traffic while the run deploys
+        while not stop.is_set():
+            try:
+                runtime.invoke_endpoint(
+                    EndpointName=pipeline.endpoint, ContentType="text/csv", Body=body
+                )
+                outcomes.append("ok")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+            stop.wait(0.05)
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    pipeline.cloud.sagemaker.hooks.append(break_challenger)
+    sender.start()
+    try:
+        desc, events = pipeline.start(
+            {
+                **BETTER_BY_LOGLOSS,
+                "hyperparameters": {"num_round": 200},
+                "staging_endpoint_name": None,  # its smoke test would stop it first
+                "deploy_strategy": {
+                    "type": "canary",
+                    "canary_size_percent": 50,
+                    "wait_interval_seconds": 60,
+                    "termination_wait_seconds": 0,
+                },
+            }
+        )
+    finally:
+        stop.set()
+        sender.join(10)
+        pipeline.cloud.sagemaker.hooks.remove(break_challenger)
+    # THEN the run failed at the production poll, saying it was rolled back and on which alarm
+    assert desc["status"] == "FAILED"
+    state, error, cause = failure(events) or ("", "", "")
+    assert (state, error) == ("PollEndpoint", "EndpointUpdateFailedError"), cause
+    assert "rolled back" in cause
+    assert resources.ENDPOINT_ALARM_NAMES[0] in cause  # the 5xx alarm
+    # ... production is still on the old model, serving as before
+    after = pipeline.sagemaker.describe_endpoint(EndpointName=pipeline.endpoint)
+    assert after["EndpointConfigName"] == before["EndpointConfigName"]
+    assert pipeline.predict() == predictions_before
+    assert "ok" in outcomes

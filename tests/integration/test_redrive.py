@@ -320,7 +320,8 @@ def test_update_endpoint_failure_then_redrive_deploys_once(env: Cloud) -> None:
         "AccessDeniedException",
         "User is not authorized to perform: sagemaker:CreateEndpointConfig",
     )
-    arn = env.start({"deploy_mode": "auto"})
+    # (no staging stage: the refused config is production's, the one UpdateEndpoint creates)
+    arn = env.start({"deploy_mode": "auto", "staging_endpoint_name": None})
     failed = env.wait(arn)
     assert_failed_at(env, failed, "UpdateEndpoint", "ClientError")
     # When redriven

@@ -95,7 +95,9 @@ def install(patches: Any, local: Any) -> None:
                 if fake.endpoint_status in ("Creating", "Updating")
                 else f'Cannot update endpoint "{fake.arn}" in status {fake.endpoint_status}.'
             )
-        endpoints.update_endpoint(fake, backend, config_name)
+        endpoints.update_endpoint(
+            fake, backend, config_name, resp._get_param("DeploymentConfig") or {}
+        )
         return ActionResult({"EndpointArn": fake.arn})
 
     def delete_endpoint(resp: Any) -> Any:

@@ -5,6 +5,18 @@ moves, then the old one is stopped; a failed update leaves the endpoint InServic
 old config with FailureReason set. InvokeEndpoint forwards to the endpoint's current
 server; DeleteEndpoint stops it.
 
+Traffic shifting as the update's DeploymentConfig says (BlueGreenUpdatePolicy):
+ALL_AT_ONCE, CANARY (CanarySize % of requests to the new fleet, then WaitIntervalInSeconds),
+LINEAR (LinearStepSize % more per step, each followed by the wait), then
+TerminationWaitInSeconds of baking with all traffic on the new fleet before the old one is
+stopped; MaximumExecutionTimeoutInSeconds bounds the whole. Requests are split by count
+(share% of every 100, spread evenly). During every wait and the baking period the
+AutoRollbackConfiguration alarms are watched (their StateValue in the local CloudWatch,
+which sfn_mlops/local/cloudwatch.py evaluates from the metrics this endpoint's invocations
+publish): one in ALARM rolls the update back - all traffic to the old fleet, the new one
+stopped, InService on the old config, FailureReason naming the alarm. The waits are the
+config's seconds, really waited (the local cloud's defaults make them short).
+
 Failures come back as SageMaker's: a body over InvokeEndpoint's limit (botocore's model:
 6 MiB) is a ValidationError before any byte reaches the model; a server that has exited is
 ServiceUnavailable naming the endpoint and the exit code; a connection dropped without an
@@ -37,6 +49,26 @@ from sfn_mlops.local.sagemaker.common import Workspace, now, split_s3, tail
 HEALTH_TIMEOUT_SECONDS = 60.0
 INVOKE_TIMEOUT_SECONDS = 60.0  # InvokeEndpoint's model timeout
 WATCH_INTERVAL_SECONDS = 0.2
+ALARM_WATCH_SECONDS = 0.1  # how often an update's rollback alarms are read
+
+
+class RolledBackError(Exception):
+    """An update's rollback alarm went to ALARM (the message is the FailureReason)."""
+
+
+def traffic_steps(policy: dict[str, Any]) -> list[int]:
+    """The new fleet's share of traffic (percent) after each step of a BlueGreenUpdatePolicy;
+    the last is 100."""
+    routing = policy.get("TrafficRoutingConfiguration") or {}
+    kind = routing.get("Type", "ALL_AT_ONCE")
+    if kind == "CANARY":
+        return [int(routing["CanarySize"]["Value"]), 100]
+    if kind == "LINEAR":
+        step = int(routing["LinearStepSize"]["Value"])
+        return [*range(step, 100, step), 100]
+    return [100]
+
+
 RESTART_BACKOFF_SECONDS = 5.0
 
 
@@ -95,6 +127,9 @@ class EndpointManager:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.servers: dict[str, Server] = {}  # endpoint name -> the server taking traffic
+        #: endpoint -> (new fleet, its % of requests) while a blue/green update shifts traffic
+        self.splits: dict[str, tuple[Server, int]] = {}
+        self._requests: dict[str, int] = {}
         self._resources: dict[str, tuple[Any, Any]] = {}  # endpoint -> (moto fake, backend)
         self._watcher: threading.Thread | None = None
         self.capture = Capture(lambda: ws.s3)  # data capture, written off the request path
@@ -171,12 +206,16 @@ class EndpointManager:
             fake.endpoint_status = "InService"
         fake.last_modified_time = now()
 
-    def update_endpoint(self, fake: Any, backend: Any, config_name: str) -> None:
+    def update_endpoint(
+        self, fake: Any, backend: Any, config_name: str, deployment: dict[str, Any] | None = None
+    ) -> None:
         fake.endpoint_status = "Updating"
         fake.last_modified_time = now()
-        self.ws._start_thread(self._update_main, fake, backend, config_name)
+        self.ws._start_thread(self._update_main, fake, backend, config_name, deployment or {})
 
-    def _update_main(self, fake: Any, backend: Any, config_name: str) -> None:
+    def _update_main(
+        self, fake: Any, backend: Any, config_name: str, deployment: dict[str, Any]
+    ) -> None:
         try:
             server = self._start_server(fake.endpoint_name, config_name, backend)
         except Exception as exc:
@@ -185,6 +224,18 @@ class EndpointManager:
             fake.endpoint_status = "InService"
             fake.last_modified_time = now()
             return
+        try:
+            self._shift_traffic(fake, server, deployment)
+        except RolledBackError as exc:
+            with self.ws.lock:
+                self.splits.pop(fake.endpoint_name, None)
+            procs.kill(server.proc)
+            fake.failure_reason = str(exc)[:1024]
+            fake.endpoint_status = "InService"
+            fake.last_modified_time = now()
+            return
+        with self.ws.lock:
+            self.splits.pop(fake.endpoint_name, None)
         self._take_traffic(fake.endpoint_name, server, fake, backend)
         fake.endpoint_config_name = config_name
         fake.production_variants = fake._process_production_variants(
@@ -193,6 +244,55 @@ class EndpointManager:
         fake.failure_reason = None
         fake.last_modified_time = now()
         fake.endpoint_status = "InService"
+
+    def _shift_traffic(self, fake: Any, green: Server, deployment: dict[str, Any]) -> None:
+        """Move traffic to `green` step by step, watching the rollback alarms during each wait
+        and the baking period (raises RolledBackError). All-at-once without alarms: no waits."""
+        policy = deployment.get("BlueGreenUpdatePolicy") or {}
+        alarms = [
+            a["AlarmName"]
+            for a in (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms") or []
+        ]
+        routing = policy.get("TrafficRoutingConfiguration") or {}
+        wait = float(routing.get("WaitIntervalInSeconds", 0))
+        baking = float(policy.get("TerminationWaitInSeconds", 0))
+        deadline = time.monotonic() + float(policy.get("MaximumExecutionTimeoutInSeconds", 3600))
+        steps = traffic_steps(policy)
+        for share in steps:
+            with self.ws.lock:
+                self.splits[fake.endpoint_name] = (green, share)
+            last = share == 100
+            phase = "baking period" if last else f"traffic shift ({share}% on the new fleet)"
+            self._watch_alarms(fake, alarms, baking if last else wait, phase, deadline)
+
+    def _watch_alarms(
+        self, fake: Any, alarms: list[str], seconds: float, phase: str, deadline: float
+    ) -> None:
+        end = min(time.monotonic() + seconds, deadline)
+        while True:
+            firing = [name for name in alarms if self.alarm_state(fake, name) == "ALARM"]
+            if firing:
+                raise RolledBackError(
+                    f"Rolled back during the {phase}: CloudWatch alarm(s) "
+                    f"{', '.join(firing)} in ALARM (AutoRollbackConfiguration); the endpoint "
+                    "serves the previous endpoint config"
+                )
+            if time.monotonic() >= end or self.ws.closed:
+                break
+            time.sleep(ALARM_WATCH_SECONDS)
+        if time.monotonic() >= deadline:
+            raise RolledBackError(
+                "Rolled back: the update exceeded MaximumExecutionTimeoutInSeconds"
+            )
+
+    @staticmethod
+    def alarm_state(fake: Any, name: str) -> str | None:
+        """The alarm's StateValue in the local CloudWatch (moto), None if there is none."""
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        _, _, _, region, account, _ = str(fake.arn).split(":", 5)
+        alarm = cloudwatch_backends[account][region].alarms.get(name)
+        return None if alarm is None else str(alarm.state_value)
 
     def _take_traffic(self, endpoint: str, server: Server, fake: Any, backend: Any) -> None:
         """Traffic moves to `server` (green); the one it replaces (blue) is stopped."""
@@ -260,10 +360,24 @@ class EndpointManager:
         if server is not None:
             server.stop()
 
+    def _route(self, endpoint: str) -> Server | None:
+        """The server this request goes to: during a traffic shift, share% of every 100
+        requests go to the new fleet (by count, evenly spread: exact, not random)."""
+        with self.ws.lock:
+            server = self.servers.get(endpoint)
+            split = self.splits.get(endpoint)
+            if split is None:
+                return server
+            n = self._requests.get(endpoint, 0)
+            self._requests[endpoint] = n + 1
+            green, share = split
+            # the n-th request goes to green when it crosses a multiple of 100/share: spread
+            return green if (n + 1) * share // 100 > n * share // 100 else server
+
     def invoke(
         self, endpoint: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
-        server = self.servers.get(endpoint)
+        server = self._route(endpoint)
         if server is None:
             raise LookupError(endpoint)
         cause = server.exit_cause()

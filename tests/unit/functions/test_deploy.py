@@ -57,6 +57,13 @@ def deploy_state(deploy_ok: bool = True) -> dict[str, Any]:
             "challenger": 0.93,
             "champion": None,
         },
+        candidate={
+            "model_package_arn": PACKAGE,
+            "model_artifact_uri": ARTIFACT,
+            "image_uri": IMAGE,
+            "sample_uri": f"s3://{BUCKET}/runs/{EXECUTION}/preprocess/sample/",
+            "source": "pipeline",
+        },
         lock={
             "acquired": True,
             "lock_key": LOCK,
@@ -197,9 +204,9 @@ def test_redrive_after_another_deployment_fails_naming_the_new_champion(
     assert configs() == ["other-config"]
 
 
-def _update_stub(current: dict[str, Any]) -> tuple[Any, Any]:
+def _update_stub(current: dict[str, Any], name: str = ENDPOINT) -> tuple[Any, Any]:
     client, stub = stubbed("sagemaker")
-    stub.add_response("describe_endpoint", current, {"EndpointName": ENDPOINT})
+    stub.add_response("describe_endpoint", current, {"EndpointName": name})
     not_found(stub, "describe_model")
     stub.add_response(
         "create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}, None
@@ -240,9 +247,11 @@ def test_existing_endpoint_is_updated_blue_green_with_rollback_alarms() -> None:
             "EndpointConfigName": CONFIG,
             "DeploymentConfig": {
                 "BlueGreenUpdatePolicy": {
+                    # config/pipeline.yaml deploy_strategy: a 10% canary, 300 s, 300 s baking
                     "TrafficRoutingConfiguration": {
-                        "Type": "ALL_AT_ONCE",
-                        "WaitIntervalInSeconds": 0,
+                        "Type": "CANARY",
+                        "WaitIntervalInSeconds": 300,
+                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
                     },
                     "TerminationWaitInSeconds": 300,
                     "MaximumExecutionTimeoutInSeconds": 3600,
@@ -330,3 +339,89 @@ def test_endpoint_busy_with_another_update_is_transient() -> None:
             load_settings(DeploySettings),
             SageMaker(client),
         )
+
+
+def test_staging_stage_deploys_the_staging_endpoint_all_at_once_on_its_alarms() -> None:
+    # GIVEN the staging endpoint serves an older config
+    staging = "sfn-mlops-staging"
+    client, stub = _update_stub(endpoint(staging, "InService", "old-config"), staging)
+    _serving_config(stub, "old-config", 400)
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/s"},
+        {
+            "EndpointName": staging,
+            "EndpointConfigName": resource_name(EXECUTION, "staging"),
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "ALL_AT_ONCE",
+                        "WaitIntervalInSeconds": 0,
+                    },
+                    "TerminationWaitInSeconds": 0,
+                    "MaximumExecutionTimeoutInSeconds": 3600,
+                },
+                "AutoRollbackConfiguration": {
+                    "Alarms": [
+                        {"AlarmName": "sfn-mlops-staging-5xx"},
+                        {"AlarmName": "sfn-mlops-staging-latency"},
+                    ]
+                },
+            },
+        },
+    )
+    # WHEN UpdateEndpoint runs for the staging stage
+    with stub:
+        out = deploy(
+            DeployRequest.model_validate({**deploy_state(), "stage": "staging"}),
+            load_settings(DeploySettings),
+            SageMaker(client),
+        )
+        stub.assert_no_pending_responses()
+    # THEN staging got its own config (the model is shared with the production stage)
+    assert (out.endpoint_name, out.model_name) == (staging, MODEL)
+    assert out.endpoint_config_name == resource_name(EXECUTION, "staging") != CONFIG
+
+
+@pytest.mark.parametrize(
+    ("strategy", "routing"),
+    [
+        (
+            {"type": "linear", "linear_step_percent": 25, "wait_interval_seconds": 60},
+            {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 60,
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            },
+        ),
+        ({"type": "all_at_once"}, {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}),
+    ],
+)
+def test_production_traffic_routing_follows_the_deploy_strategy(
+    strategy: dict[str, Any], routing: dict[str, Any]
+) -> None:
+    from functions.deploy.logic import deployment_config
+
+    body = deploy_state()
+    body["config"] = {
+        **body["config"],
+        "deploy_strategy": {**body["config"]["deploy_strategy"], **strategy},
+    }
+    request = DeployRequest.model_validate(body)
+    config = deployment_config(("a",), request.config.deploy_strategy)
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == routing
+    assert config["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "a"}]}
+
+
+def test_a_registry_approval_deploys_without_a_gate_and_a_pipeline_run_needs_one() -> None:
+    body = deploy_state()
+    del body["gate"], body["recheck"]
+    registry = {**body, "candidate": {**body["candidate"], "source": "registry"}}
+    client, stub = _update_stub(endpoint(ENDPOINT, "Updating", "old-config", pending_config=CONFIG))
+    with stub:
+        out = deploy(
+            DeployRequest.model_validate(registry), load_settings(DeploySettings), SageMaker(client)
+        )
+    assert out.action == "none"
+    with pytest.raises(InvalidInputError, match="gate did not approve"):
+        deploy(DeployRequest.model_validate(body), load_settings(DeploySettings), SageMaker(client))

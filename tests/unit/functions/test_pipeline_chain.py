@@ -67,6 +67,13 @@ def test_handlers_compose_from_payload_to_endpoint(moto: None, context: Any) -> 
     assert state["lock"]["acquired"] is True
     state["recheck"] = recheck(state, context)
     assert state["recheck"]["changed"] is False  # no deployment since the evaluation
+    state["candidate"] = {  # the definition's Candidate (a Pass state)
+        "model_package_arn": state["register"]["model_package_arn"],
+        "model_artifact_uri": state["train"]["model_artifact_uri"],
+        "image_uri": state["config"]["image_uri"],
+        "sample_uri": state["preprocess"]["sample_uri"],
+        "source": "pipeline",
+    }
     state["deploy"] = deploy(state, context)
     state["deploy"]["poll"] = poll(poll_request(state["deploy"], state["config"]), context)
     state["lock_release"] = release_lock(state, context)

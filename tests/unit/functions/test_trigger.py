@@ -12,7 +12,11 @@ from functions.trigger.handler import lambda_handler
 from shared import aws
 from shared.errors import InvalidEventError
 from shared.models import PipelineInput, TriggerOutput
-from shared.naming import execution_name_for_image, execution_name_for_object
+from shared.naming import (
+    execution_name_for_image,
+    execution_name_for_object,
+    execution_name_for_package,
+)
 
 DIGEST = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678"
 
@@ -453,3 +457,57 @@ def test_other_alarms_and_states_are_ignored(state_machine: str, context: Any) -
     assert (ok["action"], other["action"]) == ("ignored", "ignored")
     assert "went to OK" in ok["reason"]
     assert executions(state_machine) == []
+
+
+def _registry_event(**detail: Any) -> dict[str, Any]:
+    body = event("model_package_approved")
+    body["detail"] = {**body["detail"], **detail}
+    return body
+
+
+def test_registry_approval_starts_one_deployment_run_of_that_package(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN an Approved state change of a package of the pipeline's group
+    approved = _registry_event()
+    arn = approved["detail"]["ModelPackageArn"]
+    # WHEN the trigger handles it
+    out = TriggerOutput.model_validate(lambda_handler(approved, context))
+    # THEN one run starts whose input is the package (ValidateInput's registry mode)
+    assert out.action == "started"
+    assert out.payload == {"model_package_arn": arn}
+    (run,) = executions(state_machine)
+    assert run["name"] == execution_name_for_package(arn)
+    # ... and approving it again (or a metadata update while Approved) starts nothing new
+    again = {**_registry_event(ApprovalDescription="approved twice"), "id": "another-event"}
+    assert lambda_handler(again, context)["action"] == "duplicate"
+    assert len(executions(state_machine)) == 1
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"ModelApprovalStatus": "Rejected"},
+        {"ModelApprovalStatus": "PendingManualApproval"},
+        {"ModelPackageGroupName": "someone-elses-models"},
+    ],
+)
+def test_other_registry_state_changes_start_nothing(
+    detail: dict[str, Any], state_machine: str, context: Any
+) -> None:
+    out = TriggerOutput.model_validate(lambda_handler(_registry_event(**detail), context))
+    assert out.action == "ignored"
+    assert executions(state_machine) == []
+
+
+def test_a_package_its_running_execution_registered_approved_is_left_to_it(
+    state_machine: str, context: Any
+) -> None:
+    # GIVEN the execution that registered the package (Approved by its gate) is RUNNING
+    # (moto's executions stay RUNNING)
+    running = aws.stepfunctions().start_execution(stateMachineArn=state_machine, name="owner")
+    metadata = {"execution_arn": running["executionArn"]}
+    out = lambda_handler(_registry_event(CustomerMetadataProperties=metadata), context)
+    # THEN the approval event starts nothing: that execution deploys it itself
+    assert out["action"] == "ignored"
+    assert "which deploys it itself" in out["reason"]

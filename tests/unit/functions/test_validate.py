@@ -247,3 +247,108 @@ def test_objects_that_are_not_data_files_are_named(context: Any) -> None:
     message = problems_of({"raw_data_uri": f"s3://{BUCKET}/other/"}, context)
     assert "no data files under" in message
     assert "name them *.csv, *.csv.gz or *.parquet" in message
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"promotion": "sometimes"}, "promotion: Input should be 'auto' or 'manual'"),
+        (
+            {"deploy_strategy": {"type": "blue"}},
+            "deploy_strategy.type: Input should be 'all_at_once', 'canary' or 'linear'",
+        ),
+        (
+            {"deploy_strategy": {"canary_size_percent": 80}},
+            "deploy_strategy.canary_size_percent: Input should be less than or equal to 50",
+        ),
+        (
+            {"deploy_strategy": {"wait_interval_seconds": 7200}},
+            "deploy_strategy.wait_interval_seconds: Input should be less than or equal to 3600",
+        ),
+        (
+            {"deploy_strategy": {"maximum_execution_timeout_seconds": 60}},
+            "deploy_strategy.maximum_execution_timeout_seconds: Input should be greater than or "
+            "equal to 600",
+        ),
+        (
+            {"load_check": {"max_error_rate": 2}},
+            "load_check.max_error_rate: Input should be less than or equal to 1",
+        ),
+        ({"approval_timeout_seconds": 0}, "approval_timeout_seconds: Input should be greater"),
+        (
+            {"staging_endpoint_name": "sfn-mlops-endpoint"},
+            "staging_endpoint_name must differ from endpoint_name",
+        ),
+    ],
+)
+def test_bad_promotion_settings_are_refused_naming_the_field(
+    payload: dict[str, Any], expected: str, context: Any
+) -> None:
+    assert expected in problems_of(payload, context)
+
+
+def test_no_staging_stage_is_allowed(context: Any) -> None:
+    payload = {"staging_endpoint_name": None}
+    out = ValidateOutput.model_validate(lambda_handler(request(payload), context))
+    assert out.config.staging_endpoint_name is None
+    assert out.candidate is None  # a training run
+
+
+def _package(status: str, group: str = "sfn-mlops-models") -> str:
+    sm = aws.sagemaker()
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    return str(
+        sm.create_model_package(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus=status,
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": IMAGE,
+                        "ModelDataUrl": f"s3://{BUCKET}/runs/x/train/model.tar.gz",
+                        "Environment": {
+                            "TARGET_COLUMN": "label",
+                            "PROBLEM_TYPE": "binary_classification",
+                        },
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            CustomerMetadataProperties={
+                "sample_uri": f"s3://{BUCKET}/runs/x/preprocess/sample/",
+                "raw_data_uri": f"s3://{BUCKET}/data/",
+            },
+        )["ModelPackageArn"]
+    )
+
+
+def test_a_registry_approval_run_deploys_the_approved_package(context: Any) -> None:
+    # GIVEN an Approved package of the pipeline's group
+    arn = _package("Approved")
+    # WHEN a run starts with its ARN (what the registry-approval trigger sends)
+    out = ValidateOutput.model_validate(
+        lambda_handler(request({"model_package_arn": arn}), context)
+    )
+    # THEN its candidate is the package, and the config takes the package's problem
+    assert out.candidate is not None
+    assert (out.candidate.source, out.candidate.model_package_arn) == ("registry", arn)
+    assert out.candidate.model_artifact_uri == f"s3://{BUCKET}/runs/x/train/model.tar.gz"
+    assert out.config.target_column == "label"
+    assert out.config.image_uri == IMAGE
+
+
+@pytest.mark.parametrize(
+    ("status", "group", "expected"),
+    [
+        ("PendingManualApproval", "sfn-mlops-models", "is PendingManualApproval: only an Approved"),
+        ("Rejected", "sfn-mlops-models", "is Rejected: only an Approved"),
+        ("Approved", "other-models", "is in group 'other-models', not this pipeline's"),
+    ],
+)
+def test_a_registry_run_of_a_package_not_approved_here_is_refused(
+    status: str, group: str, expected: str, context: Any
+) -> None:
+    arn = _package(status, group)
+    with pytest.raises(InvalidInputError, match=expected):
+        lambda_handler(request({"model_package_arn": arn}), context)

@@ -47,6 +47,7 @@ USED = {
     "notify": s.NotifySettings,
     "recheck": s.JobSettings,
     "monitor": s.MonitorSettings,
+    "loadcheck": s.NoSettings,
 }
 
 
@@ -103,3 +104,22 @@ def test_loaded_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.load_settings(s.InvokeSettings) is first
     assert first.artifact_bucket == "first-bucket"
     s.reset_settings()
+
+
+def test_deploy_strategy_limits_are_sagemakers() -> None:
+    """The blue/green limits in shared/models.py are botocore's service model's."""
+    import botocore.session
+
+    from shared import models
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    routing = model.shape_for("TrafficRoutingConfig").members
+    policy = model.shape_for("BlueGreenUpdatePolicy").members
+    assert routing["WaitIntervalInSeconds"].metadata["max"] == models.WAIT_INTERVAL_MAX
+    assert policy["TerminationWaitInSeconds"].metadata["max"] == models.TERMINATION_WAIT_MAX
+    timeout = policy["MaximumExecutionTimeoutInSeconds"].metadata
+    assert (timeout["min"], timeout["max"]) == models.MAX_EXECUTION_TIMEOUT_RANGE
+    kinds = model.shape_for("TrafficRoutingConfigType").enum
+    assert sorted(k.lower() for k in kinds) == sorted(
+        models.DeployStrategy.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
+    )

@@ -81,7 +81,9 @@ class FakePipeline:
     def install(self, dispatcher: LambdaDispatcher) -> None:
         for key in ("validate", "preprocess", "train", "poll", "evaluate", "gate"):
             dispatcher.register(function_name(key), self._wrap(key))
-        for key in ("register", "deploy", "invoke", "lock-acquire", "recheck", "lock-release"):
+        for key in (
+            "register", "deploy", "invoke", "lock-acquire", "recheck", "lock-release", "loadcheck"
+        ):  # fmt: skip
             dispatcher.register(function_name(key), self._wrap(key))
 
     def _wrap(self, key: str) -> Any:
@@ -255,16 +257,28 @@ class FakePipeline:
 
     def deploy(self, payload: Any) -> models.DeployOutput:
         request = models.DeployRequest.model_validate(payload)
-        if not request.gate.deploy:
+        if request.gate is None or not request.gate.deploy:
             raise AssertionError("deploy called although the gate said no")
-        endpoint = request.config.endpoint_name
+        endpoint = request.endpoint_name  # the stage's
         return models.DeployOutput(
             endpoint_name=endpoint,
-            endpoint_config_name=_sm_name(request.execution_name, "endpointcfg"),
+            endpoint_config_name=_sm_name(request.execution_name, f"{request.stage}cfg"),
             model_name=_sm_name(request.execution_name, "model"),
             action=self.deploy_action,
             job_name=endpoint,
             poll=_started(request.config),
+        )
+
+    def loadcheck(self, payload: Any) -> models.LoadCheckOutput:
+        request = models.LoadCheckRequest.model_validate(payload)
+        return models.LoadCheckOutput(
+            endpoint_name=request.endpoint_name,
+            requests=request.load_check.requests,
+            errors=0,
+            error_rate=0.0,
+            p50_latency_ms=1.0,
+            p99_latency_ms=2.0,
+            passed=True,
         )
 
     def invoke(self, payload: Any) -> models.InvokeOutput:

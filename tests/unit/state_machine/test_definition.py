@@ -39,6 +39,10 @@ CONTRACT = {
     "PollEvaluation": (models.PollState, "$.evaluate.poll"),
     "PollEndpoint": (models.PollState, "$.deploy.poll"),
     "SmokeTest": (models.InvokeOutput, "$.smoke_test"),
+    "DeployStaging": (models.DeployOutput, "$.staging"),
+    "PollStaging": (models.PollState, "$.staging.poll"),
+    "SmokeTestStaging": (models.InvokeOutput, "$.smoke_test_staging"),
+    "LoadCheckStaging": (models.LoadCheckOutput, "$.load_check"),
     "AcquireDeployLock": (models.LockState, "$.lock"),
     "CheckChampion": (models.RecheckOutput, "$.recheck"),
     "PollRecheck": (models.PollState, "$.recheck.poll"),
@@ -52,7 +56,7 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
     # Given the rendered definition / Then the states of the README's "The workflow" are all there
     loops = {
         f"{verb}{job}"
-        for job in ("Preprocessing", "Training", "Evaluation", "Recheck", "Endpoint")
+        for job in ("Preprocessing", "Training", "Evaluation", "Recheck", "Staging", "Endpoint")
         for verb in ("WaitFor", "Poll", "Restart")
     }
     assert set(STATES) == loops | {
@@ -75,12 +79,27 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
         "FreshGate",
         "StillBetter",
         "UpdateRegistration",
+        "Candidate",
+        "HasStagingStage",
+        "ToStaging",
+        "DeployStaging",
+        "IsStagingInService",
+        "SmokeTestStaging",
+        "LoadCheckStaging",
+        "IsManualPromotion",
+        "WaitForApproval",
+        "ToProduction",
         "UpdateEndpoint",
         "IsEndpointInService",
         "SmokeTest",
         "ReleaseDeployLock",
+        "WhichOutcome",
         "NotifySuccess",
+        "NotifyPromotion",
         "Succeeded",
+        # a registry approval's run: ValidateInput -> the lock -> the stages
+        "IsTrainingRun",
+        "IsRegistryApproval",
     }
     assert ASL["StartAt"] == "ValidateInput"
 
@@ -102,8 +121,11 @@ def test_every_state_is_reachable_and_every_transition_exists() -> None:
 def test_every_task_has_retry_and_timeout_and_fails_the_execution_at_itself(name: str) -> None:
     task = TASKS[name]
     # Then: a timeout (no Task can hang until the execution's limit)
-    assert isinstance(task.get("TimeoutSeconds"), int)
-    assert task["TimeoutSeconds"] > 0
+    if name == "WaitForApproval":  # bounded by the validated approval_timeout_seconds
+        assert task["TimeoutSecondsPath"] == "$.config.approval_timeout_seconds"
+    else:
+        assert isinstance(task.get("TimeoutSeconds"), int)
+        assert task["TimeoutSeconds"] > 0
     # ... retriers, none of them a catch-all
     assert task["Retry"], f"{name} has no Retry"
     for retrier in task["Retry"]:
@@ -170,7 +192,7 @@ def test_poll_payload_is_a_poll_request(name: str) -> None:
     fields = models.PollRequest.model_fields
     assert keys <= set(fields)
     assert {f for f, info in fields.items() if info.is_required()} <= keys
-    assert ("expected_config_name" in keys) == (name == "PollEndpoint")
+    assert ("expected_config_name" in keys) == (name in ("PollEndpoint", "PollStaging"))
 
 
 @pytest.mark.parametrize("loop", ["Preprocessing", "Training", "Evaluation", "Endpoint"])
@@ -216,18 +238,27 @@ def test_deploy_only_when_the_gate_says_so() -> None:
 def test_every_way_to_the_endpoint_holds_the_lock_and_releases_it() -> None:
     # Given the states that lead to UpdateEndpoint
     preds = {n for n, s in STATES.items() if "UpdateEndpoint" in successors(s, catches=False)}
-    # Then: the two fresh decisions, both after the lock was taken, and the endpoint poll's
-    # restart (under the lock too; a redrive that lost it is UpdateEndpoint's to check)
-    assert preds == {"ChampionChanged", "StillBetter", "RestartEndpoint"}
+    # Then: the stages (ToProduction) and the endpoint poll's restart (under the lock too; a
+    # redrive that lost it is UpdateEndpoint's to check)
+    assert preds == {"ToProduction", "RestartEndpoint"}
+    # ... the stages start at the two fresh decisions, both after the lock was taken, or (a
+    # registry approval's run) right after the lock
+    candidate = {n for n, s in STATES.items() if "Candidate" in successors(s, catches=False)}
+    assert candidate == {"ChampionChanged", "StillBetter"}
+    assert STATES["Candidate"]["Next"] == "HasStagingStage"
+    stages = {n for n, s in STATES.items() if "HasStagingStage" in successors(s, catches=False)}
+    assert stages == {"Candidate", "IsRegistryApproval"}
+    assert STATES["IsTrainingRun"]["Default"] == "AcquireDeployLock"
     assert STATES["RestartRecheck"]["Next"] == "CheckChampion"
-    assert STATES["IsDeployLockHeld"]["Choices"][0]["Next"] == "CheckChampion"
+    assert STATES["IsDeployLockHeld"]["Choices"][0]["Next"] == "IsRegistryApproval"
+    assert STATES["IsRegistryApproval"]["Default"] == "CheckChampion"
     assert STATES["IsDeployLockHeld"]["Default"] == "WaitForDeployLock"
     assert STATES["WaitForDeployLock"]["SecondsPath"] == "$.lock.wait_seconds"
     assert STATES["WaitForDeployLock"]["Next"] == "AcquireDeployLock"
     # ... and both success paths (deployed, or no longer better) release it
     assert STATES["SmokeTest"]["Next"] == "ReleaseDeployLock"
     assert STATES["UpdateRegistration"]["Next"] == "ReleaseDeployLock"
-    assert STATES["ReleaseDeployLock"]["Next"] == "NotifySuccess"
+    assert STATES["ReleaseDeployLock"]["Next"] == "WhichOutcome"
 
 
 def test_execution_timeout_and_placeholders() -> None:
@@ -254,3 +285,31 @@ def test_lambda_code_does_not_import_the_sdk() -> None:
             ]
     # Then none of them imports the SDKs, this package, moto or the local cloud
     assert offenders == []
+
+
+def test_manual_promotion_waits_for_a_task_token_with_a_bounded_wait() -> None:
+    # GIVEN the rendered definition
+    state = STATES["WaitForApproval"]
+    # THEN it is SNS's callback pattern: the message carries the token, the wait is bounded
+    assert state["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
+    assert state["Parameters"]["Message"]["task_token.$"] == "$$.Task.Token"
+    assert state["TimeoutSecondsPath"] == "$.config.approval_timeout_seconds"
+    assert "Catch" not in state  # a rejection or a timeout fails the run here
+    # ... and only promotion: manual goes there; auto goes straight to production
+    choice = STATES["IsManualPromotion"]
+    assert choice["Choices"] == [
+        {"Variable": "$.config.promotion", "StringEquals": "manual", "Next": "WaitForApproval"}
+    ]
+    assert choice["Default"] == "ToProduction"
+
+
+def test_production_comes_only_after_the_staging_checks() -> None:
+    # THEN staging: deploy, poll, smoke test, load check, then the promotion decision
+    assert STATES["ToStaging"]["Next"] == "DeployStaging"
+    assert STATES["SmokeTestStaging"]["Next"] == "LoadCheckStaging"
+    assert STATES["LoadCheckStaging"]["Next"] == "IsManualPromotion"
+    assert STATES["WaitForApproval"]["Next"] == "ToProduction"
+    assert STATES["ToProduction"]["Next"] == "UpdateEndpoint"
+    assert STATES["LoadCheckStaging"]["Parameters"]["Payload"]["endpoint_name.$"] == (
+        "$.staging.endpoint_name"
+    )

@@ -69,9 +69,11 @@ def test_first_deployment_creates_the_endpoint(
         "evaluate": 1,
         "gate": 1,
         "register": 1,
-        "deploy": 1,
-        "invoke": 1,
-        "poll": 2 + 3 + 2 + 2,  # processing, training, evaluation, endpoint (FakePipeline)
+        "deploy": 2,  # staging, then production
+        "invoke": 2,  # each stage's smoke test
+        "loadcheck": 1,  # staging's
+        # processing, training, evaluation, staging, production (FakePipeline)
+        "poll": 2 + 3 + 2 + 2 + 2,
         # the deployment lock, uncontended, and the unchanged champion: one call each
         "lock-acquire": 1,
         "recheck": 1,
@@ -85,9 +87,15 @@ def test_first_deployment_creates_the_endpoint(
     def schedule(polls: int) -> list[int]:
         return [polling.wait_seconds(a, interval, cap) for a in range(polls)]
 
-    assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2)]
+    assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2), *schedule(2)]
     assert pauses.waits[2:5] == [interval, 2 * interval, 4 * interval]  # training: doubling
-    assert run.entered()[-4:] == ["SmokeTest", "ReleaseDeployLock", "NotifySuccess", "Succeeded"]
+    assert run.entered()[-5:] == [
+        "SmokeTest", "ReleaseDeployLock", "WhichOutcome", "NotifySuccess", "Succeeded"
+    ]  # fmt: skip
+    # staging first: deployed, smoke-tested and load-checked before production
+    order = run.entered()
+    assert order.index("LoadCheckStaging") < order.index("UpdateEndpoint")
+    assert [p["stage"] for p in fake.payloads["deploy"]] == ["staging", "production"]
     _assert_notified_success(pipeline, deployed=True)
 
 
@@ -103,12 +111,16 @@ def test_update_deployment_polls_for_the_new_config(
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.output is not None
     assert run.output["deploy"]["action"] == "update"
-    endpoint_polls = [p for p in fake.payloads["poll"] if p["job_type"] == "endpoint"]
+    endpoint_polls = [
+        p
+        for p in fake.payloads["poll"]
+        if p["job_type"] == "endpoint" and p["job_name"] == run.output["deploy"]["endpoint_name"]
+    ]
     config_name = run.output["deploy"]["endpoint_config_name"]
     assert {p["expected_config_name"] for p in endpoint_polls} == {config_name}
     assert [p["attempt"] for p in endpoint_polls] == [0, 1, 2]
     assert run.entered().count("PollEndpoint") == 3
-    assert fake.calls["invoke"] == 1
+    assert fake.calls["invoke"] == 2
 
 
 def test_payload_overrides_reach_every_step(pipeline: PipelineHarness, fake: FakePipeline) -> None:
@@ -347,7 +359,7 @@ def test_a_busy_lock_is_waited_for_then_the_deployment_goes_ahead(
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert fake.calls["lock-acquire"] == 3
     assert run.entered().count("WaitForDeployLock") == 2
-    assert fake.calls["deploy"] == 1
+    assert fake.calls["deploy"] == 2  # staging, production
     assert fake.calls["lock-release"] == 1
     order = run.entered()
     assert order.index("CheckChampion") < order.index("UpdateEndpoint")
@@ -380,6 +392,6 @@ def test_a_newer_worse_champion_is_replaced(
     fake.newer_champion_score = 0.5
     run = pipeline.run({})
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert fake.calls["deploy"] == 1
+    assert fake.calls["deploy"] == 2  # staging, production
     assert fake.calls["register"] == 1
     assert "FreshGate" in run.entered()

@@ -133,7 +133,7 @@ class Monitoring(Construct):
                 ],
                 right=[
                     dead_letters.metric_approximate_number_of_messages_visible(
-                        period=PERIOD, statistic="Maximum", label="trigger DLQ depth"
+                        period=PERIOD, statistic="Maximum", label="event-target DLQ depth"
                     )
                 ],
                 width=12,

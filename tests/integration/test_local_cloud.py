@@ -719,43 +719,6 @@ def test_children_die_with_a_sigkilled_local_cloud() -> None:
         parent.wait(timeout=10)
 
 
-def test_no_process_outlives_the_local_cloud(
-    tmp_path: Path, trained: dict[str, Any], cloud: LocalCloud
-) -> None:
-    """A second cloud with a warm Lambda and an endpoint replaced twice (blue/green), stopped
-    while the second update is under way: every process it started is gone, groups too."""
-    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
-    model_bytes = (
-        cloud.client("s3").get_object(Bucket=BUCKET, Key=good.split("/", 3)[3])["Body"].read()
-    )
-    cloud.stop()  # this module's cloud ends here (the fixture's stop is then a no-op)
-    before = set(procs.started())
-    with LocalCloud(workdir=tmp_path) as other:
-        sm = other.client("sagemaker")
-        other.client("iam").create_role(RoleName="gaps", AssumeRolePolicyDocument="{}")
-        other.client("s3").create_bucket(Bucket=BUCKET)
-        other.client("s3").put_object(Bucket=BUCKET, Key="m/model.tar.gz", Body=model_bytes)
-        _function(other, "echo", "fixture_handlers.echo")
-        _invoke(other, "echo", {})
-        for name in ("m", "m2", "m3"):
-            _model(other, name, f"s3://{BUCKET}/m/model.tar.gz")
-        sm.create_endpoint(EndpointName="ep2", EndpointConfigName="m-config")
-        assert _endpoint_settled(other, "ep2")["EndpointStatus"] == "InService"
-        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m2-config")
-        assert _endpoint_settled(other, "ep2")["EndpointConfigName"] == "m2-config"
-        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m3-config")
-        # stop while green is starting: its server must go too
-        wait(lambda: len(set(procs.started()) - before) >= 4)
-        assert procs.live_count() >= 2
-    children = sorted(set(procs.started()) - before)
-    assert len(children) >= 4  # the worker, blue, green, and the update under way
-    assert procs.live_count() == 0
-    wait(lambda: not any(procs.group_alive(pgid) for pgid in children), timeout=10)
-    for pid in children:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-
-
 def test_data_capture_writes_sagemakers_json_lines_under_the_hour(
     cloud: LocalCloud, trained: dict[str, Any]
 ) -> None:
@@ -959,3 +922,42 @@ def test_update_model_package_emits_the_registry_state_change_event(cloud: Local
     assert described["CustomerMetadataProperties"] == {"execution_name": "x", "note": "n"}
     (again,) = received()
     assert again["detail"]["CustomerMetadataProperties"]["note"] == "n"
+
+
+# Keep this test LAST in the module: it stops the module's cloud (tests after it would find
+# the cloud's port closed).
+def test_no_process_outlives_the_local_cloud(
+    tmp_path: Path, trained: dict[str, Any], cloud: LocalCloud
+) -> None:
+    """A second cloud with a warm Lambda and an endpoint replaced twice (blue/green), stopped
+    while the second update is under way: every process it started is gone, groups too."""
+    good = trained["final"]["ModelArtifacts"]["S3ModelArtifacts"]
+    model_bytes = (
+        cloud.client("s3").get_object(Bucket=BUCKET, Key=good.split("/", 3)[3])["Body"].read()
+    )
+    cloud.stop()  # this module's cloud ends here (the fixture's stop is then a no-op)
+    before = set(procs.started())
+    with LocalCloud(workdir=tmp_path) as other:
+        sm = other.client("sagemaker")
+        other.client("iam").create_role(RoleName="gaps", AssumeRolePolicyDocument="{}")
+        other.client("s3").create_bucket(Bucket=BUCKET)
+        other.client("s3").put_object(Bucket=BUCKET, Key="m/model.tar.gz", Body=model_bytes)
+        _function(other, "echo", "fixture_handlers.echo")
+        _invoke(other, "echo", {})
+        for name in ("m", "m2", "m3"):
+            _model(other, name, f"s3://{BUCKET}/m/model.tar.gz")
+        sm.create_endpoint(EndpointName="ep2", EndpointConfigName="m-config")
+        assert _endpoint_settled(other, "ep2")["EndpointStatus"] == "InService"
+        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m2-config")
+        assert _endpoint_settled(other, "ep2")["EndpointConfigName"] == "m2-config"
+        sm.update_endpoint(EndpointName="ep2", EndpointConfigName="m3-config")
+        # stop while green is starting: its server must go too
+        wait(lambda: len(set(procs.started()) - before) >= 4)
+        assert procs.live_count() >= 2
+    children = sorted(set(procs.started()) - before)
+    assert len(children) >= 4  # the worker, blue, green, and the update under way
+    assert procs.live_count() == 0
+    wait(lambda: not any(procs.group_alive(pgid) for pgid in children), timeout=10)
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

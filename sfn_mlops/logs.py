@@ -103,7 +103,9 @@ def sources(
     steps = {step_of(states[n]) for n in wanted} - {None}
     start = describe["startDate"] - MARGIN
     for step in sorted(s for s in steps if s):
-        info = data.get(step) or {}
+        info = data.get(step)
+        if not isinstance(info, dict):  # a plain value ($.stage = "staging"), not a step's output
+            continue
         name, kind = info.get("job_name"), info.get("job_type")
         if not name:
             continue

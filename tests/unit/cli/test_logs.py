@@ -74,3 +74,16 @@ def test_lambda_lines_of_other_executions_are_left_out() -> None:
     assert _is_execution_line(mine, "x")
     assert not _is_execution_line(theirs, "x")
     assert _is_execution_line("START RequestId: 1 Version: $LATEST", "x")
+
+
+def test_a_plain_value_in_the_state_data_is_not_a_step() -> None:
+    """$.stage holds "staging" | "production" (issue 12's ToStaging / ToProduction), not a
+    step's output with a job: it names no log source, and reading one does not crash."""
+    events, describe = _execution()
+    output = json.loads(describe["output"])
+    describe["output"] = json.dumps({**output, "stage": "production"})
+
+    found = {s.group for s in sources(DEFINITION, events, describe)}
+
+    assert PROCESSING_GROUP in found
+    assert TRAINING_GROUP in found

@@ -48,6 +48,12 @@ class Scope(Protocol):
     def sagemaker_role_arn(self) -> str: ...
 
     @property
+    def endpoint_arns(self) -> list[str]:
+        """The stack's endpoints (config/pipeline.yaml endpoint_name and, unless null,
+        staging_endpoint_name); ValidateInput refuses a payload naming any other."""
+        ...
+
+    @property
     def alarm_arns(self) -> list[str]: ...
 
     @property
@@ -73,8 +79,8 @@ class Scope(Protocol):
 
 _PER_EXECUTION = (
     "SageMaker job, model and endpoint-config names derive from each execution name "
-    "(shared/naming.py) and the endpoint name comes from the payload, so only the resource "
-    "type can be fixed in the ARN"
+    "(shared/naming.py), so only the resource type can be fixed in the ARN (the endpoints "
+    "are the stack's own: Scope.endpoint_arns)"
 )
 _RAW_DATA = (
     "the payload's raw_data_uri may name any prefix of the data bucket; validate reads only "
@@ -124,7 +130,7 @@ def _champion(g: Scope) -> list[Grant]:
         Grant(
             ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
              "sagemaker:DescribeModel"],
-            [g.sm("endpoint"), g.sm("endpoint-config"), g.sm("model")],
+            [*g.endpoint_arns, g.sm("endpoint-config"), g.sm("model")],
             _PER_EXECUTION,
         ),
     ]  # fmt: skip
@@ -195,7 +201,7 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
     "poll": lambda g: [
         Grant(["sagemaker:DescribeProcessingJob"], [g.sm("processing-job")], _PER_EXECUTION),
         Grant(["sagemaker:DescribeTrainingJob"], [g.sm("training-job")], _PER_EXECUTION),
-        Grant(["sagemaker:DescribeEndpoint"], [g.sm("endpoint")], _PER_EXECUTION),
+        Grant(["sagemaker:DescribeEndpoint"], g.endpoint_arns),
     ],
     "evaluate": lambda g: [
         *_job_grants(g, "processing-job", "CreateProcessingJob", "DescribeProcessingJob"),
@@ -265,7 +271,7 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         Grant(
             ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
              "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
-            [g.sm("endpoint"), g.sm("endpoint-config")],
+            [*g.endpoint_arns, g.sm("endpoint-config")],
             _PER_EXECUTION,
         ),
         _pass_role(g),
@@ -281,7 +287,7 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         Grant(
             ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
              "sagemaker:DescribeModel", "sagemaker:ListTags"],
-            [g.sm("endpoint"), g.sm("endpoint-config"), g.sm("model")],
+            [*g.endpoint_arns, g.sm("endpoint-config"), g.sm("model")],
             _PER_EXECUTION,
         ),
         Grant(["sagemaker:DescribeModelPackage"], [g.sm("model-package", f"{g.group}/*")],
@@ -297,18 +303,15 @@ PERMISSIONS: Mapping[str, Callable[[Scope], list[Grant]]] = {
         ),
     ],
     "invoke": lambda g: [
-        Grant(
-            ["sagemaker:InvokeEndpoint"],
-            [g.sm("endpoint")],
-            "the endpoint name is a per-request parameter (default from config/pipeline.yaml)",
-        ),
+        # the request may name either of the stack's endpoints (default: production)
+        Grant(["sagemaker:InvokeEndpoint"], g.endpoint_arns),
         # Sample rows: the first .csv under the preprocess step's sample/ prefix.
         _list(g, resources.ARTIFACTS_PREFIX),
         _read_runs(g),
     ],
     # The staging load check: concurrent single-row invocations of the sample rows.
     "loadcheck": lambda g: [
-        Grant(["sagemaker:InvokeEndpoint"], [g.sm("endpoint")], _PER_EXECUTION),
+        Grant(["sagemaker:InvokeEndpoint"], g.endpoint_arns),
         _list(g, resources.ARTIFACTS_PREFIX),
         _read_runs(g),
     ],

@@ -92,6 +92,29 @@ def _predictive_problems(config: PipelineInput) -> list[str]:
     ]
 
 
+#: The payload fields naming an endpoint: the stack's roles may use only the endpoints it
+#: was deployed with (infra/permissions.py Scope.endpoint_arns), so another name would fail
+#: with AccessDenied mid-run. staging_endpoint_name may also be null (no staging stage).
+_ENDPOINT_FIELDS = ("endpoint_name", "staging_endpoint_name")
+
+
+def endpoint_problems(defaults: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    """A payload's endpoint names must be the stack's own (its defaults')."""
+    own = [str(defaults[f]) for f in _ENDPOINT_FIELDS if defaults.get(f)]
+    problems = []
+    for field in _ENDPOINT_FIELDS:
+        if field not in payload:
+            continue
+        name = payload[field]
+        if name in own or (name is None and field == "staging_endpoint_name"):
+            continue
+        problems.append(
+            f"{field}: {name!r} is not one of this stack's endpoints ({', '.join(own)}); "
+            "deploy the stack with it in config/pipeline.yaml or omit it"
+        )
+    return problems
+
+
 def resolve(
     defaults: dict[str, Any], payload: dict[str, Any]
 ) -> tuple[PipelineInput | None, list[str]]:
@@ -99,11 +122,12 @@ def resolve(
 
     The one resolution of the input contract: ValidateInput runs it, and so does the CLI's
     `sfn-mlops start` before it starts anything."""
+    outside = endpoint_problems(defaults, payload)
     try:
         config = PipelineInput.model_validate(deep_merge(defaults, payload))
     except ValidationError as exc:
-        return None, validation_problems(exc)
-    problems = schedule_problems(config) + config_problems(config)
+        return None, outside + validation_problems(exc)
+    problems = outside + schedule_problems(config) + config_problems(config)
     return (None, problems) if problems else (config, [])
 
 

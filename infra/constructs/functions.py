@@ -68,6 +68,12 @@ class GrantScope:
         return [a.alarm_arn for a in (*self.sagemaker.alarms, *self.sagemaker.staging_alarms)]
 
     @property
+    def endpoint_arns(self) -> list[str]:
+        # config/pipeline.yaml's endpoints; SageMaker lower-cases names in ARNs
+        names = (self.sagemaker.endpoint_name, self.sagemaker.staging_endpoint_name)
+        return [self.sm("endpoint", name.lower()) for name in names if name]
+
+    @property
     def drift_role_arn(self) -> str:
         return self.sagemaker.drift_role.role_arn
 

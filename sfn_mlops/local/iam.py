@@ -50,6 +50,8 @@ class LocalScope:
     sagemaker_role_arn: str
     model_package_group: str
     alarm_names: tuple[str, ...]
+    #: the deployed stack's endpoints (its defaults: endpoint_name, staging_endpoint_name)
+    endpoint_names: tuple[str, ...] = ()
 
     @property
     def bucket_arn(self) -> str:
@@ -64,6 +66,11 @@ class LocalScope:
     @property
     def group(self) -> str:
         return self.model_package_group.lower()
+
+    @property
+    def endpoint_arns(self) -> list[str]:
+        # SageMaker lower-cases names in ARNs
+        return [self.sm("endpoint", name.lower()) for name in self.endpoint_names]
 
     @property
     def alarm_arns(self) -> list[str]:

@@ -282,6 +282,11 @@ def deploy(
             sagemaker_role_arn=values["SAGEMAKER_ROLE_ARN"],
             model_package_group=str(defaults["model_package_group"]),
             alarm_names=(*resources.ENDPOINT_ALARM_NAMES, *resources.STAGING_ALARM_NAMES),
+            endpoint_names=tuple(
+                str(name)
+                for name in (defaults["endpoint_name"], defaults["staging_endpoint_name"])
+                if name
+            ),
         )
         policies = iam.role_policies(scope, permissions)
 

@@ -486,6 +486,23 @@ def test_payload_check_is_the_validate_states_own(tmp_path: Path) -> None:
     assert "set max_polls >=" in result.output
 
 
+def test_an_endpoint_the_stack_was_not_deployed_with_is_refused_before_starting(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a payload naming an endpoint outside config/pipeline.yaml's (the stack's roles
+    # may use only those)
+    payload = tmp_path / "other-endpoint.json"
+    payload.write_text(json.dumps({"endpoint_name": "other-endpoint"}))
+    # WHEN it is started
+    result = CliRunner().invoke(
+        main, ["start", "--input", str(payload), "--endpoint-url", "http://127.0.0.1:9"]
+    )
+    # THEN ValidateInput's refusal is given here, before any call, with the fix
+    assert result.exit_code == 2
+    assert "endpoint_name: 'other-endpoint' is not one of this stack's endpoints" in result.output
+    assert "deploy the stack with it in config/pipeline.yaml or omit it" in result.output
+
+
 def test_payload_over_256_kib_is_refused_before_starting(tmp_path: Path) -> None:
     # GIVEN a 300 KiB payload (a big free-form tag), otherwise valid
     payload = tmp_path / "big.json"

@@ -197,6 +197,46 @@ def test_function_role_is_scoped_to_what_the_function_does(
     }
 
 
+_ENDPOINT_ACTIONS = {
+    "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
+    "sagemaker:InvokeEndpoint",
+}  # fmt: skip
+
+
+def _arn_text(resource: Any) -> str:
+    """An ARN as text, CloudFormation tokens (partition, region, account) left as they are."""
+    if isinstance(resource, str):
+        return resource
+    if isinstance(resource, dict) and "Fn::Join" in resource:
+        separator, parts = resource["Fn::Join"]
+        return str(separator).join(_arn_text(part) for part in parts)
+    return json.dumps(resource)
+
+
+def test_endpoint_grants_name_only_the_stacks_two_endpoints(
+    pipeline_json: dict[str, Any],
+) -> None:
+    # GIVEN every function role's statements that grant an endpoint action
+    defaults = resources.pipeline_defaults()
+    own = {f":endpoint/{defaults[f]}" for f in ("endpoint_name", "staging_endpoint_name")}
+    granted: dict[str, set[str]] = {}
+    for spec in resources.FUNCTIONS:
+        function = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"]
+        for statement in statements_of(pipeline_json, function["Role"]["Fn::GetAtt"][0]):
+            if not _ENDPOINT_ACTIONS & set(as_list(statement["Action"])):
+                continue
+            arns = [_arn_text(r) for r in as_list(statement["Resource"])]
+            # THEN no endpoint wildcard: the endpoints named are exactly config/pipeline.yaml's
+            assert not [a for a in arns if ":endpoint/*" in a or a == "*"], (spec.key, arns)
+            endpoints = {a[a.index(":endpoint/") :] for a in arns if ":endpoint/" in a}
+            assert endpoints == own, (spec.key, arns)
+            granted.setdefault(spec.key, set()).update(as_list(statement["Action"]))
+    # ... for every function that reaches an endpoint
+    assert set(granted) == {"poll", "evaluate", "recheck", "deploy", "monitor", "invoke",
+                            "loadcheck"}, granted  # fmt: skip
+    assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"} <= granted["deploy"]
+
+
 def test_trigger_may_only_start_this_state_machine(pipeline_json: dict[str, Any]) -> None:
     spec = resources.FUNCTIONS_BY_KEY["trigger"]
     role = pipeline_json["Resources"][_function_id(pipeline_json, spec)]["Properties"]["Role"]

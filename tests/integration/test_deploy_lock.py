@@ -30,8 +30,12 @@ TIMEOUT = 300.0
 #: still above the 0.80 AUC threshold on the test split.
 WEAK = {"hyperparameters": {"num_round": 1, "max_depth": 1}}
 STRONG: dict[str, Any] = {}
-#: Each test deploys to its own endpoint (its own champion and lock).
-RACE, RECLAIM = {"endpoint_name": "race-endpoint"}, {"endpoint_name": "reclaim-endpoint"}
+#: Each test deploys to its own endpoint (its own champion and lock): the stack is deployed
+#: with both as its endpoints (a payload may name only those), and each run goes straight
+#: to its one (no staging stage).
+ENDPOINTS = {"endpoint_name": "race-endpoint", "staging_endpoint_name": "reclaim-endpoint"}
+RACE = {"endpoint_name": "race-endpoint", "staging_endpoint_name": None}
+RECLAIM = {"endpoint_name": "reclaim-endpoint", "staging_endpoint_name": None}
 
 
 class Cloud:
@@ -92,7 +96,7 @@ def busy_refusals(cloud: Cloud, arn: str) -> int:
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     workdir = tmp_path_factory.mktemp("lock")
     with LocalCloud(workdir=workdir) as local:
-        stack = deploy(local, triggers=False)
+        stack = deploy(local, overrides=ENDPOINTS, triggers=False)
         seed, _ = export_dataset(workdir / "data")
         local.client("s3").upload_file(
             str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}"

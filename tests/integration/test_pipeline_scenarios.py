@@ -359,10 +359,22 @@ def test_upload_with_an_awkward_name_trains_and_registers(pipeline: Pipeline) ->
     assert package["CustomerMetadataProperties"]["data_version"] == expected[:256]
 
 
+@pytest.fixture
+def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """A stack of its own for the churn data: its endpoint and model group are the stack's
+    (a payload may name only the endpoints the stack was deployed with)."""
+    workdir = tmp_path_factory.mktemp("churn")
+    with LocalCloud(workdir=workdir) as cloud:
+        own = {"endpoint_name": "churn-endpoint", "model_package_group": "churn-models"}
+        yield Pipeline(cloud, deploy(cloud, overrides=own, triggers=False), {}, [])
+
+
 def test_categorical_data_trains_deploys_and_serves_raw_values(
-    pipeline: Pipeline, tmp_path: Any
+    churn: Pipeline, tmp_path: Any
 ) -> None:
-    # GIVEN a data set of its own, with text columns, an id column and missing values
+    # GIVEN a data set of its own, with text columns, an id column and missing values,
+    # and a stack deployed for it (its own endpoint and model group)
+    pipeline = churn
 
     rng = np.random.default_rng(3)
     n = 1200
@@ -375,7 +387,7 @@ def test_categorical_data_trains_deploys_and_serves_raw_values(
     s3 = pipeline.cloud.client("s3")
     bucket = pipeline.stack.bucket
     s3.put_object(Bucket=bucket, Key="datasets/churn/churn.csv", Body="\n".join(lines).encode())
-    # WHEN a run is started on it, with its own endpoint and model group
+    # WHEN a run is started on it
     desc, events = pipeline.start(
         {
             "raw_data_uri": f"s3://{bucket}/datasets/churn/",
@@ -383,8 +395,6 @@ def test_categorical_data_trains_deploys_and_serves_raw_values(
             "ignore_columns": ["customer_id"],
             "objective": {"name": "auc", "goal": "maximize", "threshold": 0.7,
                           "min_improvement": 0},
-            "endpoint_name": "churn-endpoint",
-            "model_package_group": "churn-models",
         }
     )  # fmt: skip
     assert desc["status"] == "SUCCEEDED", failure(events)

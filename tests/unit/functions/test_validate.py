@@ -294,6 +294,34 @@ def test_no_staging_stage_is_allowed(context: Any) -> None:
     assert out.candidate is None  # a training run
 
 
+def test_an_endpoint_the_stack_was_not_deployed_with_is_refused(context: Any) -> None:
+    # GIVEN a payload naming an endpoint other than config/pipeline.yaml's two (its roles
+    # may use only those: the run would fail with AccessDenied at the deploy)
+    payload = {"endpoint_name": "other-endpoint", "staging_endpoint_name": "other-staging"}
+    # WHEN / THEN validation refuses both before any job, naming the field and the fix
+    message = problems_of(payload, context)
+    defaults = pipeline_defaults()
+    own = f"({defaults['endpoint_name']}, {defaults['staging_endpoint_name']})"
+    for field, name in payload.items():
+        assert (
+            f"{field}: {name!r} is not one of this stack's endpoints {own}; deploy the stack "
+            "with it in config/pipeline.yaml or omit it"
+        ) in message
+
+
+def test_the_stacks_own_endpoints_are_accepted(context: Any) -> None:
+    # GIVEN a payload naming the configured endpoints (production, and staging)
+    defaults = pipeline_defaults()
+    payload = {
+        "endpoint_name": defaults["endpoint_name"],
+        "staging_endpoint_name": defaults["staging_endpoint_name"],
+    }
+    # WHEN validate runs THEN the run keeps them
+    out = ValidateOutput.model_validate(lambda_handler(request(payload), context))
+    assert out.config.endpoint_name == defaults["endpoint_name"]
+    assert out.config.staging_endpoint_name == defaults["staging_endpoint_name"]
+
+
 def _package(status: str, group: str = "sfn-mlops-models") -> str:
     sm = aws.sagemaker()
     sm.create_model_package_group(ModelPackageGroupName=group)

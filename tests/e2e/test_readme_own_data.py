@@ -17,6 +17,7 @@ import pytest
 from test_cli import _read_until
 
 from sfn_mlops.local.procs import free_port
+from sfn_mlops.local.stack import local_defaults
 
 pytestmark = pytest.mark.e2e
 
@@ -46,36 +47,54 @@ def test_the_section_has_one_example_per_problem_type() -> None:
     assert "local up --no-data" in (REPO / "README.md").read_text(encoding="utf-8")
 
 
-def test_readme_own_data_examples_run_as_written(tmp_path: Path) -> None:
-    port = free_port()
+def _local_up(workdir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`sfn-mlops local up --no-data` on a free port, and what it says to export."""
     cloud = subprocess.Popen(
-        [str(BIN / "sfn-mlops"), "local", "up", "--no-data", "--port", str(port),
-         "--workdir", str(tmp_path / "cloud")],
+        [str(BIN / "sfn-mlops"), "local", "up", "--no-data", "--port", str(free_port()),
+         "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    lines = _read_until(cloud, "# bucket: ", timeout=120)  # after every export line
+    exported = dict(
+        line.removeprefix("export ").strip().split("=", 1)
+        for line in lines
+        if line.startswith("export ")
+    )
+    return cloud, exported
+
+
+def _stop(cloud: subprocess.Popen[str]) -> None:
+    cloud.send_signal(signal.SIGTERM)
+    try:  # it stops two model servers too: bounded, but not tight on a loaded machine
+        cloud.wait(timeout=120)
+    finally:
+        if cloud.poll() is None:
+            cloud.kill()
+            cloud.wait()
+
+
+def test_readme_own_data_examples_run_as_written(tmp_path: Path) -> None:
+    # one local cloud per example, as the section says (a stack serves one data set: its
+    # endpoints are the only ones a payload may name)
+    blocks = own_data_blocks()
+    clouds: dict[str, tuple[subprocess.Popen[str], dict[str, str]]] = {}
     try:
-        lines = _read_until(cloud, "# bucket: ", timeout=120)  # after every export line
-        exported = dict(
-            line.removeprefix("export ").strip().split("=", 1)
-            for line in lines
-            if line.startswith("export ")
-        )
-        env = {**os.environ, **exported}
-        work = tmp_path / "user"
-        work.mkdir()
-        (work / ".venv").symlink_to(BIN.parent)  # the README's commands name .venv/bin/...
-        # both examples at once (independent data sets, endpoints and model groups)
-        running = {
-            name: subprocess.Popen(
+        for name in blocks:
+            clouds[name] = _local_up(tmp_path / f"cloud-{name}")
+        running = {}
+        for name, block in blocks.items():
+            work = tmp_path / f"user-{name}"
+            work.mkdir()
+            (work / ".venv").symlink_to(BIN.parent)  # the README's commands name .venv/bin/...
+            # both examples at once (independent clouds)
+            running[name] = subprocess.Popen(
                 ["bash", "-euo", "pipefail", "-c", block],
                 cwd=work,
-                env=env,
+                env={**os.environ, **clouds[name][1]},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for name, block in own_data_blocks().items()
-        }
         outputs = {}
         for name, process in running.items():
             try:
@@ -87,24 +106,21 @@ def test_readme_own_data_examples_run_as_written(tmp_path: Path) -> None:
             assert process.returncode == 0, f"{name}:\n{outputs[name][-4000:]}"
         for name, output in outputs.items():
             assert "SUCCEEDED" in output, f"{name}:\n{output[-4000:]}"
-        # each payload's own endpoint and model package group, as the section says
-        sm = boto3.client(
-            "sagemaker",
-            endpoint_url=exported["AWS_ENDPOINT_URL"],
-            region_name=exported["AWS_DEFAULT_REGION"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        for data in ("cancer", "diabetes"):
-            endpoint = sm.describe_endpoint(EndpointName=f"{data}-endpoint")
-            assert endpoint["EndpointStatus"] == "InService", endpoint
-            packages = sm.list_model_packages(ModelPackageGroupName=f"{data}-models")
-            assert packages["ModelPackageSummaryList"], data
+        # each cloud's stack serves its data set's model, registered in its model group
+        defaults = local_defaults()
+        for name, (_, exported) in clouds.items():
+            sm = boto3.client(
+                "sagemaker",
+                endpoint_url=exported["AWS_ENDPOINT_URL"],
+                region_name=exported["AWS_DEFAULT_REGION"],
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            endpoint = sm.describe_endpoint(EndpointName=defaults["endpoint_name"])
+            assert endpoint["EndpointStatus"] == "InService", (name, endpoint)
+            group = defaults["model_package_group"]
+            packages = sm.list_model_packages(ModelPackageGroupName=group)
+            assert len(packages["ModelPackageSummaryList"]) == 1, (name, packages)
     finally:
-        cloud.send_signal(signal.SIGTERM)
-        try:  # it stops two model servers too: bounded, but not tight on a loaded machine
-            cloud.wait(timeout=120)
-        finally:
-            if cloud.poll() is None:
-                cloud.kill()
-                cloud.wait()
+        for cloud, _ in clouds.values():
+            _stop(cloud)

@@ -99,7 +99,8 @@ _ENDPOINT_FIELDS = ("endpoint_name", "staging_endpoint_name")
 
 
 def endpoint_problems(defaults: dict[str, Any], payload: dict[str, Any]) -> list[str]:
-    """A payload's endpoint names must be the stack's own (its defaults')."""
+    """A payload's endpoint names and model package group must be the stack's own (its
+    defaults'): its roles may act on those only."""
     own = [str(defaults[f]) for f in _ENDPOINT_FIELDS if defaults.get(f)]
     problems = []
     for field in _ENDPOINT_FIELDS:
@@ -111,6 +112,14 @@ def endpoint_problems(defaults: dict[str, Any], payload: dict[str, Any]) -> list
         problems.append(
             f"{field}: {name!r} is not one of this stack's endpoints ({', '.join(own)}); "
             "deploy the stack with it in config/pipeline.yaml or omit it"
+        )
+    # the register role's grants name the stack's one group too (infra/permissions.py)
+    group = defaults.get("model_package_group")
+    if "model_package_group" in payload and payload["model_package_group"] != group:
+        problems.append(
+            f"model_package_group: {payload['model_package_group']!r} is not this stack's "
+            f"model package group ({group}); deploy the stack with it in config/pipeline.yaml "
+            "or omit it"
         )
     return problems
 

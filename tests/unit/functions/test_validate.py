@@ -322,6 +322,22 @@ def test_the_stacks_own_endpoints_are_accepted(context: Any) -> None:
     assert out.config.staging_endpoint_name == defaults["staging_endpoint_name"]
 
 
+def test_a_model_package_group_other_than_the_stacks_is_refused(context: Any) -> None:
+    # GIVEN a payload naming another group (the register role may use only the configured one)
+    defaults = pipeline_defaults()
+    message = problems_of({"model_package_group": "other-models"}, context)
+    # THEN validation refuses it before any job, naming the field, the stack's group and the fix
+    assert (
+        f"model_package_group: 'other-models' is not this stack's model package group "
+        f"({defaults['model_package_group']}); deploy the stack with it in "
+        "config/pipeline.yaml or omit it"
+    ) in message
+    # ... and the stack's own group is accepted
+    own = {"model_package_group": defaults["model_package_group"]}
+    out = ValidateOutput.model_validate(lambda_handler(request(own), context))
+    assert out.config.model_package_group == defaults["model_package_group"]
+
+
 def _package(status: str, group: str = "sfn-mlops-models") -> str:
     sm = aws.sagemaker()
     sm.create_model_package_group(ModelPackageGroupName=group)

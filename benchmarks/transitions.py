@@ -89,6 +89,11 @@ EXECUTION_DEADLINE_SECONDS = 120.0
 # --- the simulated clock and the SageMaker it drives ------------------------------------------
 
 
+#: Figure 5 compares poll schedules of the jobs and the production endpoint: its executions
+#: skip the staging stage (issue 12), whose states are the same for every schedule.
+RUNS_WITHOUT_STAGING: dict[str, Any] = {"staging_endpoint_name": None}
+
+
 @dataclass
 class SimClock:
     now: float = 0.0
@@ -291,7 +296,13 @@ class ClockedPipeline:
             "lock-acquire": self.lock_acquire,
             "recheck": self.recheck,
             "lock-release": self.lock_release,
+            "loadcheck": self.loadcheck,
         }
+
+    @staticmethod
+    def loadcheck(payload: Any) -> Any:
+        # Figure 5 runs without the staging stage (RUNS_WITHOUT_STAGING): never called
+        raise RuntimeError("figure 5 runs without the staging stage: no load check")
 
     # The deployment lock's states run their real logic: the lock item in moto's DynamoDB,
     # the holder's status from moto's Step Functions, the champion from the clocked endpoint.
@@ -773,9 +784,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     longest = max(*durations, defaults["max_runtime_seconds"]) * (1 + NOISE)
     fixed = fixed_interval_overrides(defaults, longest)
     schedules: dict[str, dict[str, Any]] = {
-        "predictive": {},
-        "adaptive": {"poll_schedule": "adaptive"},
-        "fixed": {"poll_schedule": "adaptive", **fixed},
+        "predictive": {**RUNS_WITHOUT_STAGING},
+        "adaptive": {"poll_schedule": "adaptive", **RUNS_WITHOUT_STAGING},
+        "fixed": {"poll_schedule": "adaptive", **fixed, **RUNS_WITHOUT_STAGING},
     }
     settings = (
         f"defaults: poll_schedule={defaults['poll_schedule']}, "

@@ -92,12 +92,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         from sfn_mlops.local.stack import local_defaults
 
         spec = resources.FUNCTIONS_BY_KEY["validate"]
+        # ValidateInput reads the data's header (issue 11): one small file under the prefix
+        bucket = resources.bucket_name(cloud.account, cloud.region)
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(
+            Bucket=bucket, Key=f"{resources.DATA_PREFIX}load.csv", Body=b"f0,target\n1.0,0\n"
+        )
         env = resources.function_environment(
             spec,
             {
                 "PIPELINE_DEFAULTS": json.dumps(local_defaults()),
                 "DEFAULT_IMAGE_URI": f"{resources.ECR_REPOSITORY}:latest",
-                "ARTIFACT_BUCKET": "bench-load",
+                "ARTIFACT_BUCKET": bucket,
                 "DATA_PREFIX": resources.DATA_PREFIX,
             },
         )

@@ -237,14 +237,8 @@ def _from_alarm(
             reason=f"drift alarm while the data run {run.holder} is RUNNING: it follows up",
             payload=payload,
         )
-    logger.info("drift retraining started", extra={"execution_name": name})
-    return TriggerOutput(
-        action="started",
-        reason=f"drift alarm {detail.alarm_name} at {detail.state.timestamp}",
-        execution_name=name,
-        execution_arn=run.execution_arn,
-        payload=payload,
-    )
+    reason = f"drift alarm {detail.alarm_name} at {detail.state.timestamp}"
+    return _started(name, reason, run.execution_arn, payload, trigger="drift")
 
 
 def _from_registry(
@@ -307,16 +301,16 @@ def handle_event(
     result = stepfunctions.start_execution(settings.state_machine_arn, name, body)
     if result.already_exists or not first:
         return _duplicate(name, envelope.id, payload, result.execution_arn)
-    logger.info(
-        "execution started",
-        extra={"execution_name": name, "execution_arn": result.execution_arn},
-    )
+    reason = f"{envelope.detail_type} from {envelope.source}"
+    return _started(name, reason, result.execution_arn, payload)
+
+
+def _started(
+    name: str, reason: str, arn: str | None, payload: dict[str, Any], **log: Any
+) -> TriggerOutput:
+    logger.info("execution started", extra={"execution_name": name, "execution_arn": arn, **log})
     return TriggerOutput(
-        action="started",
-        reason=f"{envelope.detail_type} from {envelope.source}",
-        execution_name=name,
-        execution_arn=result.execution_arn,
-        payload=payload,
+        action="started", reason=reason, execution_name=name, execution_arn=arn, payload=payload
     )
 
 
@@ -405,11 +399,5 @@ def _start_data_run(
             execution_name=None,
             payload=payload,
         )
-    logger.info("execution started", extra={"execution_name": name, "objects": len(names)})
-    return TriggerOutput(
-        action="started",
-        reason=f"{len(names)} new object(s) under {settings.data_prefix}",
-        execution_name=name,
-        execution_arn=run.execution_arn,
-        payload=payload,
-    )
+    reason = f"{len(names)} new object(s) under {settings.data_prefix}"
+    return _started(name, reason, run.execution_arn, payload, objects=len(names))

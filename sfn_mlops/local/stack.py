@@ -37,7 +37,11 @@ LOCAL_OVERRIDES: dict[str, Any] = {
     # local endpoint really waits them, watching the alarms (sfn_mlops/local/sagemaker/
     # endpoints.py), so a canary's baking period is real but short.
     "deploy_strategy": {"wait_interval_seconds": 2, "termination_wait_seconds": 1},
-    "load_check": {"requests": 20},
+    # The load check's latency locally is the local cloud's (a Lambda worker -> moto's HTTP
+    # server in this process -> the model server), on a CPU shared with the jobs: on 2 busy
+    # cores one call took 2 s (CI). The p99 bound stays a real check, set for that; the
+    # error-rate bound is config/pipeline.yaml's (any error fails the check).
+    "load_check": {"requests": 20, "max_p99_latency_ms": 15000},
 }
 
 

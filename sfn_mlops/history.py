@@ -116,13 +116,28 @@ def failure(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
     for run in reversed(runs):
         if run.errors and run.type != "Fail":
             error, cause = run.errors[-1]
-            return run.name, error, cause
+            return run.name, error, _timeout_cause(run.name, error, cause)
     for event in reversed(events):
         if event["type"] == "ExecutionFailed":
             d = event.get("executionFailedEventDetails", {})
             state = runs[-1].name if runs else "?"
-            return state, str(d.get("error", "")), str(d.get("cause", ""))
+            error = str(d.get("error", ""))
+            return state, error, _timeout_cause(state, error, str(d.get("cause", "")))
     return None
+
+
+def _timeout_cause(state: str, error: str, cause: str) -> str:
+    """Step Functions gives a state's States.Timeout no cause: say which timeout it was."""
+    from sfn_mlops.promotion import APPROVAL_STATE
+
+    if error != "States.Timeout" or cause.strip():
+        return cause
+    if state == APPROVAL_STATE:
+        return (
+            "no approve or reject within approval_timeout_seconds: production unchanged "
+            "(a redrive asks again)"
+        )
+    return f"{state} ran past its TimeoutSeconds"
 
 
 def note(run: StateRun) -> str:

@@ -77,6 +77,19 @@ def row_note(row: Row) -> str:
     return ", ".join(parts)
 
 
+def waiting_hint(rows: list[Row], arn: str) -> str | None:
+    """While the run waits at the manual approval (promotion: manual): what a person runs."""
+    from sfn_mlops.promotion import APPROVAL_STATE
+
+    if rows and rows[-1].name == APPROVAL_STATE and rows[-1].exited is None:
+        name = arn.rsplit(":", 1)[-1]
+        return (
+            f"waiting for a person: sfn-mlops approve {name} [--reason ...] "
+            f"or sfn-mlops reject {name} --reason ..."
+        )
+    return None
+
+
 def _line(run: Row) -> str:
     secs = f"{run.seconds:6.2f}s" if run.seconds is not None else "      -"
     extra = f"  ({row_note(run)})" if row_note(run) else ""
@@ -94,6 +107,7 @@ class PlainView:
         self.out = out or sys.stdout
         self._printed: dict[str, int] = {}
         self._last: tuple[str, list[Row]] | None = None
+        self._hinted: set[str] = set()
 
     def start(self, title: str) -> None:
         print(title, file=self.out, flush=True)
@@ -112,6 +126,10 @@ class PlainView:
             done = i + 1
         self._print(key, rows[:done])
         self._last = (key, rows)
+        hint = waiting_hint(rows, key)
+        if hint and key not in self._hinted:  # once: the wait can last for hours
+            self._hinted.add(key)
+            print(f"  [wait] {rows[-1].name:<26} {hint}", file=self.out, flush=True)
 
     def stop(self) -> None:
         """The execution ended: its last rows are final."""
@@ -132,6 +150,7 @@ class RichView:
         self._live = Live(console=self.console, refresh_per_second=8, transient=False)
         self._title = ""
         self._runs: list[Row] = []
+        self._hint: str | None = None
         self._started = False
 
     def start(self, title: str) -> None:
@@ -155,6 +174,8 @@ class RichView:
         for run in self._runs:
             secs = run.seconds if run.seconds is not None else now - run.entered.timestamp()
             text = f"{row_note(run)} " if row_note(run) else ""
+            if run is self._runs[-1] and self._hint:
+                text += self._hint
             if run.errors and run.status in ("caught", "failed"):
                 text += f"{run.errors[-1][0]}: {pretty_cause(run.errors[-1][1], 200)}"
             table.add_row(
@@ -167,6 +188,7 @@ class RichView:
 
     def update(self, key: str, runs: list[StateRun]) -> None:
         self._runs = collapse_polls(runs)
+        self._hint = waiting_hint(self._runs, key)
         self._live.update(self._table(), refresh=True)
 
     def stop(self) -> None:

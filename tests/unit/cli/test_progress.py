@@ -74,3 +74,46 @@ def test_a_restart_wait_ends_the_poll_loop_and_the_restarted_step_is_its_own_row
     ]
     assert rows[3].status == "succeeded"  # the restart wait is over, not shown as running
     assert rows[4].visit == 2
+
+
+def test_a_run_waiting_for_approval_says_once_what_a_person_runs() -> None:
+    # Given a run entered at WaitForApproval (promotion: manual) and not out of it
+    history = History().visit("LoadCheckStaging")
+    history._add("TaskStateEntered", stateEnteredEventDetails={"name": "WaitForApproval"})
+    history._add("TaskScheduled")
+    out = io.StringIO()
+    view = PlainView(out=out)
+    arn = "arn:aws:states:us-east-1:1:execution:sfn-mlops-pipeline:man1"
+
+    for _ in range(3):  # the CLI polls the history while the wait lasts
+        view.update(arn, state_runs(history.events))
+
+    hints = [ln for ln in out.getvalue().splitlines() if "[wait]" in ln]
+    assert len(hints) == 1
+    assert "WaitForApproval" in hints[0]
+    assert "sfn-mlops approve man1" in hints[0]
+    assert "sfn-mlops reject man1 --reason" in hints[0]
+
+
+def test_no_approval_hint_once_the_wait_is_over() -> None:
+    history = History().visit("LoadCheckStaging").visit("WaitForApproval").visit("Promote")
+    out = io.StringIO()
+    PlainView(out=out).update("arn:x:man1", state_runs(history.events))
+
+    assert "[wait]" not in out.getvalue()
+
+
+def test_an_approval_timeout_is_explained_where_step_functions_gives_no_cause() -> None:
+    from sfn_mlops.history import failure
+
+    history = History().visit("LoadCheckStaging")
+    history._add("TaskStateEntered", stateEnteredEventDetails={"name": "WaitForApproval"})
+    history._add("TaskScheduled")
+    history._add("TaskTimedOut", taskTimedOutEventDetails={"error": "States.Timeout"})
+    history._add("ExecutionFailed", executionFailedEventDetails={"error": "States.Timeout"})
+
+    state, error, cause = failure(history.events) or ("", "", "")
+
+    assert (state, error) == ("WaitForApproval", "States.Timeout")
+    assert "approval_timeout_seconds" in cause
+    assert "production unchanged" in cause

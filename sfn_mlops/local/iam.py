@@ -16,9 +16,12 @@ checked, as before.
 
 What it checks: the action (service:Operation, from the signing name and the operation),
 explicit Deny before Allow, and for S3 the resource too (bucket or object ARN, so a grant on
-runs/* does not allow data/*). What it cannot check: resources of other services (moto
-does not say which resource a SageMaker/Step Functions/SNS/Lambda call touches, so those
-grants are checked by action only) and Condition blocks (iam:PassedToService, s3:prefix:
+runs/* does not allow data/*). For SageMaker's endpoint-only operations
+(Create/Update/Describe/DeleteEndpoint, InvokeEndpoint...) the endpoint ARN is derived from
+the request, so the grants scoped to the stack's two endpoints are checked. What it cannot
+check: resources of other services and other SageMaker operations (moto does not say which
+resource a Step Functions/SNS/Lambda call touches, so those grants are checked by action
+only) and Condition blocks (iam:PassedToService, s3:prefix:
 they are treated as met). Resource-based policies and SCPs are not modelled.
 """
 
@@ -212,6 +215,45 @@ def _denied(service: str, principal: str, action: str, resource: str) -> Excepti
     return err
 
 
+#: SageMaker operations whose only resource is the endpoint they name (the Service
+#: Authorization Reference): moto gives "*", so the local cloud derives the endpoint ARN
+#: from the request (EndpointName; the runtime's /endpoints/<name>/ path) and the
+#: endpoint-scoped grants are checked on it, as on AWS.
+_ENDPOINT_OPERATIONS = frozenset(
+    {
+        "CreateEndpoint",
+        "UpdateEndpoint",
+        "DescribeEndpoint",
+        "DeleteEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
+        "InvokeEndpoint",
+        "InvokeEndpointAsync",
+        "InvokeEndpointWithResponseStream",
+    }
+)
+
+
+def _sagemaker_resource(response: Any, operation: str) -> str:
+    """The endpoint ARN an endpoint-only SageMaker call acts on, else "*" (action only)."""
+    if operation not in _ENDPOINT_OPERATIONS:
+        return "*"
+    name: str | None = None
+    parts = str(response.raw_path).split("/")
+    if len(parts) > 2 and parts[1] == "endpoints":  # sagemaker-runtime: /endpoints/<name>/...
+        name = parts[2]
+    else:
+        try:
+            body = json.loads(response.body or "{}")
+        except (TypeError, ValueError):
+            body = {}
+        name = body.get("EndpointName") if isinstance(body, dict) else None
+    if not name:
+        return "*"
+    region = response.region
+    # SageMaker lower-cases the name in the ARN
+    return f"arn:aws:sagemaker:{region}:{response.current_account}:endpoint/{name.lower()}"
+
+
 @contextmanager
 def install(enforcer: Enforcer) -> Iterator[Enforcer]:
     """Check requests signed with `enforcer`'s credentials (see the module doc)."""
@@ -245,6 +287,8 @@ def install(enforcer: Enforcer) -> Iterator[Enforcer]:
         # (CloudWatch signs as "monitoring", its actions are cloudwatch:*)
         action = f"{_IAM_PREFIX.get(service, service)}:{operation}"
         service = _IAM_PREFIX.get(service, service)
+        if resource == "*" and service == "sagemaker":
+            resource = _sagemaker_resource(self, operation)
         dropped = ("Condition",) if resource != "*" else ("Condition", "Resource")
         permitted = False
         for policy in request._access_key.collect_policies():

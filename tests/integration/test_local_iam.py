@@ -109,6 +109,28 @@ def test_s3_grants_are_checked_on_the_object(cloud: tuple[LocalCloud, Stack]) ->
     assert "s3:GetObject" in err.value.response["Error"]["Message"]
 
 
+def test_endpoint_grants_are_checked_on_the_endpoint(cloud: tuple[LocalCloud, Stack]) -> None:
+    """The invoke and deploy roles may touch the stack's two endpoints only."""
+    c, stack = cloud
+    other = "someone-elses-endpoint"
+    runtime = _as_function(c, "invoke", "sagemaker-runtime")
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=other, Body=b"1,2", ContentType="text/csv")
+    assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    message = err.value.response["Error"]["Message"]
+    assert "sagemaker:InvokeEndpoint" in message
+    assert f":endpoint/{other}" in message
+    sagemaker = _as_function(c, "deploy", "sagemaker")
+    with pytest.raises(ClientError) as err:
+        sagemaker.describe_endpoint(EndpointName=other)
+    assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    # the stack's own endpoint (not deployed yet): allowed, just absent
+    own = stack.defaults["endpoint_name"]
+    with pytest.raises(ClientError) as err:
+        sagemaker.describe_endpoint(EndpointName=own)
+    assert err.value.response["Error"]["Code"] != "AccessDeniedException"
+
+
 def test_a_missing_grant_fails_the_run_at_the_state_that_needs_it(
     cloud: tuple[LocalCloud, Stack],
 ) -> None:

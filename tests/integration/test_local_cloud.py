@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
+from executions import wait_for
 
 from sfn_mlops.local import procs
 from sfn_mlops.local.cloud import LocalCloud
@@ -34,13 +35,7 @@ ROLE = "arn:aws:iam::123456789012:role/gaps"
 
 
 def wait(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
+    return wait_for(predicate, timeout, interval)
 
 
 @pytest.fixture(scope="module")

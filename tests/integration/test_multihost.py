@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from executions import wait_for
 
 from sfn_mlops.local.cloud import LocalCloud
 
@@ -24,13 +24,7 @@ OUTPUTS = ("train", "validation", "test", "profile", "sample")
 
 
 def wait(predicate: Any, timeout: float = 180.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
+    return wait_for(predicate, timeout, interval)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import statistics
 import sys
 import tarfile
@@ -38,6 +39,27 @@ from benchmarks._common import figure, summarize
 from benchmarks.orchestration import _entry, _env, _settings, _wait
 
 ENDPOINT_TIMEOUT = 120.0
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` and its descendants, from /proc (0.0
+    where /proc is absent): on 2 shared cores wall time mostly measures the neighbours'
+    load, CPU per call says which layer does the work."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def train_model(csv_path: Path, root: Path) -> bytes:
@@ -130,7 +152,8 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
             function = resources.FUNCTIONS_BY_KEY["invoke"].function_name
             cloud.lambdas.warm(function)
             endpoint = _create_endpoint(cloud, stack, model_tar)
-            port = cloud.sagemaker.servers[endpoint].port
+            server = cloud.sagemaker.servers[endpoint]
+            port = server.port
             row = _feature_row(seed, stack.defaults["target_column"])
             event = {"endpoint_name": endpoint, "rows": [row]}
             payload = json.dumps(event)
@@ -183,13 +206,30 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
             if abs(by_lambda - by_http) > 1e-6:
                 raise RuntimeError(f"predictions differ: Lambda {by_lambda}, direct {by_http}")
             samples: dict[str, list[float]] = {name: [] for name in calls}
+            # CPU seconds per call type: this process (the boto3 clients and moto's server,
+            # which runs in-process), the function's warm worker, the model server
+            pids = {"worker": cloud.lambdas.idle_pids(function), "model": [server.proc.pid]}
+            cpu = {name: dict.fromkeys(("cloud", *pids), 0.0) for name in calls}
+
+            def others() -> dict[str, float]:
+                return {k: sum(_tree_cpu(p) for p in ps) for k, ps in pids.items()}
+
             for _ in range(reps):
                 for name, fn in calls.items():
-                    t0 = time.perf_counter()
+                    before = others()
+                    c0, t0 = time.process_time(), time.perf_counter()  # after reading /proc
                     fn()
-                    samples[name].append(time.perf_counter() - t0)
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    samples[name].append(t1 - t0)
+                    after = others()
+                    cpu[name]["cloud"] += c1 - c0
+                    for k in pids:
+                        cpu[name][k] += after[k] - before[k]
             conn.close()
-    return {name: summarize(values) for name, values in samples.items()}
+    result: dict[str, Any] = {name: summarize(values) for name, values in samples.items()}
+    for name in calls:
+        result[name]["cpu_per_call"] = {k: v / reps for k, v in cpu[name].items()}
+    return result
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -204,7 +244,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         f"(LambdaRuntime.invoke) {ms['worker']:.2f} ms; lambda.invoke via the local cloud "
         f"{ms['lambda']:.2f} ms. p99: Lambda {p99['lambda'] * 1e3:.1f} ms, direct "
         f"{p99['direct'] * 1e3:.2f} ms. One row of 30 features, {reps} interleaved calls after "
-        f"{warmup} warm-up rounds"
+        f"{warmup} warm-up rounds. CPU per call (cloud process = boto3 clients + moto's "
+        f"server / Lambda worker / model server): "
+        + "; ".join(
+            f"{k} " + "/".join(f"{v * 1e3:.1f}" for v in result[k]["cpu_per_call"].values()) + " ms"
+            for k in ("direct", "runtime", "lambda")
+        )
     )
     row = figure(
         "4 inference Lambda",

@@ -262,6 +262,11 @@ class LambdaRuntime:
         with self._lock:
             return self._workers
 
+    def idle_pids(self, function_name: str) -> list[int]:
+        """Process ids of the function's idle (warm) workers (benchmarks read their CPU)."""
+        with self._lock:
+            return [w.proc.pid for w in self._idle.get(function_name, []) if w.alive]
+
     def configs(self) -> dict[str, FunctionConfig]:
         return dict(self._configs)
 

@@ -39,6 +39,7 @@ from sfn_mlops.local.run import (
 )
 from sfn_mlops.local.stack import Stack, push_image
 from sfn_mlops.progress import make_view
+from sfn_mlops.report.page import write_drift_report
 from shared import resources
 
 #: the features the traffic shifts (the data set's first ones) and by how much
@@ -158,8 +159,9 @@ def drift_lines(
     report: dict[str, Any] | None,
     alarm: str,
     retraining: ExecutionReport | None,
+    kept: Path,
 ) -> list[str]:
-    """The scenario's part of the summary."""
+    """The scenario's part of the summary (`kept`: the report's local copy)."""
     rows, requests, captured = sent
     lines = [
         f"  drift traffic: {rows} shifted rows in {requests} InvokeEndpoint requests; "
@@ -193,6 +195,7 @@ def drift_lines(
         undrifted = len(report["features"]) - len(report["drifted_features"])
         lines.append(f"      {undrifted} other features: no drift")
         lines.append(f"      report: {check.get('report_uri')}")
+        lines.append(f"      copied to {kept / 'drift.json'}, drawn in {kept / 'drift.html'}")
     lines.append(f"  drift alarm {resources.DRIFT_ALARM_NAME}: {alarm}")
     if retraining is not None:
         gate = retraining.output.get("gate") or {}
@@ -276,8 +279,12 @@ def _drift(
     check = drift_check(cloud, stack)
     job = check.get("job") or {}
     report = None
+    kept = run_dir / "drift"
     if job.get("ProcessingJobStatus") == "Completed":
         report = read_report(cloud, str(check["report_uri"]))
+        kept.mkdir(parents=True, exist_ok=True)
+        (kept / "drift.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_drift_report(report, kept / "drift.html")
     assert cloud.alarms is not None, "the local cloud is not running"
     cloud.alarms.evaluate_now()
     alarm = cloud.alarms.state(resources.DRIFT_ALARM_NAME)
@@ -288,4 +295,4 @@ def _drift(
         save_artifacts(cloud, retraining, run_dir)
         reports.append(retraining)
     sent = (rows, len(bodies), captured)
-    return drift_lines(sent, check, report, alarm, retraining)
+    return drift_lines(sent, check, report, alarm, retraining, kept)

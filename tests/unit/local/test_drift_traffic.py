@@ -53,5 +53,5 @@ def test_the_first_numeric_features_move_and_the_rest_do_not(tmp_path: Path) -> 
 def test_a_data_set_without_numeric_features_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "text.csv"
     data.write_text("plan,target\nx,1\ny,0\n")
-    with pytest.raises(ValueError, match="text.csv has no numeric feature to shift"):
+    with pytest.raises(ValueError, match=r"text\.csv has no numeric feature to shift"):
         scenarios.shifted_requests(data, "target", 10)

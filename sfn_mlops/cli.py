@@ -151,18 +151,35 @@ def local() -> None:
     help="A data set that ships with scikit-learn: breast_cancer (binary classification) "
     "or diabetes (regression).",
 )
+@click.option(
+    "--scenario",
+    type=click.Choice(["pipeline", "drift"]),
+    default="pipeline",
+    show_default=True,
+    help="pipeline: train, deploy, predict, retrain on new data. drift: train and deploy, "
+    "send shifted traffic to the production endpoint, run the scheduled drift check; its "
+    "alarm starts one retraining through the same gate.",
+)
 @_user_errors
 def local_run_cmd(
-    run_dir: Path | None, port: int, plain: bool | None, baseline: bool, dataset: str
+    run_dir: Path | None,
+    port: int,
+    plain: bool | None,
+    baseline: bool,
+    dataset: str,
+    scenario: str,
 ) -> None:
     """Run the whole pipeline locally: image push -> training execution -> endpoint ->
-    prediction; new data -> retraining compared with the champion. Exit 1 on failure."""
+    prediction; new data -> retraining compared with the champion (--scenario drift: shifted
+    traffic -> drift check -> alarm -> retraining). Exit 1 on failure."""
     from sfn_mlops.local import procs
     from sfn_mlops.local.run import default_run_dir, local_run
+    from sfn_mlops.local.scenarios import local_drift_run
 
     procs.install_signal_handlers()
     run_dir = run_dir or default_run_dir()
-    code = local_run(run_dir, port=port, plain=plain, dataset=dataset)
+    runner = local_drift_run if scenario == "drift" else local_run
+    code = runner(run_dir, port=port, plain=plain, dataset=dataset)
     if baseline and code == 0:
         from sfn_mlops.local.baseline import bare_scripts
 

@@ -332,6 +332,15 @@ class Monitoring:
     psi_bins: int
     ks_p_value: float
 
+    @property
+    def schedule_expression(self) -> str:
+        """The drift check's EventBridge rate, as CDK's Schedule.rate renders it (the largest
+        whole unit: 60 minutes is `rate(1 hour)`)."""
+        units = (("day", 24 * 60), ("hour", 60), ("minute", 1))
+        unit, size = next((u, n) for u, n in units if self.schedule_minutes % n == 0)
+        count = self.schedule_minutes // size
+        return f"rate({count} {unit}{'' if count == 1 else 's'})"
+
     def drift_environment(self) -> dict[str, str]:
         """The drift job's thresholds, as its environment (container/sfn_container/drift.py)."""
         return {

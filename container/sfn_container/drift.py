@@ -18,17 +18,20 @@ each record, CSV or JSON or base64, decoded exactly as the model server decodes 
 
 * numeric: PSI over ``PSI_BINS`` quantile bins of the baseline sample, and the two-sample
   Kolmogorov-Smirnov statistic with its asymptotic p-value;
-* categorical: PSI over the training categories (an unseen value counts as missing).
+* categorical: PSI over the training categories (an unseen value counts as missing), and
+  Pearson's chi-square test of homogeneity of the training counts and the window's counts
+  (categories and missing; scipy's ``chi2_contingency``).
 
-A feature drifted when its PSI >= ``PSI_THRESHOLD``, or (numeric) its KS p-value <
-``KS_P_VALUE`` / the number of numeric features (Bonferroni: with 30 features and a 1 %
-level per test, 26 % of windows of undrifted traffic would raise a false alarm). Fewer than
-``MIN_RECORDS`` captured rows give no verdict (``status: insufficient_data``).
+A feature drifted when its PSI >= ``PSI_THRESHOLD``, or its test's p-value (KS or
+chi-square) < ``KS_P_VALUE`` / the number of features (Bonferroni: with 30 features and a
+1 % level per test, 26 % of windows of undrifted traffic would raise a false alarm). Fewer
+than ``MIN_RECORDS`` captured rows give no verdict (``status: insufficient_data``).
 
 Output: ``$OPT_ML/processing/output/report/drift.json``; with ``METRICS_NAMESPACE`` set, a
 CloudWatch metric per feature (``FeatureDrift``: its PSI; dimensions EndpointName, Feature)
 and ``DriftedFeatures`` (their count; dimension EndpointName), which the drift alarm watches.
-numpy only (no scipy in the image): the KS p-value is Kolmogorov's series.
+The KS p-value is Kolmogorov's series (numpy); the chi-square test is scipy's (in the image
+already: XGBoost depends on it).
 """
 
 from __future__ import annotations
@@ -182,6 +185,21 @@ def ks(base: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     return d, kolmogorov_p(d, a.size, b.size)
 
 
+def chi_square(expected: np.ndarray, counts: np.ndarray, base_count: int) -> tuple[float, float]:
+    """(statistic, p) of Pearson's chi-square test that the window's `counts` per category
+    come from the training distribution `expected` (shares of `base_count` training rows): a
+    2 x k contingency table, the categories neither side saw dropped (no expected count)."""
+    table = np.vstack([np.asarray(expected, dtype=np.float64) * base_count,
+                       np.asarray(counts, dtype=np.float64)])  # fmt: skip
+    from scipy.stats import chi2_contingency  # here: the evaluate job imports this module too
+
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or table[0].sum() == 0 or table[1].sum() == 0:
+        return 0.0, 1.0  # one category in all: nothing can have moved
+    result = chi2_contingency(table, correction=False)
+    return float(result.statistic), float(result.pvalue)
+
+
 # --- the check -----------------------------------------------------------------------------
 
 
@@ -264,15 +282,14 @@ def compare(
 ) -> dict[str, Any]:
     """The drift report of captured ``rows`` against the baseline ``statistics``."""
     features = statistics["features"]
-    numeric = sum(1 for f in features if f["inferred_type"] != "String")
-    ks_level = thresholds.ks_p_value / max(numeric, 1)
+    level = thresholds.ks_p_value / max(len(features), 1)  # Bonferroni over every test
     report: dict[str, Any] = {
         "records": int(rows.shape[0]),
         "thresholds": {
             "psi": thresholds.psi_threshold,
             "psi_bins": thresholds.psi_bins,
             "ks_p_value": thresholds.ks_p_value,
-            "ks_p_value_per_feature": ks_level,
+            "ks_p_value_per_feature": level,
             "min_records": thresholds.min_records,
         },
     }
@@ -289,9 +306,14 @@ def compare(
         if entry["type"] == "categorical":
             expected = np.append(feature["fractions"], feature["missing_fraction"])
             counts = np.bincount(present.astype(np.int64), minlength=len(feature["categories"]))
-            actual = np.append(counts, column.size - present.size) / column.size
-            entry["psi"] = psi(expected, actual)
-            entry["drifted"] = entry["psi"] >= thresholds.psi_threshold
+            counts = np.append(counts, column.size - present.size)
+            entry["psi"] = psi(expected, counts / column.size)
+            entry["chi2_statistic"], entry["chi2_p_value"] = chi_square(
+                expected, counts, int(feature["count"])
+            )
+            entry["drifted"] = bool(
+                entry["psi"] >= thresholds.psi_threshold or entry["chi2_p_value"] < level
+            )
         else:
             base = np.asarray(feature["sample"], dtype=np.float64)
             if present.size == 0:
@@ -303,7 +325,7 @@ def compare(
             entry["ks_statistic"], entry["ks_p_value"] = ks(base, present)
             entry["mean"], entry["baseline_mean"] = float(present.mean()), feature["mean"]
             entry["drifted"] = bool(
-                entry["psi"] >= thresholds.psi_threshold or entry["ks_p_value"] < ks_level
+                entry["psi"] >= thresholds.psi_threshold or entry["ks_p_value"] < level
             )
         out[feature["name"]] = entry
     drifted = [name for name, entry in out.items() if entry["drifted"]]

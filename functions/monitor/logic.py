@@ -46,13 +46,16 @@ def _skip(reason: str) -> MonitorOutput:
 
 
 def window(at: datetime, hours: int) -> tuple[datetime, datetime]:
-    end = at.astimezone(UTC).replace(second=0, microsecond=0)
+    """[start, end) of the check at `at`: the `hours` up to the scheduled time itself (to the
+    second, the resolution of the schedule event's `time` and of a record's inferenceTime),
+    so traffic captured seconds before the check is in it."""
+    end = at.astimezone(UTC).replace(microsecond=0)
     return end - timedelta(hours=hours), end
 
 
 def hour_prefixes(start: datetime, end: datetime) -> list[str]:
     """`yyyy/mm/dd/hh` of every hour that overlaps [start, end)."""
-    hour = start.replace(minute=0)
+    hour = start.replace(minute=0, second=0, microsecond=0)
     out = []
     while hour < end:
         out.append(f"{hour:%Y/%m/%d/%H}")
@@ -139,7 +142,7 @@ def run_check(
         )
     baseline_dir = statistics.rsplit("/", 1)[0] + "/"
     inputs.append(s3_input("baseline", baseline_dir, f"{PROCESSING_INPUT}/baseline"))
-    stamp = f"{span[1]:%Y%m%dT%H%MZ}"
+    stamp = f"{span[1]:%Y%m%dT%H%M%SZ}"  # one job (and report) per scheduled time
     job_name = resource_name(f"drift-{name}-{stamp}", STEP)
     report = f"s3://{settings.artifact_bucket}/{MONITORING_PREFIX}{name}/{stamp}"
     # a duplicated schedule event finds its job (and CreateProcessingJob answers

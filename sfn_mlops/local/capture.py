@@ -133,6 +133,7 @@ class Capture:
         self._lock = threading.Lock()
         self._pending: dict[tuple[CaptureSpec, str, str, str], list[str]] = defaultdict(list)
         self._wake = threading.Event()
+        self._writing = 0  # records taken by a flush and not yet written
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -171,16 +172,27 @@ class Capture:
         """Write what is buffered now; returns the keys written."""
         with self._lock:
             pending, self._pending = self._pending, defaultdict(list)
+            taken = sum(len(lines) for lines in pending.values())
+            self._writing += taken
         keys = []
-        for (spec, endpoint, variant, _hour), lines in pending.items():
-            first = json.loads(lines[0])["eventMetadata"]["inferenceTime"]
-            when = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-            key = capture_key(spec, endpoint, variant, when)
-            self._s3().put_object(
-                Bucket=spec.bucket, Key=key, Body=("\n".join(lines) + "\n").encode()
-            )
-            keys.append(key)
+        try:
+            for (spec, endpoint, variant, _hour), lines in pending.items():
+                first = json.loads(lines[0])["eventMetadata"]["inferenceTime"]
+                when = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+                key = capture_key(spec, endpoint, variant, when)
+                self._s3().put_object(
+                    Bucket=spec.bucket, Key=key, Body=("\n".join(lines) + "\n").encode()
+                )
+                keys.append(key)
+        finally:
+            with self._lock:
+                self._writing -= taken
         return keys
+
+    def unwritten(self) -> int:
+        """Records captured and not yet in S3 (buffered, or being written by a flush)."""
+        with self._lock:
+            return self._writing + sum(len(lines) for lines in self._pending.values())
 
     def _run(self) -> None:
         while not self._closed:

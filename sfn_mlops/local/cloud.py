@@ -358,6 +358,12 @@ class LocalCloud:
 
         route_event(event, account or self.account, region or self.region)
 
+    def fire_schedule(self, rule_name: str) -> list[Any]:
+        """One tick of a schedule rule: its Scheduled Event to its targets (events.py)."""
+        from sfn_mlops.local.events import fire_schedule
+
+        return fire_schedule(self.events, rule_name, self.account, self.region)
+
     def _install_sfn(self) -> None:
         from sfn_mlops.local.sfn import install, install_fast_waits
 

@@ -19,6 +19,10 @@ moto gaps fixed here:
   the topic's subscribers (the local stack's SQS inbox) receive it. moto's transformer does
   not escape strings; ours inserts a whole-value placeholder as JSON and escapes one inside
   a string, as EventBridge does.
+- Nor schedules: a rule with a ScheduleExpression and no EventPattern matches every event in
+  moto; on AWS it receives only its own "Scheduled Event". Here it never matches a put or
+  emitted event, and :func:`fire_schedule` delivers its Scheduled Event (source aws.events,
+  resources [the rule's ARN], detail {}) to its targets, as one tick of the schedule.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ class Delivery:
     event: dict[str, Any]
     attempts: int = 0
     error: str | None = None
+    #: the function's response payload of the last attempt
+    payload: Any = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -186,14 +192,15 @@ class EventRouter:
             for _ in range(1 + ASYNC_RETRIES):
                 delivery.attempts += 1
                 try:
-                    _payload, error = self._invoke(delivery.target_arn, delivery.event)
+                    payload, error = self._invoke(delivery.target_arn, delivery.event)
                 except Exception as exc:  # the function is gone: EventBridge drops it
                     delivery.error = f"{type(exc).__name__}: {exc}"
                     return
+                delivery.payload = payload
                 if not error:
                     delivery.error = None
                     return
-                delivery.error = json.dumps(_payload)[:500]
+                delivery.error = json.dumps(payload)[:500]
         finally:
             delivery.done.set()
 
@@ -268,6 +275,36 @@ def input_transform(transformer: dict[str, Any], event: dict[str, Any]) -> str:
     return _TEMPLATE_TOKENS.sub(token, template)
 
 
+def scheduled_event(rule_arn: str, account: str, region: str) -> dict[str, Any]:
+    """A schedule rule's tick, as its targets receive it (EventBridge's "Scheduled Event")."""
+    return envelope("aws.events", "Scheduled Event", {}, account, region, [rule_arn])
+
+
+def is_schedule_only(rule: Any) -> bool:
+    """A rule with a ScheduleExpression and no EventPattern: only its schedule fires it."""
+    return bool(rule.scheduled_expression) and not rule.event_pattern.get_pattern()
+
+
+def fire_schedule(router: EventRouter, rule_name: str, account: str, region: str) -> list[Delivery]:
+    """One tick of the schedule rule `rule_name` (default bus): its Scheduled Event to each
+    of its Lambda targets (asynchronously, as EventBridge invokes them). ValueError if the
+    rule has no schedule or is disabled (EventBridge would not fire it)."""
+    from moto.events.models import events_backends
+
+    bus = events_backends[account][region].event_buses["default"]
+    rule = bus.rules.get(rule_name)
+    if rule is None or not rule.scheduled_expression:
+        raise ValueError(f"rule {rule_name} is not a schedule rule of the default event bus")
+    if rule.state != "ENABLED":
+        raise ValueError(f"schedule rule {rule_name} is {rule.state}: it does not fire")
+    event = scheduled_event(rule.arn, account, region)
+    return [
+        router.deliver(rule.name, target["Arn"], event)
+        for target in rule.targets
+        if ":lambda:" in target["Arn"]
+    ]
+
+
 def route_event(event: dict[str, Any], account: str, region: str) -> None:
     """Deliver an event (as given: same id, same shape) to every matching enabled rule."""
     from moto.events.models import events_backends
@@ -293,7 +330,7 @@ def install(patches: Any, router: EventRouter) -> None:
     orig_update_package = SageMakerModelBackend.update_model_package
 
     def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
-        if not rule.event_pattern.matches_event(event):
+        if is_schedule_only(rule) or not rule.event_pattern.matches_event(event):
             return
         lambda_targets = [t for t in rule.targets if ":lambda:" in t["Arn"]]
         for target in lambda_targets:

@@ -203,8 +203,14 @@ def _fmt(value: Any) -> str:
 
 
 def summary(
-    reports: list[ExecutionReport], cloud: LocalCloud, stack: Stack, run_dir: Path, wall: float
+    reports: list[ExecutionReport],
+    cloud: LocalCloud,
+    stack: Stack,
+    run_dir: Path,
+    wall: float,
+    extra: list[str] | None = None,
 ) -> str:
+    """What the run did; `extra`: a scenario's own lines, after the executions' gates."""
     lines = ["", f"Summary  (run dir: {run_dir})", "  executions:"]
     for r in reports:
         lines.append(f"    {r.name}  {r.status}  {r.seconds:.1f}s  ({r.trigger})")
@@ -227,6 +233,7 @@ def summary(
         )
         for reason in gate.get("reasons", []):
             lines.append(f"      - {reason}")
+    lines.extend(extra or [])
     endpoint_name = stack.defaults.get("endpoint_name", "")
     cli = _cli_path()
     try:
@@ -260,60 +267,68 @@ def summary(
     return "\n".join(lines)
 
 
-def local_run(
-    run_dir: Path,
-    port: int = 0,
-    plain: bool | None = None,
-    overrides: dict[str, Any] | None = None,
-    dataset: str = DATASET,
-) -> int:
-    started = time.monotonic()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    view = make_view(plain)
-    reports: list[ExecutionReport] = []
-    print(f"sfn-mlops local run -> {run_dir}", flush=True)
-    with LocalCloud(port=port, workdir=run_dir / "cloud") as cloud:
-        settings = {**DATASETS[dataset][1], **(overrides or {})}
-        stack = deploy(cloud, overrides=settings, triggers=False)
-        for spec in resources.FUNCTIONS:  # provisioned concurrency, so to speak
-            cloud.lambdas.warm(spec.function_name)
-        seed, batch = export_dataset(run_dir / "data", dataset)
-        s3 = cloud.client("s3")
-        s3.upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
-        enable_triggers(cloud, stack)
-        cloud.lambdas.wait_warm()
-        print(
-            f"local cloud at {cloud.endpoint_url}; stack deployed; seed data at "
-            f"{stack.data_uri}{seed.name}",
-            flush=True,
-        )
+def start_stack(
+    cloud: LocalCloud, run_dir: Path, dataset: str, overrides: dict[str, Any] | None
+) -> tuple[Stack, Path, Path]:
+    """Deploy the stack, warm its functions, seed the data set's first rows (before the
+    triggers, so seeding starts nothing), enable the triggers. (stack, seed CSV, batch CSV)."""
+    settings = {**DATASETS[dataset][1], **(overrides or {})}
+    stack = deploy(cloud, overrides=settings, triggers=False)
+    for spec in resources.FUNCTIONS:  # provisioned concurrency, so to speak
+        cloud.lambdas.warm(spec.function_name)
+    seed, batch = export_dataset(run_dir / "data", dataset)
+    cloud.client("s3").upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
+    enable_triggers(cloud, stack)
+    cloud.lambdas.wait_warm()
+    print(
+        f"local cloud at {cloud.endpoint_url}; stack deployed; seed data at "
+        f"{stack.data_uri}{seed.name}",
+        flush=True,
+    )
+    return stack, seed, batch
 
-        steps: list[tuple[str, Any]] = [
-            ("ECR image push", lambda: push_image(cloud, stack, label=f"sfn-mlops {time.time()}")),
-            (
-                "new data in S3",
-                lambda: s3.upload_file(
-                    str(batch), stack.bucket, f"{resources.DATA_PREFIX}{batch.name}"
-                ),
-            ),
-        ]
-        sample_uri: str | None = None
-        for trigger, fire in steps:
-            known = set(_executions(cloud, stack))
-            fire()
-            name, arn = wait_new_execution(cloud, stack, known)
-            report = run_execution(cloud, arn, name, trigger, view)
-            reports.append(report)
-            save_artifacts(cloud, report, run_dir)
-            if report.status != "SUCCEEDED":
-                break
-            if sample_uri is None:  # the same rows after every execution
-                sample_uri = report.output["preprocess"]["sample_uri"]
-                # preprocess' sample output is a prefix holding sample.csv
-                _download(cloud, f"{sample_uri.rstrip('/')}/{SAMPLE_CSV}", run_dir / SAMPLE_CSV)
-            report.prediction = invoke_inference(cloud, stack, report, sample_uri)
-        text = summary(reports, cloud, stack, run_dir, time.monotonic() - started)
-        write_index(run_dir / "index.html", [_index_entry(r) for r in reports], text)
+
+def triggered_run(
+    cloud: LocalCloud,
+    stack: Stack,
+    trigger: str,
+    fire: Any,
+    view: PlainView | RichView,
+    run_dir: Path,
+) -> ExecutionReport:
+    """`fire()` an event, follow the execution it starts to its end, keep its artifacts."""
+    known = set(_executions(cloud, stack))
+    fire()
+    name, arn = wait_new_execution(cloud, stack, known)
+    report = run_execution(cloud, arn, name, trigger, view)
+    save_artifacts(cloud, report, run_dir)
+    return report
+
+
+def keep_sample(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) -> str:
+    """The execution's sample rows (preprocess' sample output, a prefix holding sample.csv),
+    downloaded to the run dir for `sfn-mlops invoke`; their S3 URI."""
+    sample_uri = str(report.output["preprocess"]["sample_uri"])
+    _download(cloud, f"{sample_uri.rstrip('/')}/{SAMPLE_CSV}", run_dir / SAMPLE_CSV)
+    return sample_uri
+
+
+def finish(
+    reports: list[ExecutionReport],
+    cloud: LocalCloud,
+    stack: Stack,
+    run_dir: Path,
+    started: float,
+    extra: list[str] | None = None,
+) -> str:
+    """The summary (with a scenario's `extra` lines) and the run's index page."""
+    text = summary(reports, cloud, stack, run_dir, time.monotonic() - started, extra)
+    write_index(run_dir / "index.html", [_index_entry(r) for r in reports], text)
+    return text
+
+
+def exit_code(reports: list[ExecutionReport], text: str, run_dir: Path) -> int:
+    """Print the summary; 1 (with the failed state and its cause) if an execution failed."""
     print(text, flush=True)
     (run_dir / "summary.txt").write_text(text + "\n")
     print(f"\nopen {(run_dir / 'index.html').resolve()}", flush=True)
@@ -327,3 +342,39 @@ def local_run(
         )
         return 1
     return 0
+
+
+def local_run(
+    run_dir: Path,
+    port: int = 0,
+    plain: bool | None = None,
+    overrides: dict[str, Any] | None = None,
+    dataset: str = DATASET,
+) -> int:
+    started = time.monotonic()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    view = make_view(plain)
+    reports: list[ExecutionReport] = []
+    print(f"sfn-mlops local run -> {run_dir}", flush=True)
+    with LocalCloud(port=port, workdir=run_dir / "cloud") as cloud:
+        stack, _seed, batch = start_stack(cloud, run_dir, dataset, overrides)
+        s3 = cloud.client("s3")
+        steps: list[tuple[str, Any]] = [
+            ("ECR image push", lambda: push_image(cloud, stack, label=f"sfn-mlops {time.time()}")),
+            (
+                "new data in S3",
+                lambda: s3.upload_file(
+                    str(batch), stack.bucket, f"{resources.DATA_PREFIX}{batch.name}"
+                ),
+            ),
+        ]
+        sample_uri: str | None = None
+        for trigger, fire in steps:
+            report = triggered_run(cloud, stack, trigger, fire, view, run_dir)
+            reports.append(report)
+            if report.status != "SUCCEEDED":
+                break
+            sample_uri = sample_uri or keep_sample(cloud, report, run_dir)  # the same rows
+            report.prediction = invoke_inference(cloud, stack, report, sample_uri)
+        text = finish(reports, cloud, stack, run_dir, started)
+    return exit_code(reports, text, run_dir)

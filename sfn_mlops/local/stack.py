@@ -347,9 +347,10 @@ def deploy(
 
 def monitoring(cloud: LocalCloud, stack: Stack, scope: iam.LocalScope) -> None:
     """Model monitoring, as the CDK app builds it (infra/constructs/drift.py): the drift job's
-    role with its grants, the drift alarm, and its ALARM state change -> the trigger. The
-    schedule is not a rule here: `sfn-mlops local run --scenario drift` (and the tests) invoke
-    the monitor function for a check, as the schedule would."""
+    role with its grants, the schedule rule -> the monitor function, the drift alarm, and its
+    ALARM state change -> the trigger. The local cloud keeps no clock for schedules: a tick
+    is `cloud.fire_schedule(resources.DRIFT_SCHEDULE_RULE)` (`sfn-mlops local run --scenario
+    drift` and the tests fire it)."""
     role = _role(cloud.client, resources.DRIFT_JOB_ROLE, "sagemaker.amazonaws.com",
                  json.dumps(policy_document(drift_job_grants(scope))))  # fmt: skip
     assert role == scope.drift_role_arn, role
@@ -360,6 +361,15 @@ def monitoring(cloud: LocalCloud, stack: Stack, scope: iam.LocalScope) -> None:
         f"arn:aws:cloudwatch:{stack.region}:{stack.account}:alarm:{resources.DRIFT_ALARM_NAME}"
     )
     events = cloud.client("events")
+    events.put_rule(
+        Name=resources.DRIFT_SCHEDULE_RULE,
+        ScheduleExpression=config.schedule_expression,
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=resources.DRIFT_SCHEDULE_RULE,
+        Targets=[{"Id": "monitor", "Arn": stack.function_arns["monitor"]}],
+    )
     events.put_rule(
         Name=resources.DRIFT_ALARM_RULE,
         EventPattern=json.dumps(resources.drift_alarm_event_pattern(alarm_arn)),

@@ -194,3 +194,53 @@ def write_index(out: Path, entries: list[dict[str, Any]], summary: str) -> Path:
     html = env.from_string(INDEX).render(title=out.parent.name, entries=entries, summary=summary)
     out.write_text(html, encoding="utf-8")
     return out
+
+
+DRIFT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>drift check {{ r.endpoint_name }}</title>
+<style>
+  body { font: 14px/1.45 system-ui, sans-serif; margin: 24px 28px; color: #1d2329; }
+  table { border-collapse: collapse; } th, td { padding: 4px 10px; border-bottom: 1px solid #dde2e6;
+  text-align: right; } th { color: #5f6b76; } td:first-child, th:first-child { text-align: left; }
+  .drifted td { color: #c0392b; font-weight: 600; } .plot { max-width: 100%; height: auto; }
+</style></head><body>
+<h1>Drift check of {{ r.endpoint_name }}: {{ r.status }}</h1>
+<p>Window {{ r.window.start }} .. {{ r.window.end }}: {{ r.records }} captured rows
+({{ r.skipped_requests }} requests not decodable). A feature drifted at PSI &ge;
+{{ r.thresholds.psi | pval }} or a test's p &lt; {{ r.thresholds.ks_p_value_per_feature | pval }}
+(Kolmogorov-Smirnov for numeric features, chi-square for categorical ones; the level
+{{ r.thresholds.ks_p_value | pval }} over {{ r.features | length }} features).
+{% if r.drifted_features %}Drifted: <strong>{{ r.drifted_features | join(", ") }}</strong>.
+{% endif %}</p>
+{{ figure | safe }}
+<table id="features">
+<tr><th>feature</th><th>type</th><th>PSI</th><th>test statistic</th><th>p-value</th>
+<th>mean</th><th>baseline mean</th><th>missing</th><th>drifted</th></tr>
+{% for name, f in r.features.items() %}
+<tr class="{{ 'drifted' if f.drifted else '' }}"><td>{{ name }}</td><td>{{ f.type }}</td>
+<td>{{ f.psi | fmt }}</td>
+<td>{{ (f.ks_statistic if f.type == 'numeric' else f.chi2_statistic) | fmt }}</td>
+<td>{{ (f.ks_p_value if f.type == 'numeric' else f.chi2_p_value) | pval }}</td>
+<td>{{ f.mean | fmt }}</td><td>{{ f.baseline_mean | fmt }}</td>
+<td>{{ f.missing_fraction | fmt }}</td><td>{{ "yes" if f.drifted else "no" }}</td></tr>
+{% endfor %}
+</table>
+</body></html>
+"""
+
+
+def write_drift_report(report: dict[str, Any], out: Path) -> Path:
+    """drift.html of a drift check's drift.json (container/sfn_container/drift.py): its
+    verdict, the PSI per feature as a figure, and every feature's statistics."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True)
+    env.filters["fmt"] = _fmt
+    env.filters["pval"] = lambda v: "–" if v is None else f"{v:.2g}"
+    figure = ""
+    if report.get("features"):
+        figure = plots.drift_psi(report["features"], float(report["thresholds"]["psi"]))
+    html = env.from_string(DRIFT).render(r=report, figure=figure)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out

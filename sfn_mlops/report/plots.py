@@ -399,3 +399,23 @@ def feature_importance(importances: dict[str, dict[str, float]], top: int = 15) 
     ax.set_title(f"feature importance (top {len(names)}, XGBoost total gain)")
     ax.legend(loc="lower right", fontsize=8)
     return _svg(fig, "feature-importance")
+
+
+def drift_psi(features: dict[str, dict[str, Any]], threshold: float, top: int = 30) -> str:
+    """PSI per feature of a drift report (the largest `top`), drifted ones highlighted, with
+    the threshold line."""
+    plt = _pyplot()
+    names = sorted(features, key=lambda n: -(features[n].get("psi") or 0.0))[:top][::-1]
+    fig, ax = plt.subplots(figsize=(6.0, max(2.0, 0.22 * len(names) + 0.8)))
+    ax.barh(
+        range(len(names)),
+        [features[n].get("psi") or 0.0 for n in names],
+        color=[COLORS["failed"] if features[n].get("drifted") else CHAMPION
+               for n in names],
+    )  # fmt: skip
+    ax.axvline(threshold, color="#1d2329", linestyle="--", linewidth=1, label="PSI threshold")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("population stability index (PSI)")
+    ax.set_title("drift per feature (red: drifted)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig, "drift-psi")

@@ -168,6 +168,36 @@ def test_ks_statistic_and_p_value_match_known_values() -> None:
     assert drift.kolmogorov_p(1.0 / np.sqrt(n / 2), n, n) == pytest.approx(0.27, abs=0.005)
 
 
+def test_chi_square_matches_pearsons_statistic_and_p_value() -> None:
+    # training 50/50 over 100 rows, the window 30/70: a 2 x 2 table whose Pearson statistic
+    # is 8.333 (expected 40/60 per row) and P(chi2 with 1 df > 8.333) = 0.00389
+    statistic, p = drift.chi_square(np.array([0.5, 0.5]), np.array([30, 70]), 100)
+    assert statistic == pytest.approx(25 / 3)
+    assert p == pytest.approx(0.00389, abs=1e-5)
+    # a category neither side saw has no expected count: dropped, not a division by zero
+    assert drift.chi_square(np.array([0.5, 0.5, 0.0]), np.array([50, 50, 0]), 100) == (
+        pytest.approx(0.0), pytest.approx(1.0)
+    )  # fmt: skip
+
+
+def test_a_categorical_shift_below_the_psi_threshold_is_found_by_chi_square(
+    trained: tuple[dict[str, Any], tabular.FeatureSchema],
+) -> None:
+    # GIVEN 2,000 rows whose colours moved from 50/30/20 to 42/33/25 (PSI about 0.03)
+    statistics, _ = trained
+    x, _ = synthetic_arrays(2000, FEATURES, "binary_classification", seed=0, start=400_000)
+    table = _table(x, _colors(np.random.default_rng(7), 2000, (0.42, 0.33, 0.25)))
+    rows = tabular.FeatureSchema(*_schema_parts(statistics)).matrix(table)
+    # WHEN checked
+    report = drift.compare(statistics, rows, drift.Thresholds(ENV))
+    # THEN the colour drifted on its chi-square test, not its PSI
+    color = report["features"]["color"]
+    assert color["psi"] < 0.2
+    assert color["chi2_p_value"] < report["thresholds"]["ks_p_value_per_feature"]
+    assert color["chi2_statistic"] > 20
+    assert report["drifted_features"] == ["color"]
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

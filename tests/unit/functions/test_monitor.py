@@ -89,7 +89,7 @@ def test_the_check_runs_the_models_image_over_the_windows_capture(moto: None, co
         "baseline": f"{BASELINE}/",
     }
     # (moto does not return a job's Environment: the request is checked as built)
-    span = window(datetime(2026, 12, 1, 11, 0, 7, tzinfo=UTC), 1)
+    span = window(datetime(2026, 12, 1, 11, 0, 0, 250_000, tzinfo=UTC), 1)
     built = drift_job_request("n", IMAGE, [], "s3://b/r", load_settings(MonitorSettings), span)
     env = built["Environment"]
     assert (env["WINDOW_START"], env["WINDOW_END"]) == (out.window_start, out.window_end)
@@ -98,6 +98,30 @@ def test_the_check_runs_the_models_image_over_the_windows_capture(moto: None, co
     # ... and the same scheduled event again starts nothing new
     again = lambda_handler(_scheduled("2026-12-01T11:00:00Z"), context)
     assert (again["action"], again["job_name"]) == ("duplicate", out.job_name)
+
+
+def test_the_window_ends_at_the_scheduled_second_so_traffic_just_before_is_checked(
+    moto: None, context: Any
+) -> None:
+    # GIVEN traffic captured in the current hour, seconds before the schedule fires
+    _serving()
+    _captured("2026/12/01/11")
+    # WHEN the schedule fires at 11:00:07 (not on a whole minute)
+    out = MonitorOutput.model_validate(lambda_handler(_scheduled("2026-12-01T11:00:07Z"), context))
+    # THEN the window ends at 11:00:07 itself, and its job reads the 11:00 hour
+    assert (out.window_start, out.window_end) == ("2026-12-01T10:00:07Z", "2026-12-01T11:00:07Z")
+    job = aws.sagemaker().describe_processing_job(ProcessingJobName=out.job_name)
+    uris = sorted(i["S3Input"]["S3Uri"] for i in job["ProcessingInputs"])
+    assert f"s3://{BUCKET}/capture/{ENDPOINT}/AllTraffic/2026/12/01/11/" in uris
+    # ... a record's inferenceTime (whole seconds) is in [start, end): 11:00:06 is, 11:00:07
+    # is the next check's
+    start, end = window(datetime(2026, 12, 1, 11, 0, 7, 900_000, tzinfo=UTC), 1)
+    assert start <= datetime(2026, 12, 1, 11, 0, 6, tzinfo=UTC) < end
+    assert end == datetime(2026, 12, 1, 11, 0, 7, tzinfo=UTC)
+    # ... and a check 30 s later, in the same minute, is another job (one per scheduled time)
+    later = lambda_handler(_scheduled("2026-12-01T11:00:37Z"), context)
+    assert later["action"] == "started"
+    assert later["job_name"] != out.job_name
 
 
 def test_nothing_to_check_is_a_skip_saying_why(moto: None, context: Any) -> None:

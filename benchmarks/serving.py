@@ -55,7 +55,7 @@ from sfn_container import codec
 from sfn_container.model import load_model
 
 model = load_model(Path(os.environ["MODEL_DIR"]), nthread=1)
-features = model.feature_names
+decode = codec.Decoder(model.feature_names, model.categories)  # once, as serve.py does
 app = Flask(__name__)
 
 
@@ -69,7 +69,7 @@ def invocations():
     kind = codec.media_type(request.content_type)
     try:
         accept = codec.response_type(request.headers.get("Accept"), kind)
-        rows = codec.decode(request.get_data(), kind, features)
+        rows = decode(request.get_data(), kind)
         return Response(codec.encode(model.predict(rows), accept), mimetype=accept)
     except codec.RequestError as exc:
         return Response(exc.message, status=exc.status, mimetype="text/plain")

@@ -1,11 +1,14 @@
 """The contracts: the pipeline input (one for every entry point) and each state's input
 and output. A state's output model *is* the contract for the JSONPaths in the state
 machine definition (state_machine/ selects exactly these fields).
+
+No `from __future__ import annotations` here (nor in shared/settings.py): string annotations
+make pydantic compile each one (typing.ForwardRef) when a class is made, a quarter of this
+module's import time at cold start (benchmarks/coldstart.py). Annotations are evaluated as
+Python runs them, so a class named in a field must be defined above it (`Self` in validators).
 """
 
-from __future__ import annotations
-
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,7 +43,7 @@ class Objective(Strict):
     min_improvement: float = Field(ge=0)
 
     @model_validator(mode="after")
-    def _goal_matches_metric(self) -> Objective:
+    def _goal_matches_metric(self) -> Self:
         expected = "minimize" if self.name in MINIMIZED_METRICS else "maximize"
         if self.goal != expected:
             raise ValueError(f"goal for metric {self.name!r} must be {expected!r}")
@@ -194,7 +197,7 @@ class PipelineInput(Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> PipelineInput:
+    def _consistent(self) -> Self:
         metrics = (
             CLASSIFICATION_METRICS if self.problem_type != "regression" else REGRESSION_METRICS
         )
@@ -445,7 +448,7 @@ class GateOutput(Strict):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> GateOutput:
+    def _consistent(self) -> Self:
         if self.deploy and not self.passed:
             raise ValueError("deploy requires passed")
         if self.passed != (self.approval_status == "Approved"):
@@ -481,7 +484,7 @@ class InvokeRequest(Strict):
     execution_name: str | None = None  # optional: the logs' correlation id (smoke test)
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> InvokeRequest:
+    def _exactly_one_source(self) -> Self:
         given = [n for n in ("rows", "csv", "sample_uri") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of rows, csv, sample_uri (got {given or 'none'})")

@@ -5,9 +5,9 @@ keys its function uses (each field's alias is the variable name); `load_settings
 them on the first call (cold start) and caches the result. A missing or invalid variable is a
 ConfigurationError naming it. The keys are kept in line with shared/resources.py FUNCTIONS by
 a unit test.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations`: see shared/models.py (cold start).
+"""
 
 import json
 import os
@@ -19,9 +19,13 @@ from shared.errors import ConfigurationError
 
 
 class EnvSettings(BaseModel):
-    """Base of the per-function settings: fields are aliased to environment variable names."""
+    """Base of the per-function settings: fields are aliased to environment variable names.
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    `defer_build`: a settings model's validator is built on its first `load_settings` (as in
+    shared/models.py), so a function builds only its own, not all of this module's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
 
 def _bucket() -> Any:

@@ -63,9 +63,10 @@ class Model:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probability of class 1 (classification) or the value (regression), float32."""
-        if x.ndim != 2 or x.shape[1] != self.num_features:
-            raise ModelError(f"expected {self.num_features} features, got shape {tuple(x.shape)}")
-        if not self.categories:
+        width = len(self.metadata["feature_names"])
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ModelError(f"expected {width} features, got shape {tuple(x.shape)}")
+        if not self.metadata.get("categories"):  # (not self.categories: no copy per request)
             return np.asarray(self.booster.inplace_predict(x, validate_features=False))
         import xgboost as xgb
 

@@ -110,6 +110,7 @@ class App:
         self.model = model
         self.features = model.feature_names
         self.categories = model.categories
+        self.decode = codec.Decoder(self.features, self.categories)  # built once, not per request
         self.params = json.dumps(
             {
                 "MaxConcurrentTransforms": workers,
@@ -124,7 +125,7 @@ class App:
         kind = codec.media_type(content_type)
         try:
             answer = codec.response_type(accept, kind)
-            rows = codec.decode(body, kind, self.features, self.categories)
+            rows = self.decode(body, kind)
             return 200, answer, codec.encode(self.model.predict(rows), answer)
         except codec.RequestError as exc:
             return exc.status, _TEXT, (exc.message + "\n").encode()

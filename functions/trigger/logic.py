@@ -70,7 +70,8 @@ REGISTRY = ("aws.sagemaker", "SageMaker Model Package State Change")
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # defer_build: each event type's validator is built when an event of it arrives (cold start)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Envelope(_Lenient):

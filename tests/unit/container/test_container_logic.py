@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sfn_container import codec, tabular
 from sfn_container.errors import EmptyInputError, SchemaError
 from sfn_container.metrics import evaluate
@@ -307,3 +309,32 @@ def test_decode_raw_categorical_values(body: bytes, kind: str) -> None:
     x = codec.decode(body, kind, FEATURES, CATEGORIES)
     expected = [[1, 1, 3], [4, 0, np.nan], [7, np.nan, 9]]
     np.testing.assert_array_equal(x, np.array(expected, dtype=np.float32))
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab1.5 ,"\r\n\x00\x0b\u2028-')), max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_csv_rows_match_the_csv_reader(text: str) -> None:
+    # Given any text, plain single lines (the split fast path) or not (the csv reader)
+    import csv
+    import io
+
+    try:
+        expected = [r for r in csv.reader(io.StringIO(text)) if any(f.strip() for f in r)]
+    except csv.Error:
+        with pytest.raises(codec.RequestError):
+            codec._csv_rows(text)
+        return
+    # Then the rows are the stdlib csv reader's, whichever path parsed them
+    assert codec._csv_rows(text) == expected
+
+
+def test_a_decoder_reused_across_requests_decodes_as_decode_does() -> None:
+    # Given one Decoder for a model with a categorical feature (as a serving worker keeps)
+    decoder = codec.Decoder(["color", "size"], {"color": ["red", "blue"]})
+    bodies = [(b"blue,2.5\n", codec.CSV), (b'[["red", 1], ["green", null]]', codec.JSON)]
+    for body, kind in bodies * 2:
+        # Then each request decodes exactly as the one-shot decode()
+        np.testing.assert_array_equal(
+            decoder(body, kind),
+            codec.decode(body, kind, ["color", "size"], {"color": ["red", "blue"]}),
+        )

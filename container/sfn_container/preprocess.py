@@ -137,13 +137,15 @@ class PreprocessConfig:
 
 @dataclass
 class Inputs:
-    """The raw files: their columns (first file's order, ignored ones dropped) and which of
-    those are text (categorical) in any file."""
+    """The raw files: their columns (first file's order, ignored ones dropped), which of
+    those are text (categorical) in any file, and per file the columns its scan typed as
+    numbers (read as float64 without inferring again)."""
 
     root: Path
     files: list[Path]
     header: list[str]
     text: set[str]
+    floats: dict[Path, set[str]] = field(default_factory=dict)
 
     def source(self, path: Path) -> str:
         return tabular.display_name(path, self.root)
@@ -176,6 +178,7 @@ def scan_inputs(input_dir: Path, config: PreprocessConfig) -> Inputs:
     files = tabular.data_files(input_dir)
     header: list[str] | None = None
     text: set[str] = set()
+    floats: dict[Path, set[str]] = {}
     first = ""
     for path in files:
         source = tabular.display_name(path, input_dir)
@@ -190,9 +193,10 @@ def scan_inputs(input_dir: Path, config: PreprocessConfig) -> Inputs:
                 f"{source}: columns differ from {first}: missing {missing}, extra {extra}"
             )
         text |= {f.name for f in schema if not tabular.is_numeric(f.type)}
+        floats[path] = {f.name for f in schema if tabular.is_float_like(f.type)}
     assert header is not None
     kept = [c for c in header if c not in config.ignore_columns]
-    return Inputs(input_dir, files, kept, text & set(kept))
+    return Inputs(input_dir, files, kept, text & set(kept), floats)
 
 
 def iter_batches(inputs: Inputs) -> Iterator[tuple[Path, pa.RecordBatch]]:
@@ -201,7 +205,9 @@ def iter_batches(inputs: Inputs) -> Iterator[tuple[Path, pa.RecordBatch]]:
     to hold text after its first block."""
     for path in inputs.files:
         try:
-            for batch in tabular.iter_batches(path, inputs.text, inputs.root):
+            floats = inputs.floats.get(path, set()) & set(inputs.header) - inputs.text
+            batches = tabular.iter_batches(path, inputs.text, inputs.root, floats, inputs.header)
+            for batch in batches:
                 yield path, _normalise(batch, inputs)
         except pa.ArrowInvalid as exc:
             found = tabular.text_columns(path, inputs.root) - inputs.text
@@ -290,7 +296,8 @@ def _column_bits(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
             + [int(_CANONICAL_NAN)],
             dtype=np.uint64,
         )
-        index = encoded.indices.fill_null(len(words)).to_numpy(zero_copy_only=False)
+        indices = encoded.indices
+        index = tabular.values_of(indices, f"int{indices.type.bit_width}", len(words))
         return table[index]
     values = tabular.to_float(column)
     bits = values.view(np.uint64).copy()
@@ -435,7 +442,11 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig, host: 
             run.rows += np.bincount(split, minlength=4)
             if config.problem_type == "binary_classification":
                 run.positives += np.bincount(split[target == 1], minlength=4)[:3]
-            kept = batch if not run.rows[DROPPED] else batch.filter(pa.array(split != DROPPED))
+            kept = (
+                batch
+                if not run.rows[DROPPED]
+                else batch.filter(tabular.arrow_mask(split != DROPPED))
+            )
             kept_split = split if kept is batch else split[split != DROPPED]
             update_stats(run.stats, kept)
             # each row's writer: its split's part (another slice of the same hash)
@@ -444,11 +455,11 @@ def _one_pass(inputs: Inputs, output_dir: Path, config: PreprocessConfig, host: 
                 kept_hashes = hashes if kept is batch else hashes[split != DROPPED]
                 writer_of += shards.part_of(kept_hashes, parts)
             for i, writer in enumerate(writers):
-                part = kept.filter(pa.array(writer_of == i))
+                part = kept.filter(tabular.arrow_mask(writer_of == i))
                 if part.num_rows:
                     writer.write_batch(part)
             if sampled < config.sample_rows:
-                test = kept.filter(pa.array(kept_split == 2)).select(features)
+                test = kept.filter(tabular.arrow_mask(kept_split == 2)).select(features)
                 test = test.slice(0, config.sample_rows - sampled)
                 run.sample.append(test)
                 sampled += test.num_rows

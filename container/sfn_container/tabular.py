@@ -151,17 +151,50 @@ def read_schema(path: Path, root: Path | None = None) -> pa.Schema:
     return schema
 
 
-def iter_batches(path: Path, text: set[str], root: Path | None = None) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    path: Path,
+    text: set[str],
+    root: Path | None = None,
+    floats: set[str] | frozenset[str] = frozenset(),
+    columns: Sequence[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
     """A file's rows in record batches (streamed: memory stays at a few batches); the
-    columns in ``text`` are read as strings. A CSV column typed as numbers from the first
-    block that holds text later raises ``pa.ArrowInvalid`` (see :func:`text_columns`)."""
+    columns in ``text`` are read as strings, those in ``floats`` as float64, the others
+    typed by pyarrow from the first block; only ``columns`` when given. A CSV column typed
+    as numbers (given or inferred) that holds text later raises ``pa.ArrowInvalid`` (see
+    :func:`text_columns`).
+
+    Naming the float columns (what the schema scan found) halves the CSV reader's CPU
+    time: pyarrow's streaming reader otherwise infers every block's types again (1M rows x
+    20, 150 MB: ~2.7 -> ~1.5 s CPU; benchmarks/training_scale.py, figure 6). It also lets a
+    column that was empty or integral in the first block hold decimals further down."""
     if _is_parquet(path):
-        yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS)
+        handle = pq.ParquetFile(path)
+        present = (
+            None if columns is None else [c for c in columns if c in handle.schema_arrow.names]
+        )
+        yield from handle.iter_batches(batch_size=_BATCH_ROWS, columns=present)
         return
+    types = dict.fromkeys(sorted(floats), pa.float64()) | dict.fromkeys(sorted(text), pa.string())
     convert = pacsv.ConvertOptions(  # a name not in the file is ignored
-        strings_can_be_null=True, column_types=dict.fromkeys(sorted(text), pa.string())
+        strings_can_be_null=True,
+        column_types=types,
+        include_columns=list(columns) if columns is not None else [],
     )
     yield from pacsv.open_csv(path, read_options=_csv_read_options(), convert_options=convert)
+
+
+def is_float_like(kind: pa.DataType) -> bool:
+    """A type a CSV column can be read as float64 without changing its values: integers,
+    floats, or no value yet (pyarrow's null type). Not booleans (``true`` is no float)."""
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind))
+
+
+def arrow_mask(values: np.ndarray) -> pa.BooleanArray:
+    """A numpy bool array as an Arrow one, for ``filter``. Not ``pa.array``: it imports
+    pandas when pandas is installed (~0.5 s the first time, in preprocess's critical path)."""
+    bits = np.packbits(values, bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
 
 
 def text_columns(path: Path, root: Path | None = None) -> set[str]:
@@ -226,17 +259,34 @@ def as_text(column: Any) -> Any:
 
 def to_float(column: Any, dtype: Any = np.float64) -> np.ndarray:
     """A numeric column as a numpy array, NaN for a missing value. Read straight from the
-    Arrow buffer (``to_numpy`` would import pandas when it is installed: ~0.4 s)."""
+    Arrow buffers (``to_numpy`` and ``fill_null(nan)`` import pandas when it is installed:
+    ~0.5 s; see :func:`values_of`)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     if not pa.types.is_float64(column.type):
         column = pc.cast(column, pa.float64())
-    if column.null_count:
-        column = column.fill_null(math.nan)
-    out = np.frombuffer(
-        column.buffers()[1], dtype=np.float64, count=len(column), offset=column.offset * 8
-    )
+    out = values_of(column, np.float64, math.nan)
     return out if np.dtype(dtype) == out.dtype else out.astype(dtype)
+
+
+def values_of(array: pa.Array, dtype: Any, missing: Any) -> np.ndarray:
+    """A fixed-width Arrow array's values as numpy (`dtype` its width), `missing` where it
+    has none: a view of its buffer when nothing is missing. Not ``to_numpy`` /
+    ``fill_null``: both convert through a pyarrow scalar, and any Python-to-Arrow conversion
+    imports pandas when it is installed (~0.5 s, on preprocess's critical path; figure 6)."""
+    out = np.frombuffer(
+        array.buffers()[1],
+        dtype=dtype,
+        count=len(array),
+        offset=array.offset * np.dtype(dtype).itemsize,
+    )
+    if not array.null_count:
+        return out
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    valid = np.unpackbits(bits, count=array.offset + len(array), bitorder="little")
+    out = out.copy()
+    out[valid[array.offset :] == 0] = missing
+    return out
 
 
 def categories_of(column: pa.ChunkedArray) -> list[str]:

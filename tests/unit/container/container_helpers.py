@@ -19,8 +19,10 @@ def run_entrypoint(
     opt_ml: Path,
     env: dict[str, str] | None = None,
     args: list[str] | tuple[str, ...] = (),
+    python: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m sfn_container COMMAND` with OPT_ML pointing at a temporary tree."""
+    """`python -m sfn_container COMMAND` with OPT_ML pointing at a temporary tree (or
+    `python PYTHON...`, e.g. a ``-c`` script that runs the entrypoint and inspects it)."""
     full_env = {
         **os.environ,
         "OPT_ML": str(opt_ml),
@@ -28,7 +30,7 @@ def run_entrypoint(
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "sfn_container", command, *args],
+        [sys.executable, *(python or ["-m", "sfn_container", command]), *args],
         env=full_env,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sfn_container import codec, tabular
 from sfn_container.errors import EmptyInputError, SchemaError
 from sfn_container.metrics import evaluate
-from sfn_container.preprocess import PreprocessConfig, prefetch, preprocess
+from sfn_container.preprocess import SPLITS, PreprocessConfig, prefetch, preprocess
 from sklearn import metrics as skm
 
 
@@ -147,6 +147,22 @@ def test_text_after_the_first_block_makes_the_column_categorical(tmp_path: Path)
     table = tabular.read_table(path)
     assert tabular.is_text(table.schema.field("code").type)
     assert table.column("code")[0].as_py() == "0"
+
+
+def test_integral_or_empty_first_block_then_decimals_stays_numeric(tmp_path: Path) -> None:
+    # Given columns the scan sees as integers (x) and as empty (e), holding decimals past
+    # the streaming reader's first 4 MiB block (where pyarrow would fix their types)
+    head = "".join(f"{i},,{i % 2}\n" for i in range(600_000))
+    path = _write(tmp_path / "in" / "a.csv", "x,e,target\n" + head + "2.5,7.25,1\n")
+    assert path.stat().st_size > tabular.BATCH_BYTES
+    # When preprocessed
+    profile = preprocess(tmp_path / "in", tmp_path / "out", PreprocessConfig())
+    # Then both are numeric, the decimals read as they are
+    x, e = profile["columns"]["x"], profile["columns"]["e"]
+    assert (x["type"], x["count"], x["max"]) == ("numeric", 600_001, 599_999.0)
+    assert (e["type"], e["count"], e["missing"], e["min"]) == ("numeric", 1, 600_000, 7.25)
+    splits = [pq.read_table(tmp_path / "out" / n / f"{n}.parquet") for n in SPLITS]
+    assert 2.5 in pa.concat_tables(splits).column("x").to_pylist()
 
 
 def test_header_errors(tmp_path: Path) -> None:

@@ -100,7 +100,11 @@ def save_model(booster: Any, model_dir: Path, metadata: dict[str, Any]) -> None:
 
 
 def load_model(model_dir: Path, nthread: int | None = None) -> Model:
-    import xgboost as xgb
+    # without scikit-learn, as the image has it: `serve` imported it through XGBoost,
+    # about 80% of a model server's start (python -X importtime)
+    from sfn_container.xgbimport import import_xgboost
+
+    xgb = import_xgboost()
 
     model_file = model_dir / MODEL_FILE
     metadata_file = model_dir / METADATA_FILE

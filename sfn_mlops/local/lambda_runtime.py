@@ -423,7 +423,6 @@ class LambdaRuntime:
             self._workers -= len(workers)
             logs = list(self._logs.values())
             self._logs.clear()
-        for w in workers:
-            w.close()
+        procs.kill_many([w.proc for w in workers], grace_seconds=0.5)  # at once, not in turn
         for f in logs:
             f.close()

@@ -122,25 +122,38 @@ def spawn(
 
 def kill(proc: subprocess.Popen[Any], grace_seconds: float = 2.0) -> None:
     """SIGTERM the child's process group, then SIGKILL it if it has not gone."""
+    kill_many([proc], grace_seconds)
+
+
+def kill_many(procs: Sequence[subprocess.Popen[Any]], grace_seconds: float = 2.0) -> None:
+    """kill() for several children at once: every group gets SIGTERM first, then they share
+    one grace period (stopping N servers one after the other took N grace periods)."""
+    import time
+
     with _lock:
-        _children.pop(proc.pid, None)
-    if proc.poll() is None:
+        for proc in procs:
+            _children.pop(proc.pid, None)
+    running = [p for p in procs if p.poll() is None]
+    for proc in procs:
+        # running: ask it to stop; exited leader: nothing it started may linger in its group
+        sig = signal.SIGTERM if proc in running else signal.SIGKILL
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
+    deadline = time.monotonic() + grace_seconds
+    for proc in running:
         try:
-            proc.wait(timeout=grace_seconds)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+    for proc in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-    else:
-        # the leader exited; make sure nothing it started lingers in its group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
+    for proc in procs:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def forget(proc: subprocess.Popen[Any]) -> None:
@@ -152,8 +165,7 @@ def forget(proc: subprocess.Popen[Any]) -> None:
 def kill_all() -> None:
     with _lock:
         procs = list(_children.values())
-    for proc in procs:
-        kill(proc, grace_seconds=1.0)
+    kill_many(procs, grace_seconds=1.0)
 
 
 def started() -> list[int]:

@@ -8,6 +8,7 @@ deploy only if better), then summarise and keep each execution's artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -39,6 +40,8 @@ DATASETS: dict[str, tuple[int, dict[str, Any]]] = {
     ),
 }
 EXECUTION_TIMEOUT = 600.0
+EXPORT_TIMEOUT = 300.0  # the data exporter (a shipped data set: seconds)
+REPORT_TIMEOUT = 300.0  # one report page (seconds of plots)
 SAMPLE_CSV = "sample.csv"  # the first execution's sample rows, for `sfn-mlops invoke`
 
 
@@ -63,28 +66,38 @@ def default_run_dir() -> Path:
 def export_dataset(out_dir: Path, dataset: str = DATASET) -> tuple[Path, Path]:
     """A data set via the container's exporter, split into a seed set and a later batch
     (same header)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sfn_container",
-            "data",
-            "--dataset",
-            dataset,
-            "--out",
-            str(out_dir),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    lines = (out_dir / f"{dataset}.csv").read_text().splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    seed_rows = DATASETS[dataset][0]
-    seed, batch = out_dir / "initial.csv", out_dir / "batch-0002.csv"
-    seed.write_text(header + "".join(rows[:seed_rows]))
-    batch.write_text(header + "".join(rows[seed_rows:]))
-    return seed, batch
+    return DataExport(out_dir, dataset)()
+
+
+class DataExport:
+    """export_dataset in the background: the exporter (a process of its own) runs while the
+    caller does something else; calling the result waits for it and splits the rows;
+    cancel() stops it (the caller failed before it needed the data)."""
+
+    def __init__(self, out_dir: Path, dataset: str = DATASET) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir, self.dataset = out_dir, dataset
+        argv = [sys.executable, "-m", "sfn_container", "data", "--dataset", dataset]
+        self.proc = subprocess.Popen(
+            [*argv, "--out", str(out_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def __call__(self) -> tuple[Path, Path]:
+        out, err = self.proc.communicate(timeout=EXPORT_TIMEOUT)
+        if self.proc.returncode:
+            raise subprocess.CalledProcessError(self.proc.returncode, self.proc.args, out, err)
+        lines = (self.out_dir / f"{self.dataset}.csv").read_text().splitlines(keepends=True)
+        header, rows = lines[0], lines[1:]
+        seed_rows = DATASETS[self.dataset][0]
+        seed, batch = self.out_dir / "initial.csv", self.out_dir / "batch-0002.csv"
+        seed.write_text(header + "".join(rows[:seed_rows]))
+        batch.write_text(header + "".join(rows[seed_rows:]))
+        return seed, batch
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _executions(cloud: LocalCloud, stack: Stack) -> dict[str, str]:
@@ -161,9 +174,37 @@ def _download(cloud: LocalCloud, uri: str | None, dest: Path) -> bool:
     return True
 
 
-def save_artifacts(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) -> Path:
+class ReportPages:
+    """Report pages drawn in a process of their own while the run goes on (matplotlib's
+    import and plots were seconds of this process' CPU between the executions, holding the
+    GIL the local cloud's server needs); wait() before anything lists them."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        # spawn: this process has threads (the local cloud's), which fork does not carry
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pending: list[Future[Path]] = []
+
+    def write(self, data: Any, out: Path) -> None:
+        self._pending.append(self._pool.submit(write_report, data, out))
+
+    def wait(self) -> None:
+        """Every page submitted is written (its error, if any, raised here)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result(timeout=REPORT_TIMEOUT)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def save_artifacts(
+    cloud: LocalCloud, report: ExecutionReport, run_dir: Path, pages: ReportPages | None = None
+) -> Path:
     """model.tar.gz, evaluation.json, history.json, execution.json and report.html of one
-    execution."""
+    execution (the page by `pages` when given: written once pages.wait() returns)."""
     dest = run_dir / report.name
     dest.mkdir(parents=True, exist_ok=True)
     data = last_state_data(report.history, report.output)
@@ -172,7 +213,10 @@ def save_artifacts(cloud: LocalCloud, report: ExecutionReport, run_dir: Path) ->
     (dest / "history.json").write_text(json.dumps(report.history, indent=2, default=str))
     (dest / "execution.json").write_text(json.dumps(report.describe, indent=2, default=str))
     data = collect(cloud, report.describe["executionArn"], cloud.region, on_aws=False)
-    write_report(data, dest / "report.html")
+    if pages is None:
+        write_report(data, dest / "report.html")
+    else:
+        pages.write(data, dest / "report.html")
     report.artifacts = dest
     return dest
 
@@ -268,15 +312,20 @@ def summary(
 
 
 def start_stack(
-    cloud: LocalCloud, run_dir: Path, dataset: str, overrides: dict[str, Any] | None
+    cloud: LocalCloud,
+    run_dir: Path,
+    dataset: str,
+    overrides: dict[str, Any] | None,
+    exported: DataExport | None = None,
 ) -> tuple[Stack, Path, Path]:
     """Deploy the stack, warm its functions, seed the data set's first rows (before the
-    triggers, so seeding starts nothing), enable the triggers. (stack, seed CSV, batch CSV)."""
+    triggers, so seeding starts nothing), enable the triggers. (stack, seed CSV, batch CSV).
+    `exported`: the data set's export, started earlier (beside the cloud's start)."""
     settings = {**DATASETS[dataset][1], **(overrides or {})}
     stack = deploy(cloud, overrides=settings, triggers=False)
     for spec in resources.FUNCTIONS:  # provisioned concurrency, so to speak
         cloud.lambdas.warm(spec.function_name)
-    seed, batch = export_dataset(run_dir / "data", dataset)
+    seed, batch = (exported or DataExport(run_dir / "data", dataset))()
     cloud.client("s3").upload_file(str(seed), stack.bucket, f"{resources.DATA_PREFIX}{seed.name}")
     enable_triggers(cloud, stack)
     cloud.lambdas.wait_warm()
@@ -295,13 +344,14 @@ def triggered_run(
     fire: Any,
     view: PlainView | RichView,
     run_dir: Path,
+    pages: ReportPages | None = None,
 ) -> ExecutionReport:
     """`fire()` an event, follow the execution it starts to its end, keep its artifacts."""
     known = set(_executions(cloud, stack))
     fire()
     name, arn = wait_new_execution(cloud, stack, known)
     report = run_execution(cloud, arn, name, trigger, view)
-    save_artifacts(cloud, report, run_dir)
+    save_artifacts(cloud, report, run_dir, pages)
     return report
 
 
@@ -320,8 +370,12 @@ def finish(
     run_dir: Path,
     started: float,
     extra: list[str] | None = None,
+    pages: ReportPages | None = None,
 ) -> str:
-    """The summary (with a scenario's `extra` lines) and the run's index page."""
+    """The summary (with a scenario's `extra` lines) and the run's index page (once
+    `pages` has written every report page)."""
+    if pages is not None:
+        pages.wait()
     text = summary(reports, cloud, stack, run_dir, time.monotonic() - started, extra)
     write_index(run_dir / "index.html", [_index_entry(r) for r in reports], text)
     return text
@@ -356,8 +410,13 @@ def local_run(
     view = make_view(plain)
     reports: list[ExecutionReport] = []
     print(f"sfn-mlops local run -> {run_dir}", flush=True)
-    with LocalCloud(port=port, workdir=run_dir / "cloud") as cloud:
-        stack, _seed, batch = start_stack(cloud, run_dir, dataset, overrides)
+    # the exporter runs beside the cloud's start and the deploy (another core, another process)
+    exported = DataExport(run_dir / "data", dataset)
+    with contextlib.ExitStack() as resources_:
+        resources_.callback(exported.cancel)
+        pages = resources_.enter_context(contextlib.closing(ReportPages()))
+        cloud = resources_.enter_context(LocalCloud(port=port, workdir=run_dir / "cloud"))
+        stack, _seed, batch = start_stack(cloud, run_dir, dataset, overrides, exported)
         s3 = cloud.client("s3")
         steps: list[tuple[str, Any]] = [
             ("ECR image push", lambda: push_image(cloud, stack, label=f"sfn-mlops {time.time()}")),
@@ -370,11 +429,11 @@ def local_run(
         ]
         sample_uri: str | None = None
         for trigger, fire in steps:
-            report = triggered_run(cloud, stack, trigger, fire, view, run_dir)
+            report = triggered_run(cloud, stack, trigger, fire, view, run_dir, pages)
             reports.append(report)
             if report.status != "SUCCEEDED":
                 break
             sample_uri = sample_uri or keep_sample(cloud, report, run_dir)  # the same rows
             report.prediction = invoke_inference(cloud, stack, report, sample_uri)
-        text = finish(reports, cloud, stack, run_dir, started)
+        text = finish(reports, cloud, stack, run_dir, started, pages=pages)
     return exit_code(reports, text, run_dir)

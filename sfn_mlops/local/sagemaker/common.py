@@ -218,9 +218,8 @@ class Workspace:
             self.closed = True
             started = list(self._procs)
             threads = list(self._threads)
-        for proc in started:
-            with contextlib.suppress(Exception):
-                procs.kill(proc, grace_seconds=1.0)
+        with contextlib.suppress(Exception):
+            procs.kill_many(started, grace_seconds=1.0)
         deadline = time.monotonic() + CLOSE_JOIN_SECONDS
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))

@@ -409,6 +409,7 @@ class EndpointManager:
         with self.ws.lock:
             servers = list(self.servers.values())
             self.servers.clear()
+        procs.kill_many([server.proc for server in servers])  # at once, not in turn
         for server in servers:
-            server.stop()
+            server.pool.close()
         self.capture.close()

@@ -298,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return _child(args.child, args.quick, args.rows_out)
+        code = _child(args.child, args.quick, args.rows_out)
+        # The rows are written: exit without the interpreter's teardown (as `sfn-mlops local
+        # run` does). After figure 2's two local clouds the teardown hung once with the
+        # main thread in logging's module lock (a handler's weakref callback), so the
+        # parent's timeout discarded rows that were already measured.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     names = args.only or list(MODULES)
     started = time.monotonic()

@@ -569,7 +569,7 @@ class DeployRequest(StepRequest):
 
     stage: Stage = "production"
     candidate: Candidate
-    gate: GateOutput | None = None  # None: a registry approval's run (a person decided)
+    gate: GateOutput | None = None  # the decision; a registry approval's run: the approval
     # AcquireDeployLock's and CheckChampion's results: UpdateEndpoint checks it still holds the
     # lock (a redrive after the FAILED event released it) against the champion decided on
     lock: LockState | None = None

@@ -8,8 +8,9 @@ Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
   own key (``$.preprocess``, ``$.train``, ``$.evaluate``, ``$.gate``, ``$.register``,
   ``$.deploy``, ``$.smoke_test``). A ResultSelector picks exactly the fields of the step's
   output model from ``$.Payload``, so the pydantic output model *is* the JSONPath contract.
-- A job (or endpoint) start returns a ``poll`` object; ``Is<Step>Complete`` branches on its
-  status, else ``WaitFor<Step>`` (SecondsPath, adaptive) and ``Poll<Step>`` refresh it.
+- A job (or endpoint) start returns a ``poll`` object whose ``wait_seconds`` is the first
+  wait: ``WaitFor<Step>`` (SecondsPath) then ``Poll<Step>`` refresh it, and
+  ``Is<Step>Complete`` branches on its status (again, Completed, or Restart).
   The poll Lambda raises PollLimitExceededError after ``config.max_polls``, so a loop
   adds at most ``max_polls`` iterations to the history.
 - Redrive-first failure handling: a Task retries its transient errors, and any other error
@@ -19,7 +20,9 @@ Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
   back to the start state, which starts the job's next attempt (shared/job_retry.py). Each
   start state records ``$$.Execution.RedriveCount`` in its result, so the poll can tell.
 - Failure notifications come from EventBridge (execution status change -> SNS, infra/), not
-  from states; NotifySuccess publishes the gate's decision at the end of a successful run.
+  from states; NotifySuccess publishes the decision ($.gate) and the package ($.register) as
+  the last state of every successful run (a registry approval's run gets both from
+  ValidateInput). Every execution passes through few fixed states: figure 5 counts them.
 
 Rendering is pure: no AWS region, credentials or calls. Lambda ARNs and the topic ARN
 are ``${...}`` placeholders filled by CDK's definition substitutions (and the local cloud).

@@ -207,7 +207,7 @@ def start_step(
     result_key: str,
     comment: str,
 ) -> Task:
-    """A job-starting (or endpoint-updating) Lambda: whole state in, result at $.<key>."""
+    """A Lambda that gets the whole state and answers at $.<key> (a job start: its retries)."""
     return lambda_step(
         state_id,
         function_key,

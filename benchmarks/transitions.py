@@ -488,6 +488,8 @@ class ClockedPipeline:
             action="create" if existing is None else "update",
             job_name=endpoint,
             poll=first_poll("InProgress", request.config, history),
+            model_package_arn=request.candidate.model_package_arn,
+            sample_uri=request.candidate.sample_uri,
         )
 
     def invoke(self, payload: Any) -> Any:
@@ -537,16 +539,18 @@ class ExecutionCount:
         return {"sfn": sfn, "lambda": lam, "total": sfn + lam}
 
 
+#: Each job's loop (state_machine/definition.py poll_loop): Start -> (Wait -> Poll -> Choice)
+#: per poll. The last name is the poll.
 LOOP_STATES = {
     "preprocess": (
         "StartPreprocessing",
-        "IsPreprocessingComplete",
         "WaitForPreprocessing",
+        "IsPreprocessingComplete",
         "PollPreprocessing",
     ),
-    "train": ("StartTraining", "IsTrainingComplete", "WaitForTraining", "PollTraining"),
-    "evaluate": ("StartEvaluation", "IsEvaluationComplete", "WaitForEvaluation", "PollEvaluation"),
-    "endpoint": ("UpdateEndpoint", "IsEndpointInService", "WaitForEndpoint", "PollEndpoint"),
+    "train": ("StartTraining", "WaitForTraining", "IsTrainingComplete", "PollTraining"),
+    "evaluate": ("StartEvaluation", "WaitForEvaluation", "IsEvaluationComplete", "PollEvaluation"),
+    "endpoint": ("UpdateEndpoint", "WaitForEndpoint", "IsEndpointInService", "PollEndpoint"),
 }
 
 
@@ -923,21 +927,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 #: The states the deployment lock and the fresh decision add between ShouldDeploy and
 #: UpdateEndpoint, and after SmokeTest (state_machine/definition.py deploy_lock_steps).
-LOCK_STATES = frozenset(
-    {
-        "AcquireDeployLock",
-        "IsDeployLockHeld",
-        "WaitForDeployLock",
-        "CheckChampion",
-        "ChampionChanged",
-        "IsRecheckComplete",
-        "WaitForRecheck",
-        "PollRecheck",
-        "FreshGate",
-        "StillBetter",
-        "UpdateRegistration",
-        "ReleaseDeployLock",
-    }
+LOCK_STATES = (
+    "AcquireDeployLock",
+    "IsDeployLockHeld",
+    "WaitForDeployLock",
+    "CheckChampion",
+    "ChampionChanged",
+    "WaitForRecheck",
+    "PollRecheck",
+    "IsRecheckComplete",
+    "FreshGate",
+    "StillBetter",
+    "UpdateRegistration",
+    "ReleaseDeployLock",
 )
 LOCK_FUNCTIONS = ("lock-acquire", "recheck", "lock-release")
 #: DynamoDB on-demand, us-east-1 (https://aws.amazon.com/dynamodb/pricing/on-demand/).
@@ -951,6 +953,7 @@ def lock_rows(uncontended: ExecutionCount) -> list[dict[str, Any]]:
     """What the deployment lock adds to an uncontended execution (issue 10): its states'
     transitions and their cost (Step Functions, the three Lambda invokes, DynamoDB writes)."""
     added = sum(1 for name in uncontended.entered if name in LOCK_STATES)
+    passed = [name for name in LOCK_STATES if name in uncontended.entered]
     names = {resources.FUNCTIONS_BY_KEY[k].function_name: k for k in LOCK_FUNCTIONS}
     invokes = {fn: n for fn, n in uncontended.lambda_invokes.items() if fn in names}
     memory = {resources.FUNCTIONS_BY_KEY[k].function_name: resources.FUNCTIONS_BY_KEY[k].memory_mb
@@ -974,8 +977,7 @@ def lock_rows(uncontended: ExecutionCount) -> list[dict[str, Any]]:
             "—",
             None,
             note=(
-                "AcquireDeployLock, IsDeployLockHeld, CheckChampion, ChampionChanged, "
-                f"ReleaseDeployLock; {sum(invokes.values())} Lambda invokes "
+                f"{', '.join(passed)}; {sum(invokes.values())} Lambda invokes "
                 f"({', '.join(LOCK_FUNCTIONS)}); a waiting execution adds 3 per wait "
                 "(Wait + Acquire + Choice), bounded by max_polls"
             ),

@@ -104,7 +104,7 @@ def sources(
     start = describe["startDate"] - MARGIN
     for step in sorted(s for s in steps if s):
         info = data.get(step)
-        if not isinstance(info, dict):  # a plain value ($.stage = "staging"), not a step's output
+        if not isinstance(info, dict):  # a plain value (or null), not a step's output
             continue
         name, kind = info.get("job_name"), info.get("job_type")
         if not name:

@@ -8,6 +8,7 @@ module's import time at cold start (benchmarks/coldstart.py). Annotations are ev
 Python runs them, so a class named in a field must be defined above it (`Self` in validators).
 """
 
+import warnings
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -279,8 +280,8 @@ class ExecutionRef(Strict):
 
 
 class Candidate(Strict):
-    """The model being deployed through the stages (the definition's Pass state `Candidate`
-    gathers it from the run's results)."""
+    """The model being deployed through the stages: a registry approval's package
+    (ValidateInput), or this run's model (DeployRequest gathers it from the run's results)."""
 
     model_package_arn: str
     model_artifact_uri: S3Uri
@@ -293,15 +294,6 @@ class ValidateRequest(Strict):
     payload: dict[str, Any]
     execution_name: str
     execution_arn: str
-
-
-class ValidateOutput(Strict):
-    config: PipelineInput
-    execution_name: str
-    execution_arn: str
-    #: a registry approval's run (payload `model_package_arn`): the package it deploys; the
-    #: run goes straight to the deployment lock and the stages. None: a training run.
-    candidate: Candidate | None = None
 
 
 class StepRequest(Strict):
@@ -463,6 +455,25 @@ class RegisterOutput(Strict):
     reused: bool
 
 
+# `register` shadows ABCMeta.register (pydantic models are ABCs), a classmethod nothing calls
+# on this model: the field is the state's $.register, so its name is the contract.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", 'Field name "register"', UserWarning)
+
+    class ValidateOutput(Strict):
+        config: PipelineInput
+        execution_name: str
+        execution_arn: str
+        #: a registry approval's run (payload `model_package_arn`): the package it deploys; the
+        #: run goes straight to the deployment lock and the stages. None: a training run.
+        candidate: Candidate | None = None
+        #: a registry approval's run: the package as registered ($.register) and the decision to
+        #: deploy it, a person's approval ($.gate), so the run's outcome reads like a training
+        #: run's (NotifySuccess). None on a training run (RegisterModel and EvaluateModel set them).
+        register: RegisterOutput | None = None
+        gate: GateOutput | None = None
+
+
 class DeployOutput(Restartable):
     endpoint_name: SageMakerName
     endpoint_config_name: SageMakerName
@@ -471,6 +482,8 @@ class DeployOutput(Restartable):
     job_name: SageMakerName  # the endpoint name, so the generic poll can follow it
     job_type: Literal["endpoint"] = "endpoint"
     poll: PollState
+    model_package_arn: str  # what the endpoint serves once the update lands (the candidate)
+    sample_uri: S3Uri  # the candidate's rows for the smoke test and the load check
 
 
 class InvokeRequest(Strict):
@@ -534,14 +547,42 @@ class RegisterRequest(StepRequest):
 Stage = Literal["staging", "production"]
 
 
+def _run_candidate(state: dict[str, Any]) -> dict[str, Any] | None:
+    """A training run's candidate from its results (None if one is missing: then the request
+    fails validation naming `candidate`)."""
+    try:
+        return {
+            "model_package_arn": state["register"]["model_package_arn"],
+            "model_artifact_uri": state["train"]["model_artifact_uri"],
+            "image_uri": state["config"]["image_uri"],
+            "sample_uri": state["preprocess"]["sample_uri"],
+            "source": "pipeline",
+        }
+    except (KeyError, TypeError):
+        return None
+
+
 class DeployRequest(StepRequest):
-    stage: Stage = "production"  # set by the definition's ToStaging / ToProduction
+    """The definition passes ``{stage, state}`` (each deploy state names its stage). The
+    candidate is $.candidate (a registry approval's run) or, on a training run, its own model:
+    its package, artifact and sample rows, and the configured image."""
+
+    stage: Stage = "production"
     candidate: Candidate
-    gate: GateOutput | None = None  # None: a registry approval's run (a person decided)
+    gate: GateOutput | None = None  # the decision; a registry approval's run: the approval
     # AcquireDeployLock's and CheckChampion's results: UpdateEndpoint checks it still holds the
     # lock (a redrive after the FAILED event released it) against the champion decided on
     lock: LockState | None = None
     recheck: RecheckOutput | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _the_deployment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "state" in data and isinstance(data["state"], dict):
+            data = {**data["state"], "stage": data.get("stage", "production")}
+        if isinstance(data, dict) and data.get("candidate") is None:
+            data = {**data, "candidate": _run_candidate(data)}
+        return data
 
     @property
     def endpoint_name(self) -> str:

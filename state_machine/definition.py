@@ -8,8 +8,9 @@ Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
   own key (``$.preprocess``, ``$.train``, ``$.evaluate``, ``$.gate``, ``$.register``,
   ``$.deploy``, ``$.smoke_test``). A ResultSelector picks exactly the fields of the step's
   output model from ``$.Payload``, so the pydantic output model *is* the JSONPath contract.
-- A job (or endpoint) start returns a ``poll`` object; ``Is<Step>Complete`` branches on its
-  status, else ``WaitFor<Step>`` (SecondsPath, adaptive) and ``Poll<Step>`` refresh it.
+- A job (or endpoint) start returns a ``poll`` object whose ``wait_seconds`` is the first
+  wait: ``WaitFor<Step>`` (SecondsPath) then ``Poll<Step>`` refresh it, and
+  ``Is<Step>Complete`` branches on its status (again, Completed, or Restart).
   The poll Lambda raises PollLimitExceededError after ``config.max_polls``, so a loop
   adds at most ``max_polls`` iterations to the history.
 - Redrive-first failure handling: a Task retries its transient errors, and any other error
@@ -19,7 +20,9 @@ Data flow (JSONPath; the Lambdas in functions/ and this module agree on it):
   back to the start state, which starts the job's next attempt (shared/job_retry.py). Each
   start state records ``$$.Execution.RedriveCount`` in its result, so the poll can tell.
 - Failure notifications come from EventBridge (execution status change -> SNS, infra/), not
-  from states; NotifySuccess publishes the gate's decision at the end of a successful run.
+  from states; NotifySuccess publishes the decision ($.gate) and the package ($.register) as
+  the last state of every successful run (a registry approval's run gets both from
+  ValidateInput). Every execution passes through few fixed states: figure 5 counts them.
 
 Rendering is pure: no AWS region, credentials or calls. Lambda ARNs and the topic ARN
 are ``${...}`` placeholders filled by CDK's definition substitutions (and the local cloud).
@@ -31,10 +34,11 @@ import enum
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from stepfunctions.steps import Choice, ChoiceRule, Graph, Pass, Retry, Succeed, Task, Wait
+from stepfunctions.steps import Choice, ChoiceRule, Graph, Retry, Task, Wait
 from stepfunctions.steps.states import State
 
 from shared import errors, models
@@ -203,7 +207,7 @@ def start_step(
     result_key: str,
     comment: str,
 ) -> Task:
-    """A job-starting (or endpoint-updating) Lambda: whole state in, result at $.<key>."""
+    """A Lambda that gets the whole state and answers at $.<key> (a job start: its retries)."""
     return lambda_step(
         state_id,
         function_key,
@@ -242,13 +246,15 @@ def poll_payload(result_key: str, *, endpoint: bool = False) -> dict[str, str]:
 
 def poll_loop(
     label: str, result_key: str, *, then: State, restart: State, endpoint: bool = False
-) -> Choice:
-    """``Is<label>Complete? -> WaitFor<label> -> Poll<label> -> Is<label>Complete?``, and
+) -> Wait:
+    """``WaitFor<label> -> Poll<label> -> Is<label>Complete? -> WaitFor<label>``, and
     ``Is<label>Complete? -> Restart<label> -> restart`` when the poll restarts the step.
+    Returns the Wait: the start state goes straight to it.
 
-    Entered at the Choice, so a reused job that already completed costs no wait. The wait
-    is the poll Lambda's adaptive `wait_seconds`; the loop is bounded by its max_polls, the
-    restarts by shared/job_retry.py.
+    Entered at the Wait: the start state's `poll.wait_seconds` is the schedule's first wait
+    (1 s for a reused job that already completed: one poll then sees it), so no Choice runs
+    before the first poll. A start never answers Restart; only a poll does. The loop is bounded
+    by the poll Lambda's max_polls, the restarts by shared/job_retry.py.
     """
     done = "InService" if endpoint else "Complete"
     check = Choice(
@@ -282,7 +288,7 @@ def poll_loop(
     check.default_choice(wait)
     wait.next(poll)
     poll.next(check)
-    return check
+    return wait
 
 
 def smoke_test_step(state_id: str = "SmokeTest", result_key: str = "deploy") -> Task:
@@ -291,7 +297,7 @@ def smoke_test_step(state_id: str = "SmokeTest", result_key: str = "deploy") -> 
         "invoke",
         payload={
             "endpoint_name.$": f"$.{result_key}.endpoint_name",
-            "sample_uri.$": "$.candidate.sample_uri",
+            "sample_uri.$": f"$.{result_key}.sample_uri",
             "execution_name.$": "$.execution_name",
         },
         output_model=models.InvokeOutput,
@@ -306,7 +312,7 @@ def load_check_step() -> Task:
         "loadcheck",
         payload={
             "endpoint_name.$": "$.staging.endpoint_name",
-            "sample_uri.$": "$.candidate.sample_uri",
+            "sample_uri.$": "$.staging.sample_uri",
             "load_check.$": "$.config.load_check",
             "execution_name.$": "$.execution_name",
         },
@@ -314,23 +320,6 @@ def load_check_step() -> Task:
         result_path="$.load_check",
         comment="A short concurrent load on staging: p99 latency and error rate under the "
         "config's thresholds, else the run fails here (production unchanged)",
-    )
-
-
-def candidate_step() -> Pass:
-    """What the stages deploy, gathered from the run's results (a registry approval's run gets
-    it from ValidateInput instead)."""
-    return Pass(
-        "Candidate",
-        comment="The model the stages deploy: package, artifact, image, sample rows",
-        parameters={
-            "model_package_arn.$": "$.register.model_package_arn",
-            "model_artifact_uri.$": "$.train.model_artifact_uri",
-            "image_uri.$": "$.config.image_uri",
-            "sample_uri.$": "$.preprocess.sample_uri",
-            "source": "pipeline",
-        },
-        result_path="$.candidate",
     )
 
 
@@ -352,7 +341,7 @@ def approval_step() -> Task:
                 "execution_name.$": "$$.Execution.Name",
                 "execution_arn.$": "$$.Execution.Id",
                 "task_token.$": "$$.Task.Token",
-                "model_package_arn.$": "$.candidate.model_package_arn",
+                "model_package_arn.$": "$.staging.model_package_arn",
                 "staging_endpoint.$": "$.staging.endpoint_name",
                 "load_check.$": "$.load_check",
                 "approve.$": "States.Format('sfn-mlops approve {}', $$.Execution.Name)",
@@ -371,78 +360,91 @@ def result_selector_of(model: type[BaseModel], *, prefix: str) -> dict[str, str]
     return {f"{name}.$": f"{prefix}.{name}" for name in model.model_fields}
 
 
-def stage(label: str) -> Pass:
-    """Sets $.stage (staging | production): which endpoint UpdateEndpoint deploys to."""
-    return Pass(
-        f"To{label.capitalize()}",
-        comment=f"The next deployment goes to the {label} endpoint",
-        result=label,
-        result_path="$.stage",
+def deploy_step(state_id: str, stage: models.Stage, result_key: str, comment: str) -> Task:
+    """The deploy function for one stage: its payload is ``{stage, state}`` (the stage it
+    deploys to, and the whole state), so no state sets the stage in the data. The candidate is
+    $.candidate (a registry approval's run) or this run's model (models.DeployRequest)."""
+    return lambda_step(
+        state_id,
+        "deploy",
+        payload={"stage": stage, "state.$": "$"},
+        output_model=models.DeployOutput,
+        result_path=f"$.{result_key}",
+        comment=comment,
+        retries=(*LAMBDA_RETRIES, *JOB_START_RETRIES),
     )
 
 
-def stages(*, then: State) -> State:
-    """``Candidate`` entry point of the deployment (under the lock):
-    ``HasStagingStage? -> ToStaging -> DeployStaging -> (poll) -> SmokeTestStaging ->
-    LoadCheckStaging -> IsManualPromotion? [-> WaitForApproval] -> ToProduction ->
-    UpdateEndpoint -> (poll) -> SmokeTest -> then``. Returns the HasStagingStage choice."""
-    production = update_endpoint_step()
-    to_production = stage("production")
-    to_production.next(production)
+@dataclass(frozen=True)
+class Stages:
+    """Where a deployment starts: staging when the config names a staging endpoint, else
+    production. Every Choice that decides to deploy routes with `route` (no Choice of its own
+    for the staging question: one state less on every deployment)."""
+
+    staging: State
+    production: State
+
+    def route(self, choice: Choice, *conditions: ChoiceRule) -> None:
+        """Two rules on `choice`: `conditions` and no staging endpoint -> production;
+        `conditions` -> staging. Add them before the rules they must win over."""
+        no_staging = ChoiceRule.IsNull("$.config.staging_endpoint_name", True)
+        choice.add_choice(_all(*conditions, no_staging), self.production)
+        choice.add_choice(_all(*conditions), self.staging)
+
+
+def _all(*rules: ChoiceRule) -> ChoiceRule:
+    return rules[0] if len(rules) == 1 else ChoiceRule.And(list(rules))
+
+
+def stages(*, then: State) -> Stages:
+    """The deployment (under the lock): ``DeployStaging -> (poll) -> SmokeTestStaging ->
+    LoadCheckStaging -> IsManualPromotion? [-> WaitForApproval] -> UpdateEndpoint -> (poll) ->
+    SmokeTest -> then``, entered at DeployStaging or, without a staging endpoint, at
+    UpdateEndpoint (Stages.route)."""
+    production = deploy_step(
+        "UpdateEndpoint",
+        "production",
+        "deploy",
+        "Production: new model and endpoint config; CreateEndpoint, or blue/green "
+        "UpdateEndpoint shifting traffic as deploy_strategy says, rolled back on the alarms",
+    )
     smoke = smoke_test_step()
     smoke.next(then)
     production.next(poll_loop("Endpoint", "deploy", then=smoke, restart=production, endpoint=True))
 
     manual = Choice("IsManualPromotion", comment="promotion: manual -> wait for a person")
     approval = approval_step()
-    approval.next(to_production)
+    approval.next(production)
     manual.add_choice(ChoiceRule.StringEquals("$.config.promotion", "manual"), approval)
-    manual.default_choice(to_production)
+    manual.default_choice(production)
 
     load = load_check_step()
     load.next(manual)
     smoke_staging = smoke_test_step("SmokeTestStaging", "staging")
     smoke_staging.next(load)
-    staging = start_step(
+    staging = deploy_step(
         "DeployStaging",
-        "deploy",
-        models.DeployOutput,
+        "staging",
         "staging",
         "The candidate on the staging endpoint (blue/green, all at once)",
     )
     staging.next(
         poll_loop("Staging", "staging", then=smoke_staging, restart=staging, endpoint=True)
     )
-    to_staging = stage("staging")
-    to_staging.next(staging)
-
-    has_staging = Choice("HasStagingStage", comment="staging_endpoint_name null -> production")
-    has_staging.add_choice(ChoiceRule.IsNull("$.config.staging_endpoint_name", True), to_production)
-    has_staging.default_choice(to_staging)
-    return has_staging
+    return Stages(staging=staging, production=production)
 
 
-def update_endpoint_step() -> Task:
-    return start_step(
-        "UpdateEndpoint",
-        "deploy",
-        models.DeployOutput,
-        "deploy",
-        "Production: new model and endpoint config; CreateEndpoint, or blue/green "
-        "UpdateEndpoint shifting traffic as deploy_strategy says, rolled back on the alarms",
-    )
-
-
-def deploy_lock_steps(*, deploy: State, release: State, registry: State) -> State:
-    """Between ShouldDeploy and UpdateEndpoint: one deployment per endpoint at a time, decided
+def deploy_lock_steps(*, deployment: Stages, release: State) -> State:
+    """Between ShouldDeploy and the stages: one deployment per endpoint at a time, decided
     against the champion that serves when it happens.
 
-    ``AcquireDeployLock -> IsDeployLockHeld -(no)-> WaitForDeployLock -> AcquireDeployLock``
-    (adaptive wait, bounded by max_polls), then ``CheckChampion``: unchanged -> `deploy`;
-    changed -> the re-evaluation job's poll loop -> ``FreshGate`` -> ``StillBetter``: deploy,
-    or ``UpdateRegistration`` (Rejected / PendingManualApproval) -> `release`. The lock is
-    released by `release` on these paths, and by the execution-closed rule on every other
-    way out (failure, timeout, StopExecution).
+    ``AcquireDeployLock -> IsDeployLockHeld``: not held -> ``WaitForDeployLock ->
+    AcquireDeployLock`` (adaptive wait, bounded by max_polls); held by a registry approval's
+    run -> the stages (a person decided: no recheck); held -> ``CheckChampion``: unchanged ->
+    the stages; changed -> the re-evaluation job's poll loop -> ``FreshGate`` ->
+    ``StillBetter``: the stages, or ``UpdateRegistration`` (Rejected / PendingManualApproval)
+    -> `release`. The lock is released by `release` on these paths, and by the
+    execution-closed rule on every other way out (failure, timeout, StopExecution).
     """
     acquire = lambda_step(
         "AcquireDeployLock",
@@ -452,7 +454,11 @@ def deploy_lock_steps(*, deploy: State, release: State, registry: State) -> Stat
         result_path="$.lock",
         comment="Conditional write of the endpoint's lock item (owner = this execution)",
     )
-    held = Choice("IsDeployLockHeld", comment="Held -> compare with today's champion; else wait")
+    held = Choice(
+        "IsDeployLockHeld",
+        comment="Not held -> wait; held by a registry approval's run (a person decided) -> "
+        "deploy; held -> compare with today's champion",
+    )
     wait = Wait(
         "WaitForDeployLock",
         seconds_path="$.lock.wait_seconds",
@@ -481,21 +487,16 @@ def deploy_lock_steps(*, deploy: State, release: State, registry: State) -> Stat
         "register",
         "The model package's approval status from the fresh decision (Rejected or pending)",
     )
-    from_registry = Choice(
-        "IsRegistryApproval",
-        comment="A registry approval's run deploys its package (a person decided): no recheck",
-    )
-    from_registry.add_choice(ChoiceRule.IsNull("$.candidate", False), registry)
-    from_registry.default_choice(check)
     acquire.next(held)
-    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", True), from_registry)
-    held.default_choice(wait)
+    held.add_choice(ChoiceRule.BooleanEquals("$.lock.acquired", False), wait)
+    deployment.route(held, ChoiceRule.IsNull("$.candidate", False))
+    held.default_choice(check)
     wait.next(acquire)
     check.next(changed)
-    changed.add_choice(ChoiceRule.BooleanEquals("$.recheck.changed", False), deploy)
+    deployment.route(changed, ChoiceRule.BooleanEquals("$.recheck.changed", False))
     changed.default_choice(poll_loop("Recheck", "recheck", then=fresh_gate, restart=check))
     fresh_gate.next(still)
-    still.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), deploy)
+    deployment.route(still, ChoiceRule.BooleanEquals("$.gate.deploy", True))
     still.default_choice(update_registration)
     update_registration.next(release)
     return acquire
@@ -524,11 +525,13 @@ def _console_url() -> str:
     )
 
 
-def _success_message_step(state_id: str, comment: str, fields: Mapping[str, Any]) -> Task:
-    """SNS publish of a successful run's outcome: the common fields plus `fields`."""
+def notify_success_step() -> Task:
+    """SNS publish of a successful run's outcome, its last state: what was registered, whether
+    it deployed and why. A registry approval's run reads the same fields: ValidateInput gave it
+    the package as $.register and the approval as $.gate (models.ValidateOutput)."""
     task = SelectingTask(
-        state_id,
-        comment=comment,
+        "NotifySuccess",
+        comment="Publishes the outcome (deployed or not, and why) to the notification topic",
         resource=SNS_PUBLISH,
         parameters={
             "TopicArn": _topic(),
@@ -537,7 +540,14 @@ def _success_message_step(state_id: str, comment: str, fields: Mapping[str, Any]
                 "status": "SUCCEEDED",
                 "execution_name.$": "$$.Execution.Name",
                 "execution_arn.$": "$$.Execution.Id",
-                **fields,
+                "deployed.$": "$.gate.deploy",
+                "reasons.$": "$.gate.reasons",
+                "metric.$": "$.gate.metric",
+                "challenger.$": "$.gate.challenger",
+                "champion.$": "$.gate.champion",
+                "model_package_arn.$": "$.register.model_package_arn",
+                "approval_status.$": "$.register.approval_status",
+                "endpoint_name.$": "$.config.endpoint_name",
                 "console_url.$": _console_url(),
             },
         },
@@ -545,37 +555,7 @@ def _success_message_step(state_id: str, comment: str, fields: Mapping[str, Any]
         result_path="$.notification",
         timeout_seconds=SNS_TASK_TIMEOUT_SECONDS,
     )
-    return with_error_handling(task, retries=SNS_RETRIES)
-
-
-def notify_success_step() -> Task:
-    """SNS publish of the outcome: what was registered, whether it deployed and why."""
-    return _success_message_step(
-        "NotifySuccess",
-        "Publishes the outcome (deployed or not, and why) to the notification topic",
-        {
-            "deployed.$": "$.gate.deploy",
-            "reasons.$": "$.gate.reasons",
-            "metric.$": "$.gate.metric",
-            "challenger.$": "$.gate.challenger",
-            "champion.$": "$.gate.champion",
-            "model_package_arn.$": "$.register.model_package_arn",
-            "approval_status.$": "$.register.approval_status",
-        },
-    )
-
-
-def notify_promotion_step() -> Task:
-    """SNS publish of a registry approval's run: which package now serves in production."""
-    return _success_message_step(
-        "NotifyPromotion",
-        "Publishes which approved package was deployed to production",
-        {
-            "deployed": True,
-            "model_package_arn.$": "$.candidate.model_package_arn",
-            "endpoint_name.$": "$.deploy.endpoint_name",
-        },
-    )
+    return with_error_handling(task, retries=SNS_RETRIES)  # no Next: it ends the execution
 
 
 # --- the workflow -----------------------------------------------------------------------------
@@ -583,26 +563,15 @@ def notify_promotion_step() -> Task:
 
 def build() -> Graph:
     """The whole workflow as an SDK Graph (see the module docstring for the data flow)."""
-    succeeded = Succeed("Succeeded", comment="Output carries $.gate.reasons: why (not) deployed")
-    notify_success = notify_success_step()
-    notify_success.next(succeeded)
-
-    notify_promotion = notify_promotion_step()
-    notify_promotion.next(succeeded)
-    which = Choice("WhichOutcome", comment="A registry approval's run has no gate decision")
-    which.add_choice(ChoiceRule.StringEquals("$.candidate.source", "registry"), notify_promotion)
-    which.default_choice(notify_success)
+    notify = notify_success_step()
     release_lock = release_lock_step()
-    release_lock.next(which)
+    release_lock.next(notify)
 
-    candidate = candidate_step()
     deployment = stages(then=release_lock)
-    candidate.next(deployment)
-
+    take_lock = deploy_lock_steps(deployment=deployment, release=release_lock)
     should_deploy = Choice("ShouldDeploy", comment="Only when the gate approved a better model")
-    take_lock = deploy_lock_steps(deploy=candidate, release=release_lock, registry=deployment)
     should_deploy.add_choice(ChoiceRule.BooleanEquals("$.gate.deploy", True), take_lock)
-    should_deploy.default_choice(notify_success)
+    should_deploy.default_choice(notify)
 
     register = start_step(
         "RegisterModel",

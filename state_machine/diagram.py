@@ -43,6 +43,8 @@ def _node(name: str, state: Mapping[str, Any]) -> str:
 
 
 def _rule(rule: Mapping[str, Any]) -> str:
+    if "And" in rule:
+        return " and ".join(_rule(r) for r in rule["And"])
     if "IsNull" in rule:
         variable = str(rule["Variable"]).removeprefix("$.")
         return f"{variable} {'is' if rule['IsNull'] else 'is not'} null"
@@ -73,8 +75,9 @@ def mermaid(asl: Mapping[str, Any]) -> str:
         "    classDef restart fill:#fff4d6,stroke:#b7791f",
         "    classDef success fill:#e3f6e5,stroke:#27ae60",
         *([f"    class {','.join(restarts)} restart"] if restarts else []),
-        f"    class {','.join(n for n, s in states.items() if s['Type'] == 'Succeed')} success",
     ]
+    ends = [n for n, s in states.items() if s["Type"] == "Succeed" or s.get("End")]
+    lines += [f"    class {','.join(ends)} success"] if ends else []
     return "\n".join(lines) + "\n"
 
 

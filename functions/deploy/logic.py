@@ -246,4 +246,6 @@ def deploy(request: DeployRequest, settings: DeploySettings, sagemaker: SageMake
         action=action,
         job_name=endpoint_name,
         poll=first_poll("Completed" if status == "Completed" else "InProgress", config, history),
+        model_package_arn=request.candidate.model_package_arn,
+        sample_uri=request.candidate.sample_uri,
     )

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from functions.validate.checks import config_problems
 from functions.validate.data import data_problems
-from functions.validate.registry import PACKAGE_KEY, as_candidate, package_payload
+from functions.validate.registry import PACKAGE_KEY, as_promotion, package_payload
 from shared.adapters.s3 import S3
 from shared.adapters.sagemaker import SageMaker
 from shared.errors import InvalidInputError, validation_problems
@@ -164,15 +164,18 @@ def validate_promotion(
     arn = payload.pop(PACKAGE_KEY)
     base = defaults(settings)
     group = str(deep_merge(base, payload).get("model_package_group", ""))
-    overrides, candidate = package_payload(sagemaker, arn, group)
+    overrides, promotion = package_payload(sagemaker, arn, group)
     config, problems = resolve(base, deep_merge(payload, overrides))
     if config is None:
         raise InvalidInputError(
             f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
         )
+    candidate, register, gate = as_promotion(promotion)
     return ValidateOutput(
         config=config,
         execution_name=request.execution_name,
         execution_arn=request.execution_arn,
-        candidate=as_candidate(candidate),
+        candidate=candidate,
+        register=register,
+        gate=gate,
     )

@@ -2,7 +2,9 @@
 optional overrides): the package must be in this pipeline's model package group and
 Approved; the run's config is the defaults with the package's image, data and problem
 (its container and CustomerMetadataProperties, written by RegisterModel), and the candidate
-is the package. No data is read: nothing is trained."""
+is the package. No data is read: nothing is trained. The run's $.register is the package and
+its $.gate the approval (with the metrics the package was registered with), so NotifySuccess
+reports it as it reports a training run."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ from typing import Any
 
 from shared.adapters.sagemaker import SageMaker
 from shared.errors import InvalidInputError
-from shared.models import Candidate
+from shared.models import Candidate, GateOutput, RegisterOutput
 
 PACKAGE_KEY = "model_package_arn"
 SAMPLE_KEY = "sample_uri"  # functions/register/logic.py writes it
+#: what RegisterModel records of its gate (functions/register/logic.py _metadata)
+METRIC_KEY, CHALLENGER_KEY, CHAMPION_KEY = "objective_metric", "challenger_value", "champion_value"
 
 
 def package_payload(
     sagemaker: SageMaker, arn: Any, group: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(payload overrides from the package, the candidate's fields) or InvalidInputError."""
+    """(payload overrides from the package, the run's candidate, register and gate fields) or
+    InvalidInputError."""
     if not isinstance(arn, str) or ":model-package/" not in arn:
         raise InvalidInputError(f"{PACKAGE_KEY}: {arn!r} is not a model package ARN")
     package = sagemaker.describe_model_package(arn)
@@ -45,6 +50,11 @@ def package_payload(
             f"{PACKAGE_KEY}: {arn} has no {SAMPLE_KEY} metadata (rows for the smoke test): "
             "register it through the pipeline"
         )
+    if not metadata.get(METRIC_KEY) or _number(metadata.get(CHALLENGER_KEY)) is None:
+        problems.append(
+            f"{PACKAGE_KEY}: {arn} has no {METRIC_KEY}/{CHALLENGER_KEY} metadata (the metric "
+            "it was approved on): register it through the pipeline"
+        )
     if problems:
         raise InvalidInputError(
             f"{len(problems)} invalid field(s) in the execution input: " + "; ".join(problems)
@@ -63,8 +73,34 @@ def package_payload(
         "sample_uri": metadata[SAMPLE_KEY],
         "source": "registry",
     }
-    return overrides, candidate
+    register = {
+        "model_package_arn": arn,
+        "model_package_group": group,
+        "approval_status": "Approved",
+        "reused": True,
+    }
+    gate = {
+        "passed": True,
+        "deploy": True,
+        "approval_status": "Approved",
+        "reasons": [f"approved in the model registry: {arn} (a person decided; no gate ran)"],
+        "metric": metadata[METRIC_KEY],
+        "challenger": _number(metadata[CHALLENGER_KEY]),
+        "champion": _number(metadata.get(CHAMPION_KEY)),
+    }
+    return overrides, {"candidate": candidate, "register": register, "gate": gate}
 
 
-def as_candidate(fields: dict[str, Any]) -> Candidate:
-    return Candidate.model_validate(fields)
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_promotion(fields: dict[str, Any]) -> tuple[Candidate, RegisterOutput, GateOutput]:
+    return (
+        Candidate.model_validate(fields["candidate"]),
+        RegisterOutput.model_validate(fields["register"]),
+        GateOutput.model_validate(fields["gate"]),
+    )

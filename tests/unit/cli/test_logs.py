@@ -77,8 +77,9 @@ def test_lambda_lines_of_other_executions_are_left_out() -> None:
 
 
 def test_a_plain_value_in_the_state_data_is_not_a_step() -> None:
-    """$.stage holds "staging" | "production" (issue 12's ToStaging / ToProduction), not a
-    step's output with a job: it names no log source, and reading one does not crash."""
+    """A plain value in the state data (an execution from before the deploy states named their
+    stage kept $.stage = "staging" | "production") is not a step's output with a job: it names
+    no log source, and reading one does not crash."""
     events, describe = _execution()
     output = json.loads(describe["output"])
     describe["output"] = json.dumps({**output, "stage": "production"})

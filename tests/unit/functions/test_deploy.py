@@ -425,3 +425,30 @@ def test_a_registry_approval_deploys_without_a_gate_and_a_pipeline_run_needs_one
     assert out.action == "none"
     with pytest.raises(InvalidInputError, match="gate did not approve"):
         deploy(DeployRequest.model_validate(body), load_settings(DeploySettings), SageMaker(client))
+
+
+def test_each_deploy_state_passes_its_stage_and_a_training_run_deploys_its_own_model() -> None:
+    # GIVEN a training run's state (no $.candidate: ValidateInput left it null) as the
+    # definition passes it to a deploy state: {stage, state}
+    state = {**deploy_state(), "candidate": None}
+    state["preprocess"] = {"sample_uri": f"s3://{BUCKET}/runs/{EXECUTION}/preprocess/sample/"}
+    request = DeployRequest.model_validate({"stage": "staging", "state": state})
+    # THEN the stage is the state's, and the candidate is the run's model: its package,
+    # artifact, the configured image and the preprocessing's sample rows
+    assert request.stage == "staging"
+    assert request.candidate.model_dump() == {
+        "model_package_arn": PACKAGE,
+        "model_artifact_uri": ARTIFACT,
+        "image_uri": state["config"]["image_uri"],
+        "sample_uri": state["preprocess"]["sample_uri"],
+        "source": "pipeline",
+    }
+    # ... a registry approval's $.candidate is kept as it is
+    registry = {**deploy_state()["candidate"], "source": "registry"}
+    kept = DeployRequest.model_validate(
+        {"stage": "production", "state": {**state, "candidate": registry}}
+    )
+    assert kept.candidate.source == "registry"
+    # ... and a state with neither fails validation naming the candidate
+    with pytest.raises(ValueError, match="candidate"):
+        DeployRequest.model_validate({"stage": "production", "state": {**state, "train": None}})

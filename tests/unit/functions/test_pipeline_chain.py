@@ -67,14 +67,10 @@ def test_handlers_compose_from_payload_to_endpoint(moto: None, context: Any) -> 
     assert state["lock"]["acquired"] is True
     state["recheck"] = recheck(state, context)
     assert state["recheck"]["changed"] is False  # no deployment since the evaluation
-    state["candidate"] = {  # the definition's Candidate (a Pass state)
-        "model_package_arn": state["register"]["model_package_arn"],
-        "model_artifact_uri": state["train"]["model_artifact_uri"],
-        "image_uri": state["config"]["image_uri"],
-        "sample_uri": state["preprocess"]["sample_uri"],
-        "source": "pipeline",
-    }
-    state["deploy"] = deploy(state, context)
+    assert state["candidate"] is None  # a training run: the deploy takes the run's own model
+    state["deploy"] = deploy({"stage": "production", "state": state}, context)  # UpdateEndpoint
+    assert state["deploy"]["model_package_arn"] == state["register"]["model_package_arn"]
+    assert state["deploy"]["sample_uri"] == state["preprocess"]["sample_uri"]
     state["deploy"]["poll"] = poll(poll_request(state["deploy"], state["config"]), context)
     state["lock_release"] = release_lock(state, context)
     assert state["lock_release"]["released"] is True

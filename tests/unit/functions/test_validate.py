@@ -362,6 +362,8 @@ def _package(status: str, group: str = "sfn-mlops-models") -> str:
             CustomerMetadataProperties={
                 "sample_uri": f"s3://{BUCKET}/runs/x/preprocess/sample/",
                 "raw_data_uri": f"s3://{BUCKET}/data/",
+                "objective_metric": "auc",
+                "challenger_value": "0.93",
             },
         )["ModelPackageArn"]
     )
@@ -380,6 +382,14 @@ def test_a_registry_approval_run_deploys_the_approved_package(context: Any) -> N
     assert out.candidate.model_artifact_uri == f"s3://{BUCKET}/runs/x/train/model.tar.gz"
     assert out.config.target_column == "label"
     assert out.config.image_uri == IMAGE
+    # AND the run's outcome reads like a training run's: the package, and the approval as
+    # the decision (with the metric it was registered with)
+    assert out.register is not None
+    assert out.gate is not None
+    assert (out.register.model_package_arn, out.register.approval_status) == (arn, "Approved")
+    assert (out.gate.deploy, out.gate.metric, out.gate.challenger) == (True, "auc", 0.93)
+    assert out.gate.champion is None
+    assert "approved in the model registry" in out.gate.reasons[0]
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ class FakePipeline:
     transient_once: set[str] = field(default_factory=set)  # ... raises TransientServiceError
     lock_busy_for: int = 0  # AcquireDeployLock answers "held by another" this many times
     newer_champion_score: float | None = None  # CheckChampion finds a newer champion (score)
+    registry_package: str | None = None  # a payload naming it is a registry approval's run
     calls: Counter[str] = field(default_factory=Counter)
     payloads: dict[str, list[Any]] = field(default_factory=dict)
     _poll_attempts: Counter[str] = field(default_factory=Counter)
@@ -105,6 +106,9 @@ class FakePipeline:
 
     def validate(self, payload: Any) -> models.ValidateOutput:
         request = models.ValidateRequest.model_validate(payload)
+        arn = request.payload.get("model_package_arn")
+        if arn is not None and arn == self.registry_package:
+            return self._promotion(request, arn)
         merged = {
             **pipeline_defaults(),
             "image_uri": IMAGE,
@@ -122,6 +126,40 @@ class FakePipeline:
             config=config,
             execution_name=request.execution_name,
             execution_arn=request.execution_arn,
+        )
+
+    @staticmethod
+    def _promotion(request: models.ValidateRequest, arn: str) -> models.ValidateOutput:
+        """A registry approval's run as functions/validate/registry.py resolves it."""
+        config = models.PipelineInput.model_validate(
+            {**pipeline_defaults(), "image_uri": IMAGE, "raw_data_uri": f"s3://{BUCKET}/data/"}
+        )
+        return models.ValidateOutput(
+            config=config,
+            execution_name=request.execution_name,
+            execution_arn=request.execution_arn,
+            candidate=models.Candidate(
+                model_package_arn=arn,
+                model_artifact_uri=_uri("old", "train", "model.tar.gz"),
+                image_uri=IMAGE,
+                sample_uri="s3://bucket-of-the-package/runs/old/preprocess/sample",
+                source="registry",
+            ),
+            register=models.RegisterOutput(
+                model_package_arn=arn,
+                model_package_group=config.model_package_group,
+                approval_status="Approved",
+                reused=True,
+            ),
+            gate=models.GateOutput(
+                passed=True,
+                deploy=True,
+                approval_status="Approved",
+                reasons=[f"approved in the model registry: {arn} (a person decided)"],
+                metric=config.objective.name,
+                challenger=0.93,
+                champion=None,
+            ),
         )
 
     def preprocess(self, payload: Any) -> models.PreprocessOutput:
@@ -267,6 +305,8 @@ class FakePipeline:
             action=self.deploy_action,
             job_name=endpoint,
             poll=_started(request.config),
+            model_package_arn=request.candidate.model_package_arn,
+            sample_uri=request.candidate.sample_uri,
         )
 
     def loadcheck(self, payload: Any) -> models.LoadCheckOutput:

@@ -79,27 +79,19 @@ def test_the_workflow_has_every_state_the_design_names() -> None:
         "FreshGate",
         "StillBetter",
         "UpdateRegistration",
-        "Candidate",
-        "HasStagingStage",
-        "ToStaging",
         "DeployStaging",
         "IsStagingInService",
         "SmokeTestStaging",
         "LoadCheckStaging",
         "IsManualPromotion",
         "WaitForApproval",
-        "ToProduction",
         "UpdateEndpoint",
         "IsEndpointInService",
         "SmokeTest",
         "ReleaseDeployLock",
-        "WhichOutcome",
         "NotifySuccess",
-        "NotifyPromotion",
-        "Succeeded",
         # a registry approval's run: ValidateInput -> the lock -> the stages
         "IsTrainingRun",
-        "IsRegistryApproval",
     }
     assert ASL["StartAt"] == "ValidateInput"
 
@@ -203,6 +195,10 @@ def test_poll_loops_wait_adaptively_and_close(loop: str) -> None:
     check = STATES[f"Is{loop}InService" if loop == "Endpoint" else f"Is{loop}Complete"]
     wait, poll = STATES[f"WaitFor{loop}"], STATES[f"Poll{loop}"]
     assert check["Default"] == f"WaitFor{loop}"
+    # entered at the Wait: the start's poll carries the first wait, so no Choice runs before
+    # the first poll (a start never answers Restart)
+    start = "UpdateEndpoint" if loop == "Endpoint" else f"Start{loop}"
+    assert STATES[start]["Next"] == f"WaitFor{loop}"
     assert check["Choices"][0]["Variable"] == f"$.{key}.poll.status"
     assert check["Choices"][0]["StringEquals"] == "Completed"
     assert wait["SecondsPath"] == f"$.{key}.poll.wait_seconds"
@@ -217,7 +213,6 @@ def test_poll_loops_wait_adaptively_and_close(loop: str) -> None:
         "Next": f"Restart{loop}",
     }
     assert restart["SecondsPath"] == f"$.{key}.poll.wait_seconds"
-    start = "UpdateEndpoint" if loop == "Endpoint" else f"Start{loop}"
     assert restart["Next"] == start
     # the start records the redrive count; the poll compares it with the current one
     assert STATES[start]["ResultSelector"]["redrive_count.$"] == "$$.Execution.RedriveCount"
@@ -235,30 +230,64 @@ def test_deploy_only_when_the_gate_says_so() -> None:
     assert STATES["RegisterModel"]["Next"] == "ShouldDeploy"
 
 
+def _stage_rules(*conditions: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Stages.route adds: no staging endpoint -> production, else staging."""
+    no_staging = {"Variable": "$.config.staging_endpoint_name", "IsNull": True}
+    both = [*conditions, no_staging]
+    return [
+        {"And": both, "Next": "UpdateEndpoint"},
+        {**conditions[0], "Next": "DeployStaging"}
+        if len(conditions) == 1
+        else {"And": list(conditions), "Next": "DeployStaging"},
+    ]
+
+
 def test_every_way_to_the_endpoint_holds_the_lock_and_releases_it() -> None:
     # Given the states that lead to UpdateEndpoint
     preds = {n for n, s in STATES.items() if "UpdateEndpoint" in successors(s, catches=False)}
-    # Then: the stages (ToProduction) and the endpoint poll's restart (under the lock too; a
+    # Then: the decisions to deploy without a staging stage (all after the lock was taken),
+    # the promotion after staging, and the endpoint poll's restart (under the lock too; a
     # redrive that lost it is UpdateEndpoint's to check)
-    assert preds == {"ToProduction", "RestartEndpoint"}
+    assert preds == {
+        "IsDeployLockHeld", "ChampionChanged", "StillBetter", "IsManualPromotion",
+        "WaitForApproval", "RestartEndpoint",
+    }  # fmt: skip
+    staging = {n for n, s in STATES.items() if "DeployStaging" in successors(s, catches=False)}
+    assert staging == {"IsDeployLockHeld", "ChampionChanged", "StillBetter", "RestartStaging"}
     # ... the stages start at the two fresh decisions, both after the lock was taken, or (a
-    # registry approval's run) right after the lock
-    candidate = {n for n, s in STATES.items() if "Candidate" in successors(s, catches=False)}
-    assert candidate == {"ChampionChanged", "StillBetter"}
-    assert STATES["Candidate"]["Next"] == "HasStagingStage"
-    stages = {n for n, s in STATES.items() if "HasStagingStage" in successors(s, catches=False)}
-    assert stages == {"Candidate", "IsRegistryApproval"}
+    # registry approval's run) right after the lock; each goes to staging when there is one
+    held = STATES["IsDeployLockHeld"]
+    assert held["Choices"][0] == {
+        "Variable": "$.lock.acquired", "BooleanEquals": False, "Next": "WaitForDeployLock"
+    }  # fmt: skip
+    registry = {"Variable": "$.candidate", "IsNull": False}
+    assert held["Choices"][1:] == _stage_rules(registry)
+    assert held["Default"] == "CheckChampion"
+    unchanged = {"Variable": "$.recheck.changed", "BooleanEquals": False}
+    assert STATES["ChampionChanged"]["Choices"] == _stage_rules(unchanged)
+    assert STATES["ChampionChanged"]["Default"] == "WaitForRecheck"
+    still = {"Variable": "$.gate.deploy", "BooleanEquals": True}
+    assert STATES["StillBetter"]["Choices"] == _stage_rules(still)
+    assert STATES["StillBetter"]["Default"] == "UpdateRegistration"
     assert STATES["IsTrainingRun"]["Default"] == "AcquireDeployLock"
     assert STATES["RestartRecheck"]["Next"] == "CheckChampion"
-    assert STATES["IsDeployLockHeld"]["Choices"][0]["Next"] == "IsRegistryApproval"
-    assert STATES["IsRegistryApproval"]["Default"] == "CheckChampion"
-    assert STATES["IsDeployLockHeld"]["Default"] == "WaitForDeployLock"
     assert STATES["WaitForDeployLock"]["SecondsPath"] == "$.lock.wait_seconds"
     assert STATES["WaitForDeployLock"]["Next"] == "AcquireDeployLock"
-    # ... and both success paths (deployed, or no longer better) release it
+    # ... and both success paths (deployed, or no longer better) release it, then notify,
+    # which ends the execution
     assert STATES["SmokeTest"]["Next"] == "ReleaseDeployLock"
     assert STATES["UpdateRegistration"]["Next"] == "ReleaseDeployLock"
-    assert STATES["ReleaseDeployLock"]["Next"] == "WhichOutcome"
+    assert STATES["ReleaseDeployLock"]["Next"] == "NotifySuccess"
+    assert STATES["NotifySuccess"]["End"] is True
+    assert [n for n, s in STATES.items() if s.get("End") or s["Type"] == "Succeed"] == [
+        "NotifySuccess"
+    ]
+
+
+def test_each_deploy_state_names_its_stage() -> None:
+    # the payload is {stage, state}: no Pass state sets the stage in the data
+    for name, stage in (("DeployStaging", "staging"), ("UpdateEndpoint", "production")):
+        assert STATES[name]["Parameters"]["Payload"] == {"stage": stage, "state.$": "$"}
 
 
 def test_execution_timeout_and_placeholders() -> None:
@@ -300,16 +329,14 @@ def test_manual_promotion_waits_for_a_task_token_with_a_bounded_wait() -> None:
     assert choice["Choices"] == [
         {"Variable": "$.config.promotion", "StringEquals": "manual", "Next": "WaitForApproval"}
     ]
-    assert choice["Default"] == "ToProduction"
+    assert choice["Default"] == "UpdateEndpoint"
 
 
 def test_production_comes_only_after_the_staging_checks() -> None:
     # THEN staging: deploy, poll, smoke test, load check, then the promotion decision
-    assert STATES["ToStaging"]["Next"] == "DeployStaging"
     assert STATES["SmokeTestStaging"]["Next"] == "LoadCheckStaging"
     assert STATES["LoadCheckStaging"]["Next"] == "IsManualPromotion"
-    assert STATES["WaitForApproval"]["Next"] == "ToProduction"
-    assert STATES["ToProduction"]["Next"] == "UpdateEndpoint"
+    assert STATES["WaitForApproval"]["Next"] == "UpdateEndpoint"
     assert STATES["LoadCheckStaging"]["Parameters"]["Payload"]["endpoint_name.$"] == (
         "$.staging.endpoint_name"
     )

@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # the harness and fakes are fixtures (conftest.py)
 
 REGION = "us-east-1"
 DEFAULTS = pipeline_defaults()
+REGISTRY_PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sfn-mlops-models/7"
+REGISTRY_SAMPLE = "s3://bucket-of-the-package/runs/old/preprocess/sample"
 
 
 def _task_errors(run: Execution) -> list[str]:
@@ -89,14 +91,74 @@ def test_first_deployment_creates_the_endpoint(
 
     assert pauses.waits == [*schedule(2), *schedule(3), *schedule(2), *schedule(2), *schedule(2)]
     assert pauses.waits[2:5] == [interval, 2 * interval, 4 * interval]  # training: doubling
-    assert run.entered()[-5:] == [
-        "SmokeTest", "ReleaseDeployLock", "WhichOutcome", "NotifySuccess", "Succeeded"
-    ]  # fmt: skip
+    assert run.entered()[-3:] == ["SmokeTest", "ReleaseDeployLock", "NotifySuccess"]
     # staging first: deployed, smoke-tested and load-checked before production
     order = run.entered()
     assert order.index("LoadCheckStaging") < order.index("UpdateEndpoint")
     assert [p["stage"] for p in fake.payloads["deploy"]] == ["staging", "production"]
     _assert_notified_success(pipeline, deployed=True)
+
+
+def test_each_job_loop_starts_at_its_wait_and_polls_the_needed_times(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given jobs that need 2 polls each and no staging stage (the path figure 5 counts)
+    fake.polls_needed = {"processing": 2, "training": 2, "endpoint": 2}
+    run = pipeline.run({"staging_endpoint_name": None})
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    # Then each loop is Start -> (Wait -> Poll -> Choice) x 2, and the fixed states are these
+    loop = ["WaitFor{0}", "Poll{0}", "Is{0}{1}"] * 2
+    jobs = [
+        [start, *(n.format(label, done) for n in loop)]
+        for start, label, done in (
+            ("StartPreprocessing", "Preprocessing", "Complete"),
+            ("StartTraining", "Training", "Complete"),
+            ("StartEvaluation", "Evaluation", "Complete"),
+            ("UpdateEndpoint", "Endpoint", "InService"),
+        )
+    ]
+    assert run.entered() == [
+        "ValidateInput", "IsTrainingRun", *jobs[0], *jobs[1], *jobs[2],
+        "EvaluateModel", "RegisterModel", "ShouldDeploy", "AcquireDeployLock",
+        "IsDeployLockHeld", "CheckChampion", "ChampionChanged", *jobs[3],
+        "SmokeTest", "ReleaseDeployLock", "NotifySuccess",
+    ]  # fmt: skip
+    assert len(run.entered()) == 40
+    # ... and the deploy got this run's model as its candidate, the smoke test its rows
+    (deployed,) = fake.payloads["deploy"]
+    assert deployed["stage"] == "production"
+    assert run.output is not None
+    assert run.output["deploy"]["model_package_arn"] == run.output["register"]["model_package_arn"]
+    assert fake.payloads["invoke"][0]["sample_uri"] == run.output["preprocess"]["sample_uri"]
+    _assert_notified_success(pipeline, deployed=True)
+
+
+def test_a_registry_approval_run_deploys_the_package_through_the_stages(
+    pipeline: PipelineHarness, fake: FakePipeline
+) -> None:
+    # Given a run started for an Approved package (the registry-approval trigger's payload)
+    fake.registry_package = REGISTRY_PACKAGE
+    # When it runs
+    run = pipeline.run({"model_package_arn": REGISTRY_PACKAGE})
+    # Then it trains nothing, takes the lock, skips the recheck (a person decided) and deploys
+    # the package to staging, then production
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    entered = run.entered()
+    assert entered[:5] == [
+        "ValidateInput", "IsTrainingRun", "AcquireDeployLock", "IsDeployLockHeld", "DeployStaging"
+    ]  # fmt: skip
+    assert not {"StartPreprocessing", "CheckChampion", "RegisterModel"} & set(entered)
+    assert entered[-3:] == ["SmokeTest", "ReleaseDeployLock", "NotifySuccess"]
+    assert [p["stage"] for p in fake.payloads["deploy"]] == ["staging", "production"]
+    assert {p["state"]["candidate"]["source"] for p in fake.payloads["deploy"]} == {"registry"}
+    # ... smoke-testing both stages with the package's rows
+    assert {p["sample_uri"] for p in fake.payloads["invoke"]} == {REGISTRY_SAMPLE}
+    # ... and the notification names the package and the approval
+    message = _assert_notified_success(pipeline, deployed=True)
+    assert message["model_package_arn"] == REGISTRY_PACKAGE
+    assert message["approval_status"] == "Approved"
+    assert message["endpoint_name"] == DEFAULTS["endpoint_name"]
+    assert "approved in the model registry" in message["reasons"][0]
 
 
 def test_update_deployment_polls_for_the_new_config(

@@ -371,7 +371,8 @@ def _interrupted_and_resumed(splits: Path, root: Path, interval: int) -> dict[st
         process.wait()
     _, _, second = _run(command, env)
     first = first_log.read_text(errors="replace")
-    rounds = [len(re.findall(r"\[\d+\]\tvalidation-", text)) for text in (first, second)]
+    # one line per boosted round ("[12]", or "[10]\tvalidation-auc:..." when it is scored)
+    rounds = [len(re.findall(r"^\[\d+\]", text, re.MULTILINE)) for text in (first, second)]
     from sfn_container.model import load_model
 
     total = int(load_model(opt_ml / "model").booster.num_boosted_rounds())

@@ -155,10 +155,12 @@ def test_train_classification_saves_model_and_logs_metrics(classification: dict)
     result = classification["train"]
     assert result.returncode == 0, result.stderr
     # SageMaker metric definitions parse lines like "validation-auc: 0.97" (final) and
-    # XGBoost's "[14]\tvalidation-auc:0.97" (per round)
+    # XGBoost's "[14]\tvalidation-auc:0.97" (per scored round: eval_period 10 by default)
     regex = re.compile(r"validation-auc:\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)")
     values = [float(v) for v in regex.findall(result.stdout)]
-    assert len(values) == 16  # 15 rounds + the final line
+    assert len(values) == 4  # rounds 0, 10 and the last (14) + the final line
+    assert values[-1] == pytest.approx(values[-2], abs=1e-5)  # the last round's score
+    assert len(re.findall(r"^\[\d+\]", result.stdout, re.MULTILINE)) == 15  # progress
     assert 0.9 < values[-1] <= 1.0
     model = load_model(classification["root"] / "model")
     assert model.problem_type == "binary_classification"

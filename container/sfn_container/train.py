@@ -13,7 +13,8 @@ string; numbers are converted back. Reserved keys: ``target_column`` (default
 
 Metrics: the validation metrics are computed on round 0, every ``eval_period`` rounds
 (default 10) and on the last round, each printed as XGBoost's line
-``[20]\\tvalidation-auc:0.97\\t...``; the other rounds print ``[21]`` (progress). The end
+``[20]\\tvalidation-auc:0.97\\t...``; the other rounds print
+``[21]\\t(validation scored every 10 rounds)`` (progress, for the training poll). The end
 prints one ``validation-<metric>: <value>`` line per metric (the last round's), so a
 SageMaker metric definition such as ``{"Name": "validation:auc", "Regex":
 "validation-auc:\\s*([0-9.eE+-]+)"}`` parses both (the last value is the final one). Why
@@ -281,7 +282,8 @@ def _agree_schema(table_schema: tabular.FeatureSchema, cluster: Cluster) -> tabu
 class _PeriodicEvaluation:
     """Validation metrics on round 0, every `period` rounds and on the last round, printed
     as XGBoost prints them (``[20]\\tvalidation-auc:0.94\\t...``); the other rounds print
-    just ``[21]`` (progress). Without early stopping the booster never reads the scores,
+    ``[21]\\t(validation scored every 10 rounds)`` (progress: functions/train's progress
+    metric parses the round index). Without early stopping the booster never reads the scores,
     so it is the same model as with XGBoost's every-round evaluation (a test compares the
     predictions). With several hosts every host evaluates on the same rounds (the metric
     is an allreduce) and the first one prints."""
@@ -293,7 +295,8 @@ class _PeriodicEvaluation:
     def after_round(self, booster: Any, epoch: int) -> None:
         # epoch: the round's index in the whole model (a resumed run continues numbering)
         if epoch % self.period and epoch != self.last:
-            line = f"[{epoch}]"
+            # "[21]\t...": the progress metric's regex wants whitespace after the index
+            line = f"[{epoch}]\t(validation scored every {self.period} rounds)"
         else:
             scores = booster.eval_set(self.evals, epoch)  # "[20]\tvalidation-auc:0.9401…"
             self.latest = {

@@ -212,7 +212,8 @@ def test_eval_period_scores_fewer_rounds_and_trains_the_same_model(
     # Then every round is logged, scored on rounds 0, 10, 20 and the last (24) only
     scored = [int(r) for r in re.findall(r"^\[(\d+)\]\tvalidation-auc:", logs[1], re.MULTILINE)]
     assert scored == [0, 10, 20, 24]
-    assert len(re.findall(r"^\[\d+\]", logs[1], re.MULTILINE)) == 25
+    # (each with whitespace after the index: the training poll's progress metric needs it)
+    assert len(re.findall(r"^\[\d+\]\t", logs[1], re.MULTILINE)) == 25
     assert len(re.findall(r"^\[\d+\]\tvalidation-auc:", logs[0], re.MULTILINE)) == 25
     # And the final metrics and the model are the same as with every round scored
     assert metrics[1] == pytest.approx(metrics[0], rel=1e-6)

@@ -2,13 +2,23 @@
 
 The batch entrypoints (preprocess, train, evaluate, drift) write ``$OPT_ML/output/failure`` and
 exit 1 on any error; ``serve`` runs until SIGTERM/SIGINT; ``data`` writes a raw data set.
+
+A batch job run as ``python -m sfn_container`` ends without the interpreter's teardown once
+its outputs are written and its output streams flushed (``os._exit``): the teardown's
+garbage collection over numpy, pyarrow, SciPy and XGBoost's modules measured ~0.3 s of
+each job on a busy 2-core machine (0.04 s without), which is pure overhead in front of the
+next pipeline step (benchmarks/training_scale.py, figure 6). Nothing is lost by it: every
+output file is closed when the job returns, threads are joined (the read-ahead pool, the
+tracker), and logging's handlers are flushed here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def exit_without_teardown(code: int) -> NoReturn:
+    """End the process now: flush logging and the standard streams, skip the teardown."""
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None, fast_exit: bool = False) -> int:
+    """Run a command; `fast_exit`: a batch job ends the process without the interpreter's
+    teardown (see the module docstring) instead of returning its exit code."""
     args = _parser().parse_args(argv)
     if args.command == "serve":
         from sfn_container.serve import main as serve_main
@@ -72,8 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sfn_container.drift import main as job
     else:
         from sfn_container.evaluate import main as job
-    return run_job(job, OptMl.from_env().failure_file)
+    code = run_job(job, OptMl.from_env().failure_file)
+    if fast_exit:
+        exit_without_teardown(code)
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(fast_exit=True))

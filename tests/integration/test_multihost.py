@@ -315,7 +315,7 @@ def test_a_spot_interruption_restarts_the_job_from_its_checkpoints(
     log = (record.workdir / "algo-1" / "training.log").read_text()
     (resumed,) = [int(r) for r in re.findall(r"resuming after round (\d+) of 400", log)]
     assert resumed >= 10
-    boosted = len(re.findall(r"\[\d+\]\tvalidation-", log))  # rank 0 logs each round
+    boosted = len(re.findall(r"^\[\d+\]", log, re.MULTILINE))  # rank 0 logs each round
     assert 400 <= boosted <= 400 + 10  # at most one checkpoint interval was boosted twice
     # And the checkpoints live under the CheckpointConfig prefix, the model has 400 rounds
     listed = sm_keys(cloud, "checkpoints/spot/train/")

@@ -169,7 +169,7 @@ def test_checkpoints_every_k_rounds_and_a_restart_resumes_from_the_latest(
     # Then it boosted only the 10 missing rounds, and the model is the uninterrupted one
     log = capsys.readouterr().out
     assert "checkpoints: resuming after round 20 of 30" in log
-    assert len(re.findall(r"^\[\d+\]\t", log, re.MULTILINE)) == 10
+    assert len(re.findall(r"^\[\d+\]", log, re.MULTILINE)) == 10  # one line per round
     assert metadata["resumed_from_round"] == 20
     a, b = load_model(full.model_dir), load_model(resumed.model_dir)
     assert b.booster.num_boosted_rounds() == 30
@@ -192,6 +192,50 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Path
 def test_checkpoint_interval_is_validated() -> None:
     with pytest.raises(ConfigError, match="checkpoint_interval must be a whole number"):
         TrainConfig.from_hyperparameters({"checkpoint_interval": "-1"})
+
+
+def test_eval_period_scores_fewer_rounds_and_trains_the_same_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the same splits and hyperparameters, validation scored every round or every 10th
+    raw = tmp_path / "raw"
+    _raw_objects(raw, 2000, 1)
+    preprocess(raw, tmp_path / "splits", PreprocessConfig())
+    models, logs, metrics = [], [], []
+    for period in ("1", "10"):
+        opt_ml = OptMl(tmp_path / f"period-{period}")
+        _stage_channels(opt_ml.root, tmp_path / "splits")
+        hps = {**HYPERPARAMETERS, "num_round": "25", "eval_period": period}
+        metrics.append(train(opt_ml, TrainConfig.from_hyperparameters(hps))["validation_metrics"])
+        logs.append(capsys.readouterr().out)
+        models.append(load_model(opt_ml.model_dir))
+    # Then every round is logged, scored on rounds 0, 10, 20 and the last (24) only
+    scored = [int(r) for r in re.findall(r"^\[(\d+)\]\tvalidation-auc:", logs[1], re.MULTILINE)]
+    assert scored == [0, 10, 20, 24]
+    # (each with whitespace after the index: the training poll's progress metric needs it)
+    assert len(re.findall(r"^\[\d+\]\t", logs[1], re.MULTILINE)) == 25
+    assert len(re.findall(r"^\[\d+\]\tvalidation-auc:", logs[0], re.MULTILINE)) == 25
+    # And the final metrics and the model are the same as with every round scored
+    assert metrics[1] == pytest.approx(metrics[0], rel=1e-6)
+    assert set(metrics[1]) == {"validation-auc", "validation-logloss"}
+    assert re.search(r"^validation-auc: [0-9.]+$", logs[1], re.MULTILINE)
+    a, b = models
+    assert a.booster.save_raw("json") == b.booster.save_raw("json")
+    x = np.random.default_rng(0).normal(size=(200, a.num_features)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+
+
+def test_early_stopping_scores_every_round_whatever_eval_period_says() -> None:
+    config = TrainConfig.from_hyperparameters({"eval_period": "10", "early_stopping_rounds": "5"})
+    assert config.eval_period == 10
+    assert config.effective_eval_period == 1
+    assert TrainConfig.from_hyperparameters({}).effective_eval_period == 10
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "often"])
+def test_eval_period_is_validated(value: str) -> None:
+    with pytest.raises(ConfigError, match="eval_period must be a whole number of rounds >= 1"):
+        TrainConfig.from_hyperparameters({"eval_period": value})
 
 
 # --- distributed training: two real workers on loopback ---------------------------------

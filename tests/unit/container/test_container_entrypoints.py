@@ -129,16 +129,33 @@ def test_preprocess_does_not_import_pandas(opt_ml: Path) -> None:
     (raw / "data.csv").write_text("x,kind,target\n" + rows)
     # When preprocess runs as the entrypoint does, then it never imports pandas (pyarrow's
     # pa.array imports it when installed: ~0.5 s of a 1M-row run; figure 6)
-    script = (
-        "import runpy, sys; sys.argv = ['sfn_container', 'preprocess']\n"
-        "try:\n    runpy.run_module('sfn_container', run_name='__main__')\n"
-        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+    script = (  # main() without fast_exit returns, so the script can look afterwards
+        "import sys; from sfn_container.__main__ import main\n"
+        "assert main(['preprocess']) == 0\n"
         "print('PANDAS', 'pandas' in sys.modules)"
     )
     result = run_entrypoint("preprocess", opt_ml, python=["-c", script])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "PANDAS False"
     assert (opt_ml / "processing" / "output" / "train" / "train.parquet").is_file()
+
+
+def test_a_batch_job_exits_without_teardown_with_its_code_and_its_output(opt_ml: Path) -> None:
+    # Given a job that fails, run as SageMaker runs it (python -m sfn_container)
+    (opt_ml / "processing" / "input" / "raw").mkdir(parents=True)
+    script = (  # an exit handler runs in a normal interpreter exit, not after os._exit
+        "import atexit, runpy, sys; sys.argv = ['sfn_container', 'preprocess']\n"
+        "atexit.register(lambda: print('TEARDOWN', flush=True))\n"
+        "print('partial line without newline', end='')\n"
+        "runpy.run_module('sfn_container', run_name='__main__')"
+    )
+    result = run_entrypoint("preprocess", opt_ml, python=["-c", script])
+    # Then it exits 1 with its output flushed and its failure file written, no teardown
+    assert result.returncode == 1
+    assert result.stdout.startswith("partial line without newline")
+    assert "ERROR EmptyInputError" in result.stderr
+    assert "no data files" in failure(opt_ml)
+    assert "TEARDOWN" not in result.stdout
 
 
 def test_preprocess_no_files(opt_ml: Path) -> None:
@@ -155,10 +172,12 @@ def test_train_classification_saves_model_and_logs_metrics(classification: dict)
     result = classification["train"]
     assert result.returncode == 0, result.stderr
     # SageMaker metric definitions parse lines like "validation-auc: 0.97" (final) and
-    # XGBoost's "[14]\tvalidation-auc:0.97" (per round)
+    # XGBoost's "[14]\tvalidation-auc:0.97" (per scored round: eval_period 10 by default)
     regex = re.compile(r"validation-auc:\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)")
     values = [float(v) for v in regex.findall(result.stdout)]
-    assert len(values) == 16  # 15 rounds + the final line
+    assert len(values) == 4  # rounds 0, 10 and the last (14) + the final line
+    assert values[-1] == pytest.approx(values[-2], abs=1e-5)  # the last round's score
+    assert len(re.findall(r"^\[\d+\]", result.stdout, re.MULTILINE)) == 15  # progress
     assert 0.9 < values[-1] <= 1.0
     model = load_model(classification["root"] / "model")
     assert model.problem_type == "binary_classification"

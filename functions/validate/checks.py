@@ -62,12 +62,15 @@ class Range:
 _UNIT = Range(0, 1, low_open=True)
 _NON_NEGATIVE = Range(0)
 #: XGBoost's documented ranges (https://xgboost.readthedocs.io/en/stable/parameter.html);
-#: num_round and early_stopping_rounds are the container's own (rounds, >= 1). max_depth:
-#: the docs allow [0, inf); 0 (no limit) needs grow_policy=lossguide, and a depth above 64
-#: cannot be built (node ids are 64-bit), so the pipeline's bound is [1, 64].
+#: num_round, early_stopping_rounds and eval_period are the container's own (rounds, >= 1;
+#: eval_period: validation scored every N rounds), checkpoint_interval too (rounds, 0 = off).
+#: max_depth: the docs allow [0, inf); 0 (no limit) needs grow_policy=lossguide, and a depth
+#: above 64 cannot be built (node ids are 64-bit), so the pipeline's bound is [1, 64].
 RANGES: dict[str, Range] = {
     "num_round": Range(1, 100_000, integer=True),
     "early_stopping_rounds": Range(1, integer=True),
+    "eval_period": Range(1, integer=True),
+    "checkpoint_interval": Range(0, integer=True),
     "eta": _UNIT,
     "learning_rate": _UNIT,
     "subsample": _UNIT,

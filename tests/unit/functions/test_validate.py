@@ -143,6 +143,10 @@ def problems_of(payload: dict[str, Any], context: Any) -> str:
             "in [1, 64]",
         ),
         (
+            {"hyperparameters": {"eval_period": 0}},
+            "hyperparameters.eval_period: 0 is out of range; XGBoost needs an integer in [1, inf)",
+        ),
+        (
             {"hyperparameters": {"eta": 0}},
             "hyperparameters.eta: 0 is out of range; XGBoost needs a number in (0, 1]",
         ),

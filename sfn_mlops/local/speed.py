@@ -54,18 +54,31 @@ class _FunctionNames:
 
 
 def _memo_action(original: Any) -> Any:
-    """BaseResponse._get_action, answered once per response object and request: it reads
-    only the request setup_class stored (querystring, headers, normalized_request); the
-    router's side effect (uri_match) is kept from that one call."""
+    """BaseResponse._get_action, answered once per response object and its inputs: the
+    querystring's Action (S3's responses set it in place as they go: it is part of the
+    key), the X-Amz-Target header, and the request setup_class stored (its method and path
+    are what the router reads). The router's side effect (uri_match) is kept from that
+    one call."""
 
     def _get_action(self: Any) -> Any:
         request = getattr(self, "normalized_request", None)
         query = getattr(self, "querystring", None)
+        headers = getattr(self, "headers", None)
+        key = (
+            query.get("Action") if isinstance(query, dict) else query,
+            headers.get("x-amz-target") or headers.get("X-Amz-Target") if headers else None,
+        )
         memo = self.__dict__.get("_sfn_mlops_action")
-        if memo is not None and memo[0] is request and memo[1] is query:
-            return memo[2]
+        if (
+            memo is not None
+            and memo[0] is request
+            and memo[1] is query
+            and memo[2] is headers
+            and memo[3] == key
+        ):
+            return memo[4]
         action = original(self)
-        self.__dict__["_sfn_mlops_action"] = (request, query, action)
+        self.__dict__["_sfn_mlops_action"] = (request, query, headers, key, action)
         return action
 
     _get_action.__wrapped__ = original  # type: ignore[attr-defined]

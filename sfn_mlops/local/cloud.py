@@ -319,7 +319,8 @@ class LocalCloud:
         """moto's server stops redoing look-ups whose answer cannot change (speed.py)."""
         from sfn_mlops.local import speed
 
-        speed.install(self._patches)
+        #: the fast route for the hot invocations routes (speed.py); .served counts its requests
+        self.hot_routes = speed.install(self._patches)
 
     def _install_strict(self) -> None:
         """Every request checked against the service model's constraints, as AWS does."""

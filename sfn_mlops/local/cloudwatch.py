@@ -470,9 +470,15 @@ class AlarmEvaluator:
         with self._lock:
             backend = _backend(self.account, self.region)
             now = now or _utcnow()
-            data = list(backend.metric_data)
+            # each alarm reads only its metric's datapoints (evaluate filters the rest out
+            # anyway): one pass over moto's list, not one per alarm, every tick (with six
+            # datapoints per InvokeEndpoint the list grows with traffic)
+            by_metric: dict[tuple[Any, Any], list[Any]] = {}
+            for datum in list(backend.metric_data):
+                by_metric.setdefault((datum.namespace, datum.name), []).append(datum)
             changed = []
             for alarm in list(backend.alarms.values()):
+                data = by_metric.get((alarm.namespace, alarm.metric_name), [])
                 verdict = evaluate(alarm, data, now, self.scale)
                 if verdict is None or verdict.state == alarm.state_value:
                     continue

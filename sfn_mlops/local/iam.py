@@ -28,6 +28,7 @@ they are treated as met). Resource-based policies and SCPs are not modelled.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -175,17 +176,25 @@ def _access_key_id(headers: Any) -> str | None:
     return str(auth.split(marker, 1)[1].split("/", 1)[0])
 
 
-def _without(policy: Any, keys: tuple[str, ...]) -> str:
-    """The policy's default version with `keys` dropped from every statement (what moto's
-    evaluator cannot check here: see the module doc)."""
+def _document(policy: Any) -> str:
+    """The text of a policy's default version (a moto managed Policy, an inline policy's
+    dict, or the document itself), as moto's IAMPolicy reads it."""
     from moto.iam.models import Policy
 
     if isinstance(policy, Policy):
-        text = next(v.document for v in policy.versions if v.is_default)
-    elif isinstance(policy, str):
-        text = policy
-    else:
-        text = policy["policy_document"]
+        return str(next(v.document for v in policy.versions if v.is_default))
+    if isinstance(policy, str):
+        return policy
+    return str(policy["policy_document"])
+
+
+def _without(policy: Any, keys: tuple[str, ...]) -> str:
+    """The policy's default version with `keys` dropped from every statement (what moto's
+    evaluator cannot check here: see the module doc)."""
+    return _without_text(_document(policy), keys)
+
+
+def _without_text(text: str, keys: tuple[str, ...]) -> str:
     doc = copy.deepcopy(json.loads(text))
     statements = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
     for statement in statements:
@@ -193,6 +202,17 @@ def _without(policy: Any, keys: tuple[str, ...]) -> str:
             statement.pop(key, None)
     doc["Statement"] = statements
     return json.dumps(doc)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(text: str, keys: tuple[str, ...]) -> Any:
+    """moto's evaluator over `text` without `keys`, built once per document: IAMPolicy
+    keeps only the parsed JSON and answers each is_action_permitted from it alone, so the
+    same object serves every request (re-parsing it was ~3% of a warm request's CPU in
+    moto's server). Keyed by the document's text, so a changed policy is a new entry."""
+    from moto.iam.access_control import IAMPolicy
+
+    return IAMPolicy(_without_text(text, keys))
 
 
 def _denied(service: str, principal: str, action: str, resource: str) -> Exception:
@@ -258,7 +278,7 @@ def _sagemaker_resource(response: Any, operation: str) -> str:
 def install(enforcer: Enforcer) -> Iterator[Enforcer]:
     """Check requests signed with `enforcer`'s credentials (see the module doc)."""
     from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.iam.access_control import PermissionResult
 
     original = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
@@ -292,7 +312,7 @@ def install(enforcer: Enforcer) -> Iterator[Enforcer]:
         dropped = ("Condition",) if resource != "*" else ("Condition", "Resource")
         permitted = False
         for policy in request._access_key.collect_policies():
-            result = IAMPolicy(_without(policy, dropped)).is_action_permitted(action, resource)
+            result = _compiled(_document(policy), dropped).is_action_permitted(action, resource)
             if result == PermissionResult.DENIED:
                 permitted = False
                 break

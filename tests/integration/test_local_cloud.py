@@ -123,6 +123,57 @@ def test_lambda_exception_is_a_function_error_named_after_its_class(cloud: Local
     assert "bad event" in payload["errorMessage"]
 
 
+def _answer(call: Any) -> tuple[Any, ...]:
+    """What a client sees of a call: status, error or payload, headers (without the ones
+    that differ on every call)."""
+    varying = {"date", "x-amzn-requestid", "x-amz-crc32", "x-amz-log-result"}
+    try:
+        resp = call()
+    except ClientError as exc:
+        meta, outcome = exc.response["ResponseMetadata"], exc.response["Error"]
+    else:
+        meta = resp["ResponseMetadata"]
+        outcome = (resp.get("FunctionError"), (resp.get("Payload") or resp.get("Body")).read())
+    headers = {k: v for k, v in meta["HTTPHeaders"].items() if k not in varying}
+    return meta["HTTPStatusCode"], outcome, headers
+
+
+def test_invocations_fast_route_answers_as_moto_flask_path(cloud: LocalCloud) -> None:
+    """Lambda Invoke and InvokeEndpoint skip Flask (speed.py): the same answers, errors in
+    AWS's shapes included, as through moto's Flask app."""
+    _function(cloud, "echo-fast", "fixture_handlers.echo")
+    lam, runtime = cloud.client("lambda"), cloud.client("sagemaker-runtime")
+    calls = [
+        lambda: lam.invoke(FunctionName="echo-fast", Payload=b'{"n": 1}'),
+        lambda: lam.invoke(FunctionName="boom-absent", Payload=b"{}"),
+        lambda: runtime.invoke_endpoint(EndpointName="absent", ContentType="text/csv", Body=b"1"),
+        lambda: runtime.invoke_endpoint(EndpointName="bad name!", Body=b"1"),
+    ]
+    hot = cloud.hot_routes
+    try:
+        before = hot.served
+        fast = [_answer(call) for call in calls]
+        served = hot.served - before
+        hot.enabled = False
+        slow = [_answer(call) for call in calls]
+        assert hot.served - before == served
+    finally:
+        hot.enabled = True
+    assert served == len(calls)
+    # echo's payload carries its time left and trace id (so its length may differ too):
+    # compare the rest
+    for answers in (fast, slow):
+        status, (error, payload), headers = answers[0]
+        echoed = json.loads(payload)
+        headers.pop("content-length")
+        answers[0] = (status, (error, echoed["event"], echoed["function_name"]), headers)
+    assert fast == slow
+    assert [a[0] for a in fast] == [200, 404, 400, 400]
+    assert fast[1][1]["Code"] == "ResourceNotFoundException"
+    assert fast[2][1]["Code"] == "ValidationError"
+    assert fast[3][1]["Code"] == "ValidationException"
+
+
 def test_lambda_timeout_kills_the_worker_and_reports_lambda_unknown(cloud: LocalCloud) -> None:
     _function(cloud, "slow", "fixture_handlers.slow", timeout=1)
 

@@ -2,8 +2,10 @@
 typed by hand): valid instance types, and the length and pattern of the values the
 pipeline passes on (CustomerMetadataProperties of a model package).
 
-The model is loaded with botocore's loader (boto3 is in the Lambda runtime), once, and only
-when a check runs: a cold start that never validates never pays for it.
+The model is loaded with botocore's loader (boto3 is in the Lambda runtime), the one the
+process's clients share (shared.aws.data_loader), once, and only when a check runs: a cold
+start that never validates never pays for it, and one that made a SageMaker client already
+has it.
 
 Patterns: AWS's patterns use Unicode classes (``\\p{L}`` letters, ``\\p{Z}`` separators,
 ``\\p{N}`` numbers) that Python's ``re`` lacks. The metadata patterns are one character
@@ -36,10 +38,15 @@ _ONE_CLASS = re.compile(r"^\^?\(?\[(?P<body>(?:\\.|[^\]\\])*)\]\*\)?(?:\$(?:\{\d
 
 @functools.cache
 def service_shapes(service: str = "sagemaker") -> dict[str, Any]:
-    """The `shapes` of a botocore service model (cached for the process)."""
-    from botocore.loaders import Loader
+    """The `shapes` of a botocore service model (cached for the process), from the loader
+    the process's clients share (shared.aws.data_loader): free when a client of the service
+    exists, and a client made later reuses it. Called as botocore's session calls it (the
+    loader caches by arguments)."""
+    from shared.aws import data_loader
 
-    model: dict[str, Any] = Loader().load_service_model(service, "service-2")
+    model: dict[str, Any] = data_loader().load_service_model(
+        service, type_name="service-2", api_version=None
+    )
     shapes: dict[str, Any] = model["shapes"]
     return shapes
 

@@ -372,11 +372,13 @@ class LocalCloud:
         return fire_schedule(self.events, rule_name, self.account, self.region)
 
     def _install_sfn(self) -> None:
-        from sfn_mlops.local.sfn import install, install_fast_waits
+        from sfn_mlops.local.sfn import install, install_fast_waits, install_task_clients
 
         # Execution status change events (RUNNING, redrive, SUCCEEDED | FAILED | TIMED_OUT |
         # ABORTED) into the EventBridge rules: notifications, the execution-closed rule.
         install(self._patches, self.sfn_clock, emit=self.route_event)
+        # one client per service for the interpreter's Tasks; Lambda's made before the clock
+        install_task_clients(self._patches, warm=((self.region, "lambda"),))
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 

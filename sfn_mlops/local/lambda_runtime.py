@@ -8,9 +8,14 @@ Concurrency is bounded like an account's Lambda concurrency quota: at most `conc
 invocations run at once (all functions together); one more synchronous Invoke fails with
 TooManyRequestsException (HTTP 429, "Rate Exceeded."), which Step
 Functions names Lambda.TooManyRequestsException and the definition retries with backoff.
-The limit also bounds the worker processes (idle ones of other functions are retired to
-make room), so a burst cannot start more cold starts than the machine can carry inside a
-function's timeout. Default: CONCURRENCY_PER_CPU per CPU, or $SFN_MLOPS_LAMBDA_CONCURRENCY.
+A cold start belongs to a running invocation, so a burst cannot start more cold starts
+than the limit lets run at once, which the machine carries inside a function's timeout.
+Idle (warm) environments do not count against it, as on AWS, where concurrency bounds
+running invocations, not how many functions keep environments warm: the worker processes
+are bounded by `max_workers` (the limit plus one per function), and when a new one needs
+room, an idle worker of the function with the most idle ones is retired, so every
+function keeps its last warm worker (``warm`` of each function before a run holds).
+Default: CONCURRENCY_PER_CPU per CPU, or $SFN_MLOPS_LAMBDA_CONCURRENCY.
 """
 
 from __future__ import annotations
@@ -258,9 +263,19 @@ class LambdaRuntime:
 
     @property
     def worker_count(self) -> int:
-        """Live worker processes, busy or idle (never more than `concurrency`)."""
+        """Live worker processes, busy or idle (never more than `max_workers`)."""
         with self._lock:
             return self._workers
+
+    @property
+    def max_workers(self) -> int:
+        """The bound on worker processes: the running ones (at most `concurrency`) plus one
+        idle warm worker per function."""
+        with self._lock:
+            return self._max_workers()
+
+    def _max_workers(self) -> int:  # holds _lock
+        return self.concurrency + len(self._configs)
 
     def idle_pids(self, function_name: str) -> list[int]:
         """Process ids of the function's idle (warm) workers (benchmarks read their CPU)."""
@@ -317,7 +332,7 @@ class LambdaRuntime:
         """Start one worker ahead of the first invocation (a provisioned environment)."""
         config = self._configs[function_name]
         with self._lock:
-            if self._workers >= self.concurrency:
+            if self._workers >= self._max_workers():
                 return  # no room: the first invocation cold-starts instead
             self._workers += 1
         worker = _Worker(config, self._env(config), self._log(function_name), self.logs)
@@ -364,8 +379,9 @@ class LambdaRuntime:
             self.invocations[function_name] = self.invocations.get(function_name, 0) + 1
             worker = self._take_idle(function_name, retire)
             if worker is None:
-                # room for one more process: retire idle workers (other functions' first)
-                while self._workers >= self.concurrency and self._evict_idle(retire):
+                # room for one more process: retire idle workers (of the function with
+                # the most idle ones: with fewer than `concurrency` running, one has two)
+                while self._workers >= self._max_workers() and self._evict_idle(retire):
                     pass
                 self._workers += 1
         try:

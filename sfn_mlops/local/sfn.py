@@ -189,6 +189,43 @@ def install_fast_waits(
     patches.set(WaitFunction, "_wait_interval", _wait_interval)
 
 
+def install_task_clients(patches: Any, warm: tuple[tuple[str, str], ...] = ()) -> None:
+    """moto's interpreter makes a new boto3 client for every Task it runs (its
+    `boto_client_for`: Lambda Invoke, SDK and service integrations): ~30-60 ms of CPU each,
+    and the first in a process also parses the service model (~0.5 s for the execution's
+    first Task, ValidateInput). Every one it makes is the same (its fixed dummy credentials,
+    config and endpoint; `state_credentials` is not used), so one client per (region,
+    service, endpoint) serves every Task, as boto3 clients are thread-safe. `warm`: (region,
+    service) pairs made now, before the first execution (as the cloud's start does)."""
+    import sys
+
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    clients: dict[tuple[str, str, str | None], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # what the original's endpoint depends on: in-process (mock_aws) or the server port
+        port = None if botocore_stubber.enabled else moto_server_port()
+        key = (region, service, port)
+        with lock:
+            if key not in clients:
+                clients[key] = original(region, service, state_credentials)
+            return clients[key]
+
+    patches.set(boto_client, "boto_client_for", boto_client_for)
+    for name, module in list(sys.modules.items()):  # the modules that imported it by name
+        if name.startswith("moto.stepfunctions.") and (
+            getattr(module, "boto_client_for", None) is original
+        ):
+            patches.set(module, "boto_client_for", boto_client_for)
+    for region, service in warm:
+        boto_client_for(region, service)
+
+
 def install_context(patches: Any) -> None:
     """`$$.Execution.RedriveCount` (and `RedriveTime` after a redrive) in the context object."""
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker

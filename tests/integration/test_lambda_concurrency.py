@@ -97,6 +97,30 @@ def test_invoke_beyond_the_limit_is_throttled_with_429(cloud: LocalCloud, machin
     assert "concurrency limit of 1" in err.value.response["Error"]["Message"]
 
 
+def test_idle_warm_workers_do_not_count_against_the_limit(cloud: LocalCloud, machine: str) -> None:
+    """More functions than the limit: each keeps the warm worker it was given (as on AWS,
+    the limit bounds running invocations, not warm environments), so invoking them in turn
+    runs each in its warm worker instead of retiring another function's to cold-start."""
+    names = [f"load-{step}" for step in (*STEPS, "slow")]
+    limit = cloud.lambdas.concurrency
+    cloud.lambdas.concurrency = 2  # fewer than the functions
+    lam = cloud.client("lambda")
+    try:
+        for name in names:
+            if not cloud.lambdas.idle_pids(name):
+                cloud.lambdas.warm(name)
+        assert cloud.lambdas.wait_warm()
+        warm = {name: cloud.lambdas.idle_pids(name) for name in names}
+        assert all(warm.values()), warm
+        for name in names:
+            payload = b'{"seconds": 0}' if name == "load-slow" else b"{}"
+            assert "FunctionError" not in lam.invoke(FunctionName=name, Payload=payload)
+        assert {name: cloud.lambdas.idle_pids(name) for name in names} == warm
+        assert cloud.lambdas.worker_count <= cloud.lambdas.max_workers
+    finally:
+        cloud.lambdas.concurrency = limit
+
+
 @pytest.mark.parametrize("executions", [40, 100])
 def test_executions_started_at_once_all_succeed(
     cloud: LocalCloud, machine: str, executions: int
@@ -119,7 +143,8 @@ def test_executions_started_at_once_all_succeed(
         if "RUNNING" not in statuses.values():
             break
         assert time.monotonic() < deadline, f"{list(statuses.values()).count('RUNNING')} RUNNING"
-        assert cloud.lambdas.worker_count <= cloud.lambdas.concurrency
+        assert cloud.lambdas.in_flight <= cloud.lambdas.concurrency
+        assert cloud.lambdas.worker_count <= cloud.lambdas.max_workers
         time.sleep(0.5)
     failed = {a: s for a, s in statuses.items() if s != "SUCCEEDED"}
     assert not failed, failed

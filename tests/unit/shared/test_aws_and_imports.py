@@ -54,6 +54,40 @@ def test_client_honours_aws_endpoint_url(monkeypatch: pytest.MonkeyPatch) -> Non
     aws.reset_clients()
 
 
+def test_clients_and_constraints_parse_a_service_model_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a fresh client factory, counting the JSON files botocore's loader parses
+    from botocore.loaders import JSONFileLoader
+
+    from shared import constraints
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    constraints.service_shapes.cache_clear()
+    loaded: list[str] = []
+    original = JSONFileLoader.load_file
+
+    def counting(self: JSONFileLoader, file_path: str) -> object:
+        loaded.append(file_path)
+        return original(self, file_path)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counting)
+    # WHEN two clients are made and validate's instance-type check reads the SageMaker model
+    aws.sagemaker()
+    aws.s3()
+    assert "ml.m5.xlarge" in constraints.enum_values("TrainingInstanceType")
+    # THEN each file (the SageMaker model, the endpoints) was parsed once for the process
+    parsed = [
+        p
+        for p in loaded
+        if p.endswith("/endpoints") or ("/sagemaker/" in p and p.endswith("/service-2"))
+    ]
+    assert len(parsed) == len(set(parsed)) == 2, loaded
+    constraints.service_shapes.cache_clear()
+    aws.reset_clients()
+
+
 def test_error_code_reads_the_code_not_the_message() -> None:
     from botocore.exceptions import ClientError
 

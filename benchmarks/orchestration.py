@@ -24,11 +24,13 @@ Quick runs use 100k rows instead of 1M (the 1M goal is then reported for 100k, m
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -304,13 +306,16 @@ def direct_once(
         with urllib.request.urlopen(request, timeout=60) as r:
             answer = r.read()
         wall = time.perf_counter() - started
-    finally:
-        server.terminate()
+    finally:  # the whole process group: Granian's forked workers outlive a killed main
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
     if not answer.strip():
         raise RuntimeError("the direct prediction came back empty")
     steps, last = {}, started

@@ -172,11 +172,26 @@ class LocalCloud:
         self.iam = Enforcer()
         self.sagemaker.role_env = self._role_env
         self._install()
+        self._prime()
         #: CloudWatch alarm evaluation (cloudwatch.py): evaluate_now(), state(name)
         self.alarms = AlarmEvaluator(
             self.account, self.region, self.route_event, self.alarm_period_scale
         ).start()
         return self
+
+    def _prime(self) -> None:
+        """moto's per-service state made now, beside the deploy, not in a run's first
+        request (sfn_mlops.local.speed.prime). Best effort: a service it misses is made by
+        its first request, as before."""
+        import threading
+
+        from sfn_mlops.local.speed import prime
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                prime(self.account, self.region)
+
+        threading.Thread(target=run, daemon=True, name="moto-prime").start()
 
     def _role_env(self, role_arn: str) -> dict[str, str]:
         """A job container's AWS environment: its role's credentials (checked by the local

@@ -120,9 +120,19 @@ def test_parquet_columns_build_the_same_matrix_as_the_whole_table(tmp_path: Path
     schema = tabular.learn_schema(lazy, ["x", "c"])
     assert schema == tabular.learn_schema(whole, ["x", "c"])
     np.testing.assert_array_equal(schema.matrix(lazy), schema.matrix(whole))
+    column_major = schema.matrix(lazy, order="F")  # what train hands to DMatrix
+    assert column_major.flags.f_contiguous
+    np.testing.assert_array_equal(column_major, schema.matrix(whole))
     np.testing.assert_array_equal(
         tabular.to_float(lazy.column("target")), tabular.to_float(whole.column("target"))
     )
+    # a column typed from each file's schema: no values in one file, text in another
+    (tmp_path / "typed").mkdir()
+    pq.write_table(pa.table({"n": pa.nulls(2), "target": [0, 1]}), tmp_path / "typed" / "a.parquet")
+    pq.write_table(pa.table({"n": ["u", "v"], "target": [1, 0]}), tmp_path / "typed" / "b.parquet")
+    typed = tabular.learn_schema(tabular.read_columns(tmp_path / "typed"), ["n"])
+    assert typed == tabular.learn_schema(tabular.read_dir(tmp_path / "typed"), ["n"])
+    assert typed.categories == {"n": ["u", "v"]}
     # a channel holding CSV is read whole
     _write(tmp_path / "mixed" / "a.csv", "x,target\n1,0\n")
     assert isinstance(tabular.read_columns(tmp_path / "mixed"), pa.Table)

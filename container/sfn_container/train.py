@@ -37,7 +37,6 @@ Speed and memory: the Parquet splits are read column by column straight into one
 column-major float32 matrix (no text parsing; a feature's values contiguous, which
 ``DMatrix`` reads as it reads any strides: same matrix, same model, a test compares the
 trees). A feature's type comes from the Parquet schema, so a numeric column is read once.
-XGBoost's import (~0.45 s with SciPy) runs on a thread while the train channel is read.
 The matrices are plain ``DMatrix`` objects: with
 ``tree_method=hist`` XGBoost builds its histogram index once inside ``xgb.train``, which at
 1M rows is ~0.4 s faster than building a ``QuantileDMatrix`` up front. XGBoost is imported
@@ -83,7 +82,7 @@ from sfn_container.distributed import Cluster, collective
 from sfn_container.errors import ConfigError, SchemaError
 from sfn_container.model import save_model
 from sfn_container.paths import OptMl
-from sfn_container.xgbimport import import_in_background, import_xgboost
+from sfn_container.xgbimport import import_xgboost
 
 PROBLEM_TYPES = ("binary_classification", "regression")
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -339,13 +338,14 @@ def _global_sum(value: int, distributed: bool) -> int:
 
 
 def _train(opt_ml: OptMl, config: TrainConfig, cluster: Cluster) -> dict[str, Any]:
+    import xgboost as xgb
+
     started = time.perf_counter()
     distributed = cluster.size > 1
     where = f" (host {cluster.current_host})" if distributed else ""
     agree = (lambda schema: _agree_schema(schema, cluster)) if distributed else None
     schema, x, y = _load(opt_ml.channel("train"), config.target_column, None, agree)
     _check_labels(y, config, "train" + where)
-    xgb = import_xgboost()  # main() started it: it loaded while the train channel was read
     if distributed:
         # Memory per host is what scaling out buys, so a host builds the histogram index
         # straight from its shard (QuantileDMatrix: sketches merged over the collective, 1
@@ -443,9 +443,7 @@ def _train(opt_ml: OptMl, config: TrainConfig, cluster: Cluster) -> dict[str, An
 
 
 def main() -> None:
-    # before anything imports it (a job process needs no scikit-learn), on a thread: it
-    # loads while the train channel is read (see sfn_container.xgbimport)
-    import_in_background()
+    import_xgboost()  # before anything imports it: a job process needs no scikit-learn
     opt_ml = OptMl.from_env()
     config = TrainConfig.from_file(opt_ml.hyperparameters)
     if os.environ.get("SM_NUM_CPUS") and "nthread" not in config.params:

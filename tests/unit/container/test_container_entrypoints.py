@@ -188,7 +188,7 @@ def test_train_classification_saves_model_and_logs_metrics(classification: dict)
 
 def test_train_builds_the_model_plain_xgboost_builds_from_the_splits(classification: dict) -> None:
     # Given the model the train entrypoint saved (column-major matrices read one Parquet
-    # column at a time, XGBoost imported on a thread while the channel was read)
+    # column at a time, feature types from the Parquet schema)
     root = classification["root"]
     saved = load_model(root / "model")
     # When plain xgboost.train runs on the same splits, read whole into C-ordered matrices

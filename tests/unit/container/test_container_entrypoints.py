@@ -186,6 +186,37 @@ def test_train_classification_saves_model_and_logs_metrics(classification: dict)
     assert model.metadata["validation_metrics"]["validation-auc"] == pytest.approx(values[-1])
 
 
+def test_train_builds_the_model_plain_xgboost_builds_from_the_splits(classification: dict) -> None:
+    # Given the model the train entrypoint saved (column-major matrices read one Parquet
+    # column at a time, feature types from the Parquet schema)
+    root = classification["root"]
+    saved = load_model(root / "model")
+    # When plain xgboost.train runs on the same splits, read whole into C-ordered matrices
+    xgb = pytest.importorskip("xgboost")
+
+    def matrix(split: str) -> object:
+        table = tabular.read_dir(root / "processing" / "output" / split)
+        x = saved.schema.matrix(table)
+        assert x.flags.c_contiguous
+        return xgb.DMatrix(
+            x,
+            tabular.to_float(table.column("target")),
+            feature_names=saved.feature_names,
+            feature_types=saved.schema.types,
+        )
+
+    params = saved.metadata["hyperparameters"]
+    booster = xgb.train(
+        params,
+        matrix("train"),
+        saved.metadata["num_round"],
+        evals=[(matrix("validation"), "validation")],
+        verbose_eval=False,
+    )
+    # Then the same trees
+    assert bytes(saved.booster.save_raw("json")) == bytes(booster.save_raw("json"))
+
+
 def test_train_regression(regression: dict) -> None:
     result = regression["train"]
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sfn_container import codec, tabular
 from sfn_container.errors import EmptyInputError, SchemaError
 from sfn_container.metrics import evaluate
-from sfn_container.preprocess import SPLITS, PreprocessConfig, prefetch, preprocess
+from sfn_container.preprocess import SPLITS, PreprocessConfig, prefetch, preprocess, row_hash
 from sklearn import metrics as skm
 
 
@@ -52,6 +52,55 @@ def test_split_is_stable_when_rows_are_appended(tmp_path: Path) -> None:
         assert old <= new, split
     test_share = len(_lines(tmp_path / "v2" / "out" / "test" / "test.csv")) / 600
     assert 0.08 < test_share < 0.22
+
+
+def _reference_row_hash(table: pa.RecordBatch, seed: int) -> list[int]:
+    """The split's row hash written out per value in Python integers: splitmix64's
+    finaliser over the seed, then per column in name order over hash ^ the value's bits
+    (a number's float64 bits, -0.0 as 0.0, NaN/missing as 0x7FF8000000000000; a text
+    value's CRC-32 << 32 | Adler-32 of its UTF-8 bytes)."""
+    import struct
+    import zlib
+
+    mask = (1 << 64) - 1
+
+    def mix(h: int) -> int:
+        h ^= h >> 30
+        h = (h * 0xBF58476D1CE4E5B9) & mask
+        h ^= h >> 27
+        h = (h * 0x94D049BB133111EB) & mask
+        return h ^ (h >> 31)
+
+    def bits(value: object) -> int:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return 0x7FF8000000000000
+        if isinstance(value, str):
+            return (zlib.crc32(value.encode()) << 32) | zlib.adler32(value.encode())
+        return struct.unpack("<Q", struct.pack("<d", float(value) + 0.0))[0]
+
+    hashes = []
+    for i in range(table.num_rows):
+        h = mix(seed & mask)
+        for name in sorted(table.schema.names):
+            h = mix(h ^ bits(table.column(name)[i].as_py()))
+        hashes.append(h)
+    return hashes
+
+
+@pytest.mark.parametrize("seed", [0, 7, -3])
+def test_row_hash_is_the_documented_hash_of_each_value(seed: int) -> None:
+    # Given rows with -0.0, NaN, missing values, infinities, text and a missing text
+    batch = pa.record_batch(
+        {
+            "b": pa.array([0.0, -0.0, math.nan, None, 1.5, math.inf, -math.inf, 2.0]),
+            "a": pa.array(["x", None, "y", "x", "", "é", "x", "y"]),
+            "target": pa.array([1.0, 0, 1, 0, 1, 0, 1, 0]),
+        }
+    )
+    # Then the vectorised hash (what assigns the splits) is the per-value definition
+    assert row_hash(batch, seed).tolist() == _reference_row_hash(batch, seed)
+    finite = batch.slice(0, 2)  # and a batch without any NaN (the fast path)
+    assert row_hash(finite, seed).tolist() == _reference_row_hash(finite, seed)
 
 
 def test_split_depends_on_seed(tmp_path: Path) -> None:
@@ -120,9 +169,19 @@ def test_parquet_columns_build_the_same_matrix_as_the_whole_table(tmp_path: Path
     schema = tabular.learn_schema(lazy, ["x", "c"])
     assert schema == tabular.learn_schema(whole, ["x", "c"])
     np.testing.assert_array_equal(schema.matrix(lazy), schema.matrix(whole))
+    column_major = schema.matrix(lazy, order="F")  # what train hands to DMatrix
+    assert column_major.flags.f_contiguous
+    np.testing.assert_array_equal(column_major, schema.matrix(whole))
     np.testing.assert_array_equal(
         tabular.to_float(lazy.column("target")), tabular.to_float(whole.column("target"))
     )
+    # a column typed from each file's schema: no values in one file, text in another
+    (tmp_path / "typed").mkdir()
+    pq.write_table(pa.table({"n": pa.nulls(2), "target": [0, 1]}), tmp_path / "typed" / "a.parquet")
+    pq.write_table(pa.table({"n": ["u", "v"], "target": [1, 0]}), tmp_path / "typed" / "b.parquet")
+    typed = tabular.learn_schema(tabular.read_columns(tmp_path / "typed"), ["n"])
+    assert typed == tabular.learn_schema(tabular.read_dir(tmp_path / "typed"), ["n"])
+    assert typed.categories == {"n": ["u", "v"]}
     # a channel holding CSV is read whole
     _write(tmp_path / "mixed" / "a.csv", "x,target\n1,0\n")
     assert isinstance(tabular.read_columns(tmp_path / "mixed"), pa.Table)

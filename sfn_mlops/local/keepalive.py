@@ -120,7 +120,7 @@ class _Handler(MotoRequestHandler):
         super().finish()
 
 
-class _Server(ThreadedWSGIServer):
+class KeepAliveWSGIServer(ThreadedWSGIServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: the open client connections (closed when the server stops)
         self.connections: set[socket.socket] = set()
@@ -161,20 +161,27 @@ class _NoDrain:
         return None
 
 
+def make_server(host: str, port: int, app: Any) -> KeepAliveWSGIServer:
+    """A threaded werkzeug server for the WSGI `app` whose connections are kept alive (moto's
+    below; the inference benchmark's floor: a boto3 call to a trivial app). Install
+    `patch_werkzeug` while it serves; `close_connections()` after shutdown()."""
+    return KeepAliveWSGIServer(host, port, app, handler=_Handler)
+
+
 class KeepAliveMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer whose connections are kept alive (module doc). Install
     `patch_werkzeug` while it serves."""
 
     def _server_entry(self) -> None:
         app = DomainDispatcherApplication(create_backend_app)
-        self._server = _Server(self._ip_address, self._port, app, handler=_Handler)
+        self._server = make_server(self._ip_address, self._port, app)
         self._server_ready_event.set()
         self._server.serve_forever()
 
     def stop(self) -> None:
         server = self._server
         super().stop()
-        if isinstance(server, _Server):
+        if isinstance(server, KeepAliveWSGIServer):
             server.server_close()
             server.close_connections()
 

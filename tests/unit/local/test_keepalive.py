@@ -45,7 +45,7 @@ def serve() -> Iterator[Callable[[App], Any]]:
     servers: list[Any] = []
 
     def start(app: App) -> Any:
-        server = keepalive._Server("127.0.0.1", 0, app, handler=keepalive._Handler)
+        server = keepalive.make_server("127.0.0.1", 0, app)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server

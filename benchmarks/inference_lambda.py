@@ -37,7 +37,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,25 +218,20 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
                     raise RuntimeError(f"model server answered {resp.status}: {data[:200]!r}")
                 return parse_predictions(data, endpoint)[0]  # as the handler reads it
 
-            def via_runtime() -> bytes:
-                return bytes(
-                    runtime.invoke_endpoint(
-                        EndpointName=endpoint,
-                        ContentType=headers["Content-Type"],
-                        Accept=headers["Accept"],
-                        Body=body.encode(),
-                    )["Body"].read()
-                )
+            def invoke_endpoint(client: Any) -> Callable[[], bytes]:
+                def call() -> bytes:
+                    return bytes(
+                        client.invoke_endpoint(
+                            EndpointName=endpoint,
+                            ContentType=headers["Content-Type"],
+                            Accept=headers["Accept"],
+                            Body=body.encode(),
+                        )["Body"].read()
+                    )
 
-            def via_floor() -> bytes:
-                return bytes(
-                    floor.invoke_endpoint(
-                        EndpointName=endpoint,
-                        ContentType=headers["Content-Type"],
-                        Accept=headers["Accept"],
-                        Body=body.encode(),
-                    )["Body"].read()
-                )
+                return call
+
+            via_runtime, via_floor = invoke_endpoint(runtime), invoke_endpoint(floor)
 
             def via_worker() -> Any:
                 result = cloud.lambdas.invoke(function, event)

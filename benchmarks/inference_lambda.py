@@ -16,13 +16,17 @@ between) after a warm-up, so load drift hits all alike.
 
 Layers reported in the note (medians): ``sagemaker-runtime.invoke_endpoint`` through the local
 cloud (what the handler calls), and ``LambdaRuntime.invoke`` (worker IPC + handler, without
-the Lambda Invoke API hop).
+the Lambda Invoke API hop). And a floor: the same boto3 ``invoke_endpoint`` against a trivial
+WSGI app (a fixed answer, no moto) on the server moto runs on (werkzeug with keep-alive,
+sfn_mlops/local/keepalive.py): what one boto3 call costs on this machine before any AWS
+behaviour; the Lambda path makes two (the caller's Invoke, the handler's InvokeEndpoint).
 
 ``python -m benchmarks.inference_lambda [--quick]`` prints the rows as JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -31,7 +35,9 @@ import statistics
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +142,41 @@ def _create_endpoint(cloud: Any, stack: Any, model_tar: bytes) -> str:
     return endpoint
 
 
+@contextlib.contextmanager
+def _floor_client(answer: bytes) -> Iterator[Any]:
+    """A sagemaker-runtime client for a trivial app answering `answer` (see the module doc)."""
+    import boto3
+
+    from sfn_mlops.local import keepalive
+    from sfn_mlops.local.cloud import _Patches
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
+        )
+        return [answer]
+
+    patches = _Patches()
+    keepalive.patch_werkzeug(patches)
+    server = keepalive.make_server("127.0.0.1", 0, app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield boto3.session.Session().client(
+            "sagemaker-runtime",
+            endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        patches.undo()
+
+
 def measure(reps: int, warmup: int) -> dict[str, Any]:
     from functions.invoke.logic import parse_predictions
     from sfn_mlops.local.cloud import LocalCloud
@@ -147,7 +188,7 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
         root = Path(tmp)
         seed, _ = export_dataset(root / "data")
         model_tar = train_model(seed, root / "model")
-        with LocalCloud(workdir=root / "cloud") as cloud:
+        with LocalCloud(workdir=root / "cloud") as cloud, _floor_client(b"[0.5]") as floor:
             stack = deploy(cloud, triggers=False)
             function = resources.FUNCTIONS_BY_KEY["invoke"].function_name
             cloud.lambdas.warm(function)
@@ -177,15 +218,20 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
                     raise RuntimeError(f"model server answered {resp.status}: {data[:200]!r}")
                 return parse_predictions(data, endpoint)[0]  # as the handler reads it
 
-            def via_runtime() -> bytes:
-                return bytes(
-                    runtime.invoke_endpoint(
-                        EndpointName=endpoint,
-                        ContentType=headers["Content-Type"],
-                        Accept=headers["Accept"],
-                        Body=body.encode(),
-                    )["Body"].read()
-                )
+            def invoke_endpoint(client: Any) -> Callable[[], bytes]:
+                def call() -> bytes:
+                    return bytes(
+                        client.invoke_endpoint(
+                            EndpointName=endpoint,
+                            ContentType=headers["Content-Type"],
+                            Accept=headers["Accept"],
+                            Body=body.encode(),
+                        )["Body"].read()
+                    )
+
+                return call
+
+            via_runtime, via_floor = invoke_endpoint(runtime), invoke_endpoint(floor)
 
             def via_worker() -> Any:
                 result = cloud.lambdas.invoke(function, event)
@@ -198,6 +244,7 @@ def measure(reps: int, warmup: int) -> dict[str, Any]:
                 "direct": direct,
                 "runtime": via_runtime,
                 "worker": via_worker,
+                "floor": via_floor,
             }
             for _ in range(warmup):
                 for fn in calls.values():
@@ -242,13 +289,14 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         f"layers (medians): direct HTTP {ms['direct']:.2f} ms; sagemaker-runtime "
         f"InvokeEndpoint via the local cloud {ms['runtime']:.2f} ms; worker IPC + handler "
         f"(LambdaRuntime.invoke) {ms['worker']:.2f} ms; lambda.invoke via the local cloud "
-        f"{ms['lambda']:.2f} ms. p99: Lambda {p99['lambda'] * 1e3:.1f} ms, direct "
-        f"{p99['direct'] * 1e3:.2f} ms. One row of 30 features, {reps} interleaved calls after "
-        f"{warmup} warm-up rounds. CPU per call (cloud process = boto3 clients + moto's "
-        f"server / Lambda worker / model server): "
+        f"{ms['lambda']:.2f} ms; floor: boto3 invoke_endpoint to a trivial app on the same "
+        f"HTTP server, no moto {ms['floor']:.2f} ms. p99: Lambda {p99['lambda'] * 1e3:.1f} ms, "
+        f"direct {p99['direct'] * 1e3:.2f} ms. One row of 30 features, {reps} interleaved "
+        f"calls after {warmup} warm-up rounds. CPU per call (cloud process = boto3 clients + "
+        f"moto's server / Lambda worker / model server): "
         + "; ".join(
             f"{k} " + "/".join(f"{v * 1e3:.1f}" for v in result[k]["cpu_per_call"].values()) + " ms"
-            for k in ("direct", "runtime", "lambda")
+            for k in ("direct", "floor", "runtime", "lambda")
         )
     )
     row = figure(

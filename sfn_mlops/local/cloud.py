@@ -132,23 +132,23 @@ class LocalCloud:
         }
 
     def start(self) -> LocalCloud:
-        from moto.server import ThreadedMotoServer
+        from sfn_mlops.local import keepalive
 
         if self.requested_port and procs.port_in_use(self.requested_port, self.host):
             raise PortInUseError(self.host, self.requested_port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._quiet_logs()
-        # moto's own server (werkzeug, a new connection per request) is kept: moto's app on
-        # cheroot with HTTP/1.1 keep-alive, measured with benchmarks/inference_lambda.py
-        # (figure 4, 2 loaded cores, alternating runs), gave 13.5x and 17.3x against
-        # werkzeug's 14.1x and 12.9x: the cost is moto's per-request CPU (~7 ms in Flask,
-        # routing and the response classes), not the connection (issue 17).
-        self._server = ThreadedMotoServer(
+        # moto's own server (werkzeug), with HTTP/1.1 keep-alive: werkzeug as moto runs it
+        # closes every connection, which cost each boto3 call a new TCP connection and a
+        # server thread (keepalive.py has the measurement and what it keeps safe)
+        keepalive.patch_werkzeug(self._patches)
+        self._server = keepalive.KeepAliveMotoServer(
             ip_address=self.host, port=self.requested_port, verbose=False
         )
         try:
             self._server.start()
         except OSError as exc:
+            self._patches.undo()
             raise PortInUseError(self.host, self.requested_port) from exc
         self.port = int(self._server.get_host_and_port()[1])
         self._reset_backends()

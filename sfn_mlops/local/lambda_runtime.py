@@ -118,9 +118,9 @@ class _Worker:
         self._init = threading.Lock()  # one reader of the "ready" line
         self.init_failure: bytes | None = None
 
-    def _log(self, message: str) -> None:
+    def _log(self, *messages: str) -> None:
         if self._logs is not None:
-            self._logs.put(self._group, self._stream, message)
+            self._logs.put_many(self._group, self._stream, list(messages))
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -151,10 +151,10 @@ class _Worker:
         self._log(f"START RequestId: {request_id} Version: $LATEST")
         result = self._invoke(event, request_id)
         ms = (time.monotonic() - started) * 1000
-        self._log(f"END RequestId: {request_id}")
         self._log(
+            f"END RequestId: {request_id}",
             f"REPORT RequestId: {request_id}\tDuration: {ms:.2f} ms\t"
-            f"Memory Size: {self.config.memory_mb} MB"
+            f"Memory Size: {self.config.memory_mb} MB",
         )
         return result
 

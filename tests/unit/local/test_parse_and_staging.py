@@ -50,13 +50,18 @@ def test_a_kept_parse_gives_each_call_its_own_program() -> None:
 
 
 @pytest.mark.parametrize("size", [10, 6 * 1024 * 1024 + 7])  # in memory / in moto's temp file
-def test_a_job_input_has_the_objects_bytes(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize("kernel_copy", [True, False])  # False: no copy_file_range (macOS)
+def test_a_job_input_has_the_objects_bytes(
+    tmp_path: Path, size: int, kernel_copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from moto.s3.models import FakeKey
 
     # GIVEN an S3 object as moto keeps it (over ~5 MB: in a temporary file)
     body = os.urandom(size)
     key = FakeKey(name="k", value=body, account_id="123456789012", region_name="us-east-1")
     assert key._value_buffer._rolled is (size > 5 * 1024 * 1024)  # the path under test
+    if not kernel_copy:
+        monkeypatch.delattr(os, "copy_file_range")
     # WHEN it is written into a job's input directory
     target = tmp_path / "input" / "k"
     target.parent.mkdir(parents=True)

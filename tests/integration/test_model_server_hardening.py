@@ -264,12 +264,14 @@ def test_stalled_bodies_are_timed_out_and_memory_stays_bounded(
     try:
         # Given rounds of 30 stalled near-6 MiB bodies (each buffered until its 408)
         peaks = []
-        for _ in range(3):
+        for _ in range(4):
             _stall_bodies(server.port, 30)
             peaks.append(server.rss_bytes())
         # Then the memory of earlier rounds is reused, not kept per connection (a leak would
-        # add about 180 MiB a round)
-        assert peaks[2] - max(peaks[:2]) < 60 * 1024 * 1024, peaks
+        # add about 180 MiB a round). The allocator may still take some in the first rounds
+        # (once in a full `make test`, round 3 stood above the 60 MiB margin over rounds
+        # 1-2): the last round is compared with the rounds before it.
+        assert peaks[3] - max(peaks[:3]) < 60 * 1024 * 1024, peaks
         _still_serving(server.port, _csv(served["x"][:1]))
     finally:
         server.stop()

@@ -43,6 +43,7 @@ module level `put_endpoint_metrics(...)` and `alarm_state(account, region, name)
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import math
@@ -402,6 +403,59 @@ def _sns_message(alarm: Any, previous: str, account: str, region: str) -> str:
     )
 
 
+class MetricIndex:
+    """moto's datapoints (`backend.metric_data`, append-only) per (namespace, metric name),
+    each metric's kept sorted by timestamp, taken in incrementally: a tick reads only what
+    was appended since the last one and bisects each alarm's window, instead of rescanning
+    every datapoint ever put (six per InvokeEndpoint, so a long `local up` with traffic used
+    to spend more each tick). A list that is replaced or shorter than what was read (moto's
+    reset) is read again from the start."""
+
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, source: list[Any] | None) -> None:
+        self._source = source
+        self._read = 0
+        self._seq = 0
+        # per metric: timestamps (sorted) and (timestamp, arrival, datum), kept in step
+        self._times: dict[tuple[Any, Any], list[dt.datetime]] = {}
+        self._points: dict[tuple[Any, Any], list[tuple[dt.datetime, int, Any]]] = {}
+
+    def update(self, source: list[Any]) -> None:
+        if source is not self._source or len(source) < self._read:
+            self._reset(source)
+        end = len(source)
+        for datum in source[self._read : end]:  # a slice: atomic against concurrent appends
+            key = (datum.namespace, datum.name)
+            times = self._times.setdefault(key, [])
+            points = self._points.setdefault(key, [])
+            try:
+                at = bisect.bisect_right(times, datum.timestamp)  # the end unless back-dated
+            except TypeError:  # a timestamp that can't be ordered is in no alarm's range
+                continue
+            times.insert(at, datum.timestamp)
+            points.insert(at, (datum.timestamp, self._seq, datum))
+            self._seq += 1
+        self._read = end
+
+    def window(self, key: tuple[Any, Any], first: dt.datetime, end: dt.datetime) -> list[Any]:
+        """The metric's datapoints with first <= timestamp < end, in the order they were put
+        (as moto's list has them, so a Sum adds them in the same order)."""
+        times = self._times.get(key, [])
+        lo, hi = bisect.bisect_left(times, first), bisect.bisect_left(times, end)
+        return [d for _, _, d in sorted(self._points.get(key, [])[lo:hi], key=lambda p: p[1])]
+
+
+def _range(alarm: Any, now: dt.datetime, scale: float) -> dt.datetime | None:
+    """The start of the alarm's evaluation range (None: not a single-metric alarm)."""
+    try:
+        window = dt.timedelta(seconds=float(alarm.period) * scale)
+        return now - window * int(alarm.evaluation_periods)
+    except (TypeError, ValueError):
+        return None
+
+
 class AlarmEvaluator:
     """Evaluates moto's metric alarms in `account`/`region` every `tick` seconds (a thread,
     started by `start`, stopped by `close`); `emit(event)` routes state-change events."""
@@ -424,6 +478,7 @@ class AlarmEvaluator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._index = MetricIndex()
         #: (alarm name, previous state, new state) of every change, in order (tests, the CLI)
         self.changes: list[tuple[str, str, str]] = []
 
@@ -470,15 +525,14 @@ class AlarmEvaluator:
         with self._lock:
             backend = _backend(self.account, self.region)
             now = now or _utcnow()
-            # each alarm reads only its metric's datapoints (evaluate filters the rest out
-            # anyway): one pass over moto's list, not one per alarm, every tick (with six
-            # datapoints per InvokeEndpoint the list grows with traffic)
-            by_metric: dict[tuple[Any, Any], list[Any]] = {}
-            for datum in list(backend.metric_data):
-                by_metric.setdefault((datum.namespace, datum.name), []).append(datum)
+            # each alarm reads only its metric's datapoints inside its range (evaluate
+            # filters the rest out anyway), from the incremental index
+            self._index.update(backend.metric_data)
             changed = []
             for alarm in list(backend.alarms.values()):
-                data = by_metric.get((alarm.namespace, alarm.metric_name), [])
+                first = _range(alarm, now, self.scale)
+                key = (alarm.namespace, alarm.metric_name)
+                data = [] if first is None else self._index.window(key, first, now)
                 verdict = evaluate(alarm, data, now, self.scale)
                 if verdict is None or verdict.state == alarm.state_value:
                     continue

@@ -169,3 +169,59 @@ def test_period_scale_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(cloudwatch.SCALE_ENV, "fast")
     with pytest.raises(ValueError, match="SFN_MLOPS_ALARM_PERIOD_SCALE='fast'"):
         cloudwatch.period_scale()
+
+
+def test_the_index_gives_each_window_what_a_full_scan_would_in_put_order() -> None:
+    import random
+
+    rng = random.Random(7)
+    data: list[Any] = []
+    index = cloudwatch.MetricIndex()
+    for round_ in range(5):
+        for _ in range(200):  # mostly in order, some back-dated, two metrics
+            ago = rng.choice([0, 0, 0, 1, 2, 7]) + rng.random()
+            name = rng.choice(["Invocation5XXErrors", "Invocations"])
+            data.append(point(0, rng.random(), name=name))
+            data[-1].timestamp = NOW - dt.timedelta(seconds=3 * ago) + dt.timedelta(seconds=round_)
+        index.update(data)
+        for name in ("Invocation5XXErrors", "Invocations", "Absent"):
+            first, end = NOW - dt.timedelta(seconds=9), NOW + dt.timedelta(seconds=round_)
+            want = [d for d in data if d.name == name and first <= d.timestamp < end]
+            assert index.window(("AWS/SageMaker", name), first, end) == want
+
+
+def test_the_index_starts_again_on_a_new_or_shorter_list() -> None:
+    index = cloudwatch.MetricIndex()
+    key = ("AWS/SageMaker", "Invocation5XXErrors")
+    first, end = NOW - dt.timedelta(seconds=9), NOW
+    old = [point(0, 1.0), point(1, 2.0)]
+    index.update(old)
+    assert len(index.window(key, first, end)) == 2
+    index.update([point(0, 3.0)])  # moto reset: a new list
+    assert [d.value for d in index.window(key, first, end)] == [3.0]
+    shrunk = [point(0, 4.0), point(0, 5.0)]
+    index.update(shrunk)
+    del shrunk[1:]
+    index.update(shrunk)  # the same list, shorter than what was read
+    assert [d.value for d in index.window(key, first, end)] == [4.0]
+
+
+def test_evaluate_now_sees_the_datapoints_put_between_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    backend = CloudWatchBackend("us-east-1", "123456789012")
+    monkeypatch.setattr(cloudwatch, "_backend", lambda account, region: backend)
+    monkeypatch.setattr(cloudwatch, "_utcnow", lambda: NOW)
+    backend.alarms["a"] = alarm()
+    backend.alarms["a"].state_value = "INSUFFICIENT_DATA"  # as the local cloud starts one
+    evaluator = cloudwatch.AlarmEvaluator("123456789012", "us-east-1", lambda e: None, SCALE)
+    backend.metric_data.extend(point(i, 0.0) for i in range(3))
+    assert evaluator.evaluate_now() == ["a"]
+    assert backend.alarms["a"].state_value == "OK"
+    backend.metric_data.extend([point(0, 1.0), point(1, 1.0)])  # 2 of 3 breach: M of N = 3
+    assert evaluator.evaluate_now() == []
+    backend.metric_data.append(point(2, 1.0))
+    assert evaluator.evaluate_now() == ["a"]
+    assert backend.alarms["a"].state_value == "ALARM"

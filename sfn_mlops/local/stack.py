@@ -361,23 +361,37 @@ def monitoring(cloud: LocalCloud, stack: Stack, scope: iam.LocalScope) -> None:
         f"arn:aws:cloudwatch:{stack.region}:{stack.account}:alarm:{resources.DRIFT_ALARM_NAME}"
     )
     events = cloud.client("events")
-    events.put_rule(
-        Name=resources.DRIFT_SCHEDULE_RULE,
-        ScheduleExpression=config.schedule_expression,
-        State="ENABLED",
+    schedule = config.schedule_expression
+    monitor = stack.function_arns["monitor"]
+    _route(events, resources.DRIFT_SCHEDULE_RULE, None, "monitor", monitor, schedule=schedule)
+    _route(
+        events,
+        resources.DRIFT_ALARM_RULE,
+        resources.drift_alarm_event_pattern(alarm_arn),
+        "trigger",
+        stack.function_arns["trigger"],
     )
-    events.put_targets(
-        Rule=resources.DRIFT_SCHEDULE_RULE,
-        Targets=[{"Id": "monitor", "Arn": stack.function_arns["monitor"]}],
-    )
-    events.put_rule(
-        Name=resources.DRIFT_ALARM_RULE,
-        EventPattern=json.dumps(resources.drift_alarm_event_pattern(alarm_arn)),
-        State="ENABLED",
-    )
-    events.put_targets(
-        Rule=resources.DRIFT_ALARM_RULE,
-        Targets=[{"Id": "trigger", "Arn": stack.function_arns["trigger"]}],
+
+
+def _route(
+    events: Any,
+    rule: str,
+    pattern: dict[str, Any] | None,
+    target_id: str,
+    arn: str,
+    schedule: str | None = None,
+) -> None:
+    """An enabled EventBridge rule (an event pattern, or a schedule) with one target."""
+    kind = {"ScheduleExpression": schedule} if schedule else {"EventPattern": json.dumps(pattern)}
+    events.put_rule(Name=rule, State="ENABLED", **kind)
+    events.put_targets(Rule=rule, Targets=[{"Id": target_id, "Arn": arn}])
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    return str(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
     )
 
 
@@ -386,20 +400,16 @@ def notify_unsuccessful_executions(cloud: LocalCloud, stack: Stack) -> str:
     in the CDK app; plus an SQS queue subscribed to the topic, where the local cloud's
     notifications can be read back. Its URL."""
     events = cloud.client("events")
-    events.put_rule(
-        Name=resources.EXECUTION_STATUS_RULE,
-        EventPattern=json.dumps(resources.execution_status_event_pattern(stack.state_machine_arn)),
-        State="ENABLED",
-    )
-    events.put_targets(
-        Rule=resources.EXECUTION_STATUS_RULE,
-        Targets=[{"Id": "notify", "Arn": stack.function_arns["notify"]}],
+    _route(
+        events,
+        resources.EXECUTION_STATUS_RULE,
+        resources.execution_status_event_pattern(stack.state_machine_arn),
+        "notify",
+        stack.function_arns["notify"],
     )
     sqs = cloud.client("sqs")
     url = str(sqs.create_queue(QueueName=NOTIFICATION_INBOX)["QueueUrl"])
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_arn = _queue_arn(sqs, url)
     cloud.client("sns").subscribe(
         TopicArn=stack.topic_arn,
         Protocol="sqs",
@@ -442,23 +452,19 @@ def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
     )
     events = cloud.client("events")
     trigger_arn = stack.function_arns["trigger"]
-    events.put_rule(
-        Name=resources.ECR_PUSH_RULE,
-        EventPattern=json.dumps(resources.ecr_push_event_pattern(stack.repository)),
-        State="ENABLED",
+    _route(
+        events,
+        resources.ECR_PUSH_RULE,
+        resources.ecr_push_event_pattern(stack.repository),
+        "trigger",
+        trigger_arn,
     )
-    events.put_targets(
-        Rule=resources.ECR_PUSH_RULE, Targets=[{"Id": "trigger", "Arn": trigger_arn}]
-    )
-    events.put_rule(
-        Name=resources.REGISTRY_APPROVAL_RULE,
-        EventPattern=json.dumps(
-            resources.registry_approval_event_pattern(str(stack.defaults["model_package_group"]))
-        ),
-        State="ENABLED",
-    )
-    events.put_targets(
-        Rule=resources.REGISTRY_APPROVAL_RULE, Targets=[{"Id": "trigger", "Arn": trigger_arn}]
+    _route(
+        events,
+        resources.REGISTRY_APPROVAL_RULE,
+        resources.registry_approval_event_pattern(str(stack.defaults["model_package_group"])),
+        "trigger",
+        trigger_arn,
     )
     debounce = resources.data_trigger()
     sqs = cloud.client("sqs")
@@ -466,15 +472,14 @@ def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
         QueueName=resources.DATA_EVENTS_QUEUE,
         Attributes={"VisibilityTimeout": str(6 * 60 + debounce.local_debounce_seconds)},
     )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    events.put_rule(
-        Name=resources.S3_DATA_RULE,
-        EventPattern=json.dumps(resources.s3_data_event_pattern(stack.bucket)),
-        State="ENABLED",
+    queue_arn = _queue_arn(sqs, queue_url)
+    _route(
+        events,
+        resources.S3_DATA_RULE,
+        resources.s3_data_event_pattern(stack.bucket),
+        "queue",
+        queue_arn,
     )
-    events.put_targets(Rule=resources.S3_DATA_RULE, Targets=[{"Id": "queue", "Arn": queue_arn}])
     assert cloud.queues is not None, "the local cloud is not running"
     cloud.queues.add(
         EventSource(
@@ -485,14 +490,12 @@ def enable_triggers(cloud: LocalCloud, stack: Stack) -> None:
             window_seconds=debounce.local_debounce_seconds,
         )
     )
-    events.put_rule(
-        Name=resources.EXECUTION_CLOSED_RULE,
-        EventPattern=json.dumps(resources.execution_closed_event_pattern(stack.state_machine_arn)),
-        State="ENABLED",
-    )
-    events.put_targets(
-        Rule=resources.EXECUTION_CLOSED_RULE,
-        Targets=[{"Id": "lock-events", "Arn": stack.function_arns["lock-events"]}],
+    _route(
+        events,
+        resources.EXECUTION_CLOSED_RULE,
+        resources.execution_closed_event_pattern(stack.state_machine_arn),
+        "lock-events",
+        stack.function_arns["lock-events"],
     )
 
 

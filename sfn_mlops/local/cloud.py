@@ -165,6 +165,7 @@ class LocalCloud:
         self.sagemaker = LocalSageMaker(
             lambda: self.client("s3"), self.workdir, self.region, self.logs
         )
+        self.sagemaker.endpoints.keep_warm()  # a model server kept ready (sagemaker/standby.py)
         self.events = EventRouter(self._invoke_target)
         self.queues = EventSourcePoller(
             lambda: self.client("sqs"), self._invoke_target, self.region

@@ -182,20 +182,44 @@ class Workspace:
         with self.lock:
             if self.closed:
                 raise ClosedError("the local cloud is stopping")
-            log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - owned by the child / pump
             if self.logs is None:
-                try:
+                with open(workdir / f"{kind}.log", "ab") as log:
                     proc = procs.spawn(argv, env=env, cwd=workdir, stdout=log, stderr=log)
-                finally:
-                    log.close()
             else:
                 proc = procs.spawn(
                     argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
                 )
-                group, stream = log_stream_of(kind, name, env.get("SM_CURRENT_HOST", "algo-1"))
-                proc.log_pump = self.logs.pump(proc.stdout, log, group, stream, close=True)
+                self.attach_logs(proc, kind, name, env, workdir)
             self._procs.append(proc)
             return proc
+
+    def spawn_standby(self, argv: list[str], env: dict[str, str], workdir: Path) -> Any:
+        """Start a process that waits (stdin) for the job it will be given, tracked until
+        close() like any other; its output is held in its pipe until attach_logs()."""
+        with self.lock:
+            if self.closed:
+                raise ClosedError("the local cloud is stopping")
+            proc = procs.spawn(
+                argv,
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            self._procs.append(proc)
+            return proc
+
+    def attach_logs(
+        self, proc: Any, kind: str, name: str, env: dict[str, str], workdir: Path
+    ) -> None:
+        """Pump a child's output (a pipe) into <workdir>/<kind>.log and the log stream of
+        job or endpoint `name` (needs the cloud's logs)."""
+        if self.logs is None:
+            raise RuntimeError("attach_logs needs the local cloud's logs")
+        log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - closed by the pump
+        group, stream = log_stream_of(kind, name, env.get("SM_CURRENT_HOST", "algo-1"))
+        proc.log_pump = self.logs.pump(proc.stdout, log, group, stream, close=True)
 
     @staticmethod
     def drain(proc: Any) -> None:

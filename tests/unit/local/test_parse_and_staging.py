@@ -1,7 +1,8 @@
 """Two speed-ups of the local cloud keep what they replace: the ASL parse kept per definition
 (sfn.install_parse_cache) still gives each caller its own program and still rejects a
 broken definition every time; a job input copied by the kernel from moto's object file
-(Workspace._write_object) has the object's bytes, large or small."""
+(Workspace._write_object) has the object's bytes, large or small; a job output put from a
+memory map (Workspace.put_file) has the file's bytes and its MD5 as the ETag."""
 
 from __future__ import annotations
 
@@ -69,3 +70,27 @@ def test_a_job_input_has_the_objects_bytes(
     # THEN the file has the object's bytes, and the object is unchanged
     assert target.read_bytes() == body
     assert key.value == body
+
+
+@pytest.mark.parametrize("size", [10, 8 * 1024 * 1024 + 3])  # read / memory-mapped
+def test_a_job_output_has_the_files_bytes_and_etag(tmp_path: Path, size: int) -> None:
+    import hashlib
+
+    import boto3
+    from moto import mock_aws
+
+    # GIVEN a job's output file
+    body = os.urandom(size)
+    out = tmp_path / "out.bin"
+    out.write_bytes(body)
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="outputs")
+        ws = Workspace(lambda: None, tmp_path, "us-east-1")
+        # WHEN it is uploaded as S3 does a PutObject
+        ws.put_file("outputs", "job/out.bin", out)
+        # THEN the object has its bytes, size and MD5 ETag (what the Object Created event and
+        # a HeadObject report)
+        key = ws._s3_backend().get_object("outputs", "job/out.bin")
+        assert key.value == body
+        assert key.contentsize == size
+        assert key.etag == f'"{hashlib.md5(body).hexdigest()}"'

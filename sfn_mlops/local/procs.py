@@ -3,8 +3,9 @@ killed when the local cloud stops, when the interpreter exits (atexit) or on SIG
 (the CLI turns those into SystemExit). No process outlives the local cloud.
 
 Even a SIGKILL of the local cloud (no handler runs): on Linux each child is started with
-PR_SET_PDEATHSIG=SIGKILL, so the kernel kills it when its parent dies. The "parent" is the
-thread that forked, so every child is forked by one long-lived spawner thread (a thread
+PR_SET_PDEATHSIG=SIGKILL (set by ``setpriv`` before it execs the command, see _setpriv;
+a preexec_fn where there is none), so the kernel kills it when its parent dies. The
+"parent" is the thread that forked, so every child is forked by one long-lived spawner thread (a thread
 serving a request would end and take its children with it). What a child itself starts
 (a model server's workers, say) is not covered by this; those die when the child's
 process group is killed in kill().
@@ -56,12 +57,36 @@ def _die_with_parent() -> Any:
     return preexec
 
 
+def _setpriv() -> list[str] | None:
+    """``setpriv --pdeathsig KILL --`` (util-linux, in every Debian and most Linux systems)
+    when this machine has it: the child sets its parent-death signal itself and execs the
+    command, so no preexec_fn runs in the child, and CPython can start it with vfork instead
+    of fork. Measured from a process the local cloud's size (360 MB resident, moto, numpy):
+    35-86 ms per spawn with fork + preexec_fn, 0.5-2 ms with setpriv. What it gives up: the
+    preexec_fn's check that the parent was still alive at the prctl (a cloud SIGKILLed in
+    the ~1 ms between the spawn and setpriv's prctl leaves that one child orphaned)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import shutil
+
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    prefix = [path, "--pdeathsig", "KILL", "--"]
+    try:  # an old setpriv without --pdeathsig (before util-linux 2.33) fails here
+        probe = subprocess.run([*prefix, "true"], check=False, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
 class _Spawner:
     """One long-lived daemon thread that forks every child (see the module doc)."""
 
     def __init__(self) -> None:
         self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue[Any]]] = queue.Queue()
-        self._preexec = _die_with_parent()
+        self._prefix = _setpriv()
+        self._preexec = None if self._prefix else _die_with_parent()
         self._pid = os.getpid()
         threading.Thread(target=self._serve, name="procs-spawner", daemon=True).start()
 
@@ -71,6 +96,8 @@ class _Spawner:
             try:
                 # preexec_fn is unsafe with threads when it takes locks or allocates; this
                 # one only calls prctl (resolved before any fork) and getppid.
+                if self._prefix:
+                    kwargs["args"] = [*self._prefix, *kwargs["args"]]
                 reply.put(subprocess.Popen(**kwargs, preexec_fn=self._preexec))  # noqa: PLW1509
             except BaseException as exc:  # handed to the caller, raised there
                 reply.put(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,6 +60,36 @@ def host_env(host: str, hosts: Sequence[str], tracker_port: int) -> dict[str, st
     return env
 
 
+class _ExitWatch:
+    """Sleep until a process exits or `seconds` pass: a pidfd per process (Linux 5.3+)
+    becomes readable when it exits, so a job's end is seen at once rather than up to one
+    50 ms poll later (25 ms on average, per job, on the pipeline's critical path). Where
+    there is no pidfd it is a plain sleep."""
+
+    def __init__(self, processes: Sequence[Any]) -> None:
+        self.fds: dict[int, Any] = {}
+        for p in processes:
+            try:
+                self.fds[os.pidfd_open(p.pid)] = p
+            except (AttributeError, OSError):  # no pidfd here, or already exited and reaped
+                continue
+
+    def wait(self, seconds: float) -> None:
+        for fd, p in list(self.fds.items()):  # an exited one stays readable: watch no more
+            if p.returncode is not None:
+                del self.fds[fd]
+                os.close(fd)
+        if not self.fds:
+            time.sleep(seconds)
+            return
+        select.select(list(self.fds), [], [], seconds)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+
 def wait_all(
     processes: Sequence[Any],
     timeout: float,
@@ -73,19 +104,23 @@ def wait_all(
     deadline = time.monotonic() + timeout
     next_tick = time.monotonic() + tick_seconds
     timed_out = False
-    while True:
-        if on_tick is not None and time.monotonic() >= next_tick:
-            on_tick()
-            next_tick = time.monotonic() + tick_seconds
-        codes = [p.poll() for p in processes]
-        if all(c is not None for c in codes):
-            break
-        if any(c not in (None, 0) for c in codes) or stopped():
-            break
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
-        time.sleep(0.05)
+    exits = _ExitWatch(processes)
+    try:
+        while True:
+            if on_tick is not None and time.monotonic() >= next_tick:
+                on_tick()
+                next_tick = time.monotonic() + tick_seconds
+            codes = [p.poll() for p in processes]
+            if all(c is not None for c in codes):
+                break
+            if any(c not in (None, 0) for c in codes) or stopped():
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            exits.wait(0.05)
+    finally:
+        exits.close()
     for p in processes:
         if p.poll() is None:
             procs.kill(p)

@@ -5,10 +5,10 @@ killed when the local cloud stops, when the interpreter exits (atexit) or on SIG
 Even a SIGKILL of the local cloud (no handler runs): on Linux each child is started with
 PR_SET_PDEATHSIG=SIGKILL (set by ``setpriv`` before it execs the command, see _setpriv;
 a preexec_fn where there is none), so the kernel kills it when its parent dies. The
-"parent" is the thread that forked, so every child is forked by one long-lived spawner thread (a thread
-serving a request would end and take its children with it). What a child itself starts
-(a model server's workers, say) is not covered by this; those die when the child's
-process group is killed in kill().
+"parent" is the thread that forked, so every child is forked by one long-lived spawner
+thread (a thread serving a request would end and take its children with it). What a child
+itself starts (a model server's workers, say) is not covered by this; those die when the
+child's process group is killed in kill().
 """
 
 from __future__ import annotations

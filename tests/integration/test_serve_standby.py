@@ -20,6 +20,8 @@ from executions import wait_for
 from sfn_mlops.local import procs
 from sfn_mlops.local.cloud import LocalCloud
 
+pytestmark = pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads /proc")
+
 BUCKET = "standby-models"
 ROLE = "arn:aws:iam::123456789012:role/standby"
 
@@ -82,20 +84,28 @@ def _predict(cloud: LocalCloud, name: str, sample: bytes) -> str:
     return str(out["Body"].read().decode())
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def _started(cloud: LocalCloud, name: str, environment: dict[str, str]) -> tuple[Any, set[int]]:
+    """An endpoint created once both standbys are ready: its server, and the standbys' pids
+    before it started."""
+    manager = cloud.sagemaker.endpoints
+    wait(lambda: len(manager._standbys) == 2, timeout=30)
+    standby_pids = {p.pid for p in manager._standbys}
+    desc = _endpoint(cloud, name, environment)
+    assert desc["EndpointStatus"] == "InService", desc.get("FailureReason")
+    return manager.servers[name], standby_pids
+
+
 def test_an_endpoint_from_a_standby_is_the_real_server_with_its_own_settings(
     cloud: LocalCloud, served: dict[str, Any]
 ) -> None:
-    manager = cloud.sagemaker.endpoints
     # GIVEN standbys ready (the cloud keeps them from its start)
-    wait(lambda: len(manager._standbys) == 2, timeout=30)
-    standby_pids = {p.pid for p in manager._standbys}
     # WHEN an endpoint is created with an environment of its own
-    desc = _endpoint(cloud, "warm", {"TARGET_COLUMN": "target", "SERVE_MAX_BODY_BYTES": "4000"})
+    server, standby_pids = _started(
+        cloud, "warm", {"TARGET_COLUMN": "target", "SERVE_MAX_BODY_BYTES": "4000"}
+    )
+    manager = cloud.sagemaker.endpoints
     # THEN it is InService on a standby's process, in the endpoint's working directory, on
     # its port, with its settings (the body limit), its log and the model's predictions
-    assert desc["EndpointStatus"] == "InService", desc.get("FailureReason")
-    server = manager.servers["warm"]
     assert server.proc.pid in standby_pids
     assert Path(os.readlink(f"/proc/{server.proc.pid}/cwd")) == server.workdir
     lines = _predict(cloud, "warm", served["sample"]).strip().splitlines()
@@ -117,14 +127,9 @@ def test_an_endpoint_from_a_standby_is_the_real_server_with_its_own_settings(
 def test_an_environment_read_at_interpreter_start_gets_a_cold_server(
     cloud: LocalCloud, served: dict[str, Any]
 ) -> None:
-    manager = cloud.sagemaker.endpoints
-    wait(lambda: len(manager._standbys) == 2, timeout=30)
-    standby_pids = {p.pid for p in manager._standbys}
     # WHEN the container's Environment sets what OpenMP reads when it loads
-    desc = _endpoint(cloud, "cold", {"OMP_NUM_THREADS": "1"})
+    server, standby_pids = _started(cloud, "cold", {"OMP_NUM_THREADS": "1"})
     # THEN the server was started as a new `python -m sfn_container serve`, not a standby
-    assert desc["EndpointStatus"] == "InService", desc.get("FailureReason")
-    server = manager.servers["cold"]
     assert server.proc.pid not in standby_pids
     assert server.proc.args[-3:] == ["-m", "sfn_container", "serve"]
     assert _environ(server.proc.pid)["OMP_NUM_THREADS"] == "1"

@@ -23,6 +23,19 @@ Event = dict[str, Any]
 Handler = Callable[[Event, Any], Any]
 M = TypeVar("M", bound=BaseModel)
 
+#: What a handler would otherwise make in its first invocation (a traced handler's X-Ray
+#: tracer); see warm_up().
+_warm_ups: list[Callable[[], object]] = []
+
+
+def warm_up() -> None:
+    """Make now what the decorated handlers would make in their first invocation (the
+    tracer). Nothing calls it on AWS, where the first invocation makes it, as before; the
+    local cloud's workers call it in their init phase (sfn_mlops/local/lambda_worker.py),
+    as an environment initialised ahead of its first request has it done."""
+    for make in list(_warm_ups):
+        make()
+
 
 def parse(model: type[M], event: Any) -> M:
     """`event` as `model`; InvalidInputError listing every bad field otherwise."""
@@ -48,15 +61,19 @@ def lambda_entry(
     def decorate(handler: Handler) -> Handler:
         traced: list[Handler] = []
 
+        def traced_handler() -> Handler:
+            if not traced:
+                traced.append(get_tracer().capture_lambda_handler(handler))
+            return traced[0]
+
+        if tracing:
+            _warm_ups.append(traced_handler)
+
         @functools.wraps(handler)
         def entry(event: Event, context: Any) -> Any:
             correlation = event.get(correlation_key) if isinstance(event, Mapping) else None
             logger.set_correlation_id(correlation if isinstance(correlation, str) else None)
-            target = handler
-            if tracing:
-                if not traced:
-                    traced.append(get_tracer().capture_lambda_handler(handler))
-                target = traced[0]
+            target = traced_handler() if tracing else handler
             try:
                 return target(event, context)
             except PipelineError as exc:

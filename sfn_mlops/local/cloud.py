@@ -393,8 +393,10 @@ class LocalCloud:
         # Execution status change events (RUNNING, redrive, SUCCEEDED | FAILED | TIMED_OUT |
         # ABORTED) into the EventBridge rules: notifications, the execution-closed rule.
         install(self._patches, self.sfn_clock, emit=self.route_event)
-        # one client per service for the interpreter's Tasks; Lambda's made before the clock
-        install_task_clients(self._patches, warm=((self.region, "lambda"),))
+        # one client per service for the interpreter's Tasks, made before the clock: Lambda
+        # and SNS (the definition's service integrations; SNS's first Publish, NotifySuccess,
+        # made its client inside the run: ~70 ms)
+        install_task_clients(self._patches, warm=((self.region, "lambda"), (self.region, "sns")))
         if self.fast_waits:
             install_fast_waits(self._patches, self.sagemaker.wait_for_change)
 

@@ -9,6 +9,7 @@ Run as `python -m sfn_mlops.local.lambda_worker` with the function's environment
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -56,16 +57,63 @@ def _trace_header() -> str:
 
 def _warm_clients(services: str) -> None:
     """Create the function's boto3 clients now (shared.aws caches them per service): about
-    60% of a first invocation was client creation. A failure here is left to the handler."""
+    60% of a first invocation was client creation. Each client's table of its service's
+    error shapes is built too: botocore builds it when the client meets its first error
+    response (a handler's "not found yet" answer, e.g. DescribeModelPackageGroup), and for
+    SageMaker's model that took ~80 ms of the register function's first invocation
+    (cProfile). A failure here is left to the handler."""
     if not services:
         return
     try:
         from shared import aws
 
         for service in services.split(","):
-            aws.client(service)
+            aws.client(service).meta.service_model.shape_for_error_code("")
     except Exception as exc:  # the handler will meet (and report) the same problem
         print(f"warming clients {services}: {exc}", file=sys.stderr)
+
+
+def _build_models(handler_module: str) -> None:
+    """Build the validators of the pydantic models the handler's package names. The
+    models are `defer_build` (shared/models.py: a Lambda builds only the models it uses,
+    in the first invocation that validates one): 20-60 ms of each function's first
+    invocation (cProfile: the lock, register and deploy functions). Here they are built
+    in the worker's init phase, the models of the handler module and of the modules of its
+    package (functions/<name>/), not all of shared/models.py's 55 (~1.3 s). A model that
+    fails to build is left to its first use, which reports it as before."""
+    if "pydantic" not in sys.modules:
+        return
+    from pydantic import BaseModel
+
+    package = handler_module.rpartition(".")[0] or handler_module
+    names = [n for n in list(sys.modules) if n == handler_module or n.startswith(package + ".")]
+    seen: set[type] = set()
+    for name in names:
+        for value in list(vars(sys.modules[name]).values()):
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value not in seen
+                and not value.__pydantic_complete__
+            ):
+                seen.add(value)
+                with contextlib.suppress(Exception):
+                    value.model_rebuild()
+
+
+def _warm_up_handlers() -> None:
+    """shared.handler.warm_up() when the handler uses it: the tracer of a traced handler
+    (the X-Ray SDK's import and patches, ~0.1 s of the invoke function's first
+    invocation), made in the init phase. Then the IDNA codec the first connection's host
+    name is encoded with (encodings.idna, imported inside the first request otherwise)."""
+    entry = sys.modules.get("shared.handler")
+    warm_up = getattr(entry, "warm_up", None)
+    if warm_up is not None:
+        try:
+            warm_up()
+        except Exception as exc:  # the first invocation meets (and reports) it
+            print(f"warming the handler: {exc}", file=sys.stderr)
+    import encodings.idna  # noqa: F401
 
 
 def _load_pydantic_plugins() -> None:
@@ -103,6 +151,8 @@ def main() -> None:
     if init_error is None:
         _warm_clients(os.environ.get("SFN_MLOPS_WARM_CLIENTS", ""))
         _load_pydantic_plugins()
+        _build_models(module_name)
+        _warm_up_handlers()
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)

@@ -31,6 +31,18 @@
   execution being listed (RUNNING) and its ExecutionStarted event. The parse tree is kept
   per definition text; each execution still gets its own program built from it (the tree
   is only read), so nothing of one execution's evaluation is shared with another's.
+- JSONPath expressions are parsed once: moto's interpreter parses each `$.path` with
+  jsonpath_ng at every evaluation (InputPath, each `.$` parameter, ResultSelector,
+  ResultPath, Choice variables), and jsonpath_ng builds a new ply lexer and parser for
+  each parse, ~1-2 ms apiece: 100-200 of them per execution of this pipeline's definition
+  (cProfile of one execution: the largest item of the interpreter's own CPU). The parsed
+  expression is kept per path text; evaluating it (`find`, `update_or_create`) only reads
+  it, so one is shared by every execution.
+- JSON values are copied as JSON: the interpreter deep-copies the state's data at each
+  step (the state input, each path's result, the Task's parameters and result), with
+  `copy.deepcopy` (its memo and dispatch: the second largest item). Values made of dicts,
+  lists and scalars are copied by a plain recursive copy; anything else still goes through
+  `copy.deepcopy`. The copy is as deep (nothing is shared with the original).
 - Execution status change events (`aws.states`, "Step Functions Execution Status Change"):
   RUNNING on start and on redrive, then SUCCEEDED | FAILED | TIMED_OUT | ABORTED, with
   AWS's detail fields, handed to `emit` (the cloud routes them into its EventBridge rules).
@@ -403,6 +415,66 @@ def install_parse_cache(patches: Any) -> None:
     patches.set(AmazonStateLanguageParser, "parse", staticmethod(parse))
 
 
+#: JSONPath expressions kept (path text -> parsed): every path of the definitions in use.
+JSONPATH_CACHE_SIZE = 4096
+
+
+def install_jsonpath_cache(patches: Any) -> None:
+    """jsonpath_ng's parse, once per path text, where moto's interpreter calls it (see the
+    module docstring). A path that does not parse raises at each call, as before."""
+    import functools
+
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        patches.set(module, "parse", functools.lru_cache(maxsize=JSONPATH_CACHE_SIZE)(module.parse))
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_copy(value: Any, memo: Any = None) -> Any:
+    """`copy.deepcopy(value)` for JSON values (dicts, lists, scalars), without deepcopy's
+    memo and dispatch; any other type inside is copied by copy.deepcopy."""
+    import copy
+
+    kind = type(value)
+    if kind is dict:
+        return {k: json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [json_copy(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value, memo)
+
+
+class _JsonCopyModule:
+    """Stands for the `copy` module in moto's interpreter modules: deepcopy is json_copy."""
+
+    deepcopy = staticmethod(json_copy)
+
+    def __getattr__(self, name: str) -> Any:
+        import copy
+
+        return getattr(copy, name)
+
+
+def install_json_copies(patches: Any) -> None:
+    """The interpreter's per-step deep copies of JSON data made as json_copy (module doc)."""
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.component.common.string import string_expression
+    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service,
+    )
+    from moto.stepfunctions.parser.asl.eval import states
+
+    shim = _JsonCopyModule()
+    for module in (states, execute_state, result_path, string_expression, state_task_service):
+        patches.set(module, "copy", shim)
+
+
 def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None = None) -> None:
     from moto.core.responses import ActionResult, EmptyResult
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -412,6 +484,8 @@ def install(patches: Any, clock: SimulatedClock | None = None, emit: Emit | None
     clock = clock or SimulatedClock()
     install_context(patches)
     install_parse_cache(patches)
+    install_jsonpath_cache(patches)
+    install_json_copies(patches)
     original_start = StepFunctionsParserBackend.start_execution
     original_describe = StepFunctionResponse.describe_execution
     original_terminated = BaseExecutionWorkerCommunication.terminated

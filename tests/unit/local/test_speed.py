@@ -51,3 +51,27 @@ def test_a_new_request_or_target_header_is_routed_again() -> None:
     _get_action(resp)
 
     assert resp.routed == 3
+
+
+def test_error_responses_share_one_error_table_per_service() -> None:
+    from moto.core import errors
+    from moto.core.utils import get_service_model
+    from moto.sagemaker.exceptions import ValidationError
+
+    from sfn_mlops.local import speed
+    from sfn_mlops.local.cloud import _Patches
+
+    # GIVEN moto's error-shape look-up, with the local cloud's speed-ups installed
+    patches = _Patches()
+    speed.install(patches)
+    try:
+        model = get_service_model("sagemaker")
+        first = errors.get_error_model(ValidationError("bad"), model)
+        # WHEN a second error response of the service looks its shape up
+        table = errors.ErrorLookupFactory().for_service(model)
+        # THEN it gets the same answer from the one table built for the service
+        assert errors.get_error_model(ValidationError("again"), model).name == first.name
+        assert errors.ErrorLookupFactory().for_service(model) is table
+    finally:
+        patches.undo()
+    assert errors.ErrorLookupFactory() is not errors.ErrorLookupFactory()  # moto's own again

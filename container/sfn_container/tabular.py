@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from sfn_container import csvpieces
 from sfn_container.errors import EmptyInputError, SchemaError
 
 T = TypeVar("T")
@@ -181,7 +182,10 @@ def iter_batches(
         column_types=types,
         include_columns=list(columns) if columns is not None else [],
     )
-    yield from pacsv.open_csv(path, read_options=_csv_read_options(), convert_options=convert)
+    if path.name.lower().endswith(".gz"):  # a compressed stream cannot be cut: one thread
+        yield from pacsv.open_csv(path, read_options=_csv_read_options(), convert_options=convert)
+    else:  # the same rows, pieces parsed in parallel
+        yield from csvpieces.iter_csv(path, BATCH_BYTES, convert)
 
 
 def is_float_like(kind: pa.DataType) -> bool:

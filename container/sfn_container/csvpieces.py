@@ -41,7 +41,7 @@ _QUOTE = ord('"')
 _BOUNDARY = np.frombuffer(b",\n\r", np.uint8)  # what may precede an opening quote
 
 
-class _Unusual(Exception):
+class _UnusualError(Exception):
     """A piece this module cannot cut safely: read the rest with the streaming reader."""
 
 
@@ -51,7 +51,7 @@ def workers() -> int:
 
 
 def _checked_quotes(buf: bytes, end: int, eof: bool = False) -> None:
-    """Raise _Unusual unless every quote in ``buf[:end]`` (which starts outside a quoted
+    """Raise _UnusualError unless every quote in ``buf[:end]`` (which starts outside a quoted
     field) opens a field, closes one before a delimiter or line end (or the end of the
     file: ``eof``), or is doubled."""
     data = np.frombuffer(buf, np.uint8, count=end)
@@ -59,7 +59,7 @@ def _checked_quotes(buf: bytes, end: int, eof: bool = False) -> None:
     if not len(quotes):
         return
     if len(quotes) % 2:
-        raise _Unusual("odd quotes")
+        raise _UnusualError("odd quotes")
     opening, closing = quotes[0::2], quotes[1::2]
     # an opening quote: at the start, after a delimiter or a line end, or right after a
     # closing one (the second of a doubled quote)
@@ -74,7 +74,7 @@ def _checked_quotes(buf: bytes, end: int, eof: bool = False) -> None:
     at_end = closing + 1 == end
     ok_close = ~at_end & np.isin(after, _BOUNDARY) | doubled_after | (at_end & eof)
     if not (ok_open.all() and ok_close.all()):
-        raise _Unusual("a quote pyarrow reads literally")
+        raise _UnusualError("a quote pyarrow reads literally")
 
 
 def _record_end(buf: bytes, last: bool) -> int:
@@ -116,12 +116,12 @@ class _Prefixed(io.RawIOBase):
 
 def _pieces(fh: Any, size: int) -> Iterator[tuple[bytes, bytes]]:
     """(header, piece) for each piece of ``fh``: whole records, about ``size`` bytes each
-    (longer only when one record is). Raises _Unusual (the file positioned at the start
+    (longer only when one record is). Raises _UnusualError (the file positioned at the start
     of the piece) where the streaming reader must take over."""
     buf = fh.read(size)
     header_end = _record_end(buf, last=False)
     if not header_end:
-        raise _Unusual("no line feed in the first piece")
+        raise _UnusualError("no line feed in the first piece")
     header, carry = buf[:header_end], buf[header_end:]
     _checked_quotes(header, len(header))
     start = header_end
@@ -137,7 +137,7 @@ def _pieces(fh: Any, size: int) -> Iterator[tuple[bytes, bytes]]:
         if not end:
             if len(buf) > 4 * size:  # a record over 4 pieces long, or no line feeds
                 fh.seek(start)
-                raise _Unusual("no record end")
+                raise _UnusualError("no record end")
             carry = buf
             continue
         _checked_or_rewind(fh, buf, end, start)
@@ -149,7 +149,7 @@ def _pieces(fh: Any, size: int) -> Iterator[tuple[bytes, bytes]]:
 def _checked_or_rewind(fh: Any, buf: bytes, end: int, start: int, eof: bool = False) -> None:
     try:
         _checked_quotes(buf, end, eof)
-    except _Unusual:
+    except _UnusualError:
         fh.seek(start)
         raise
 
@@ -211,7 +211,7 @@ def _parallel(
                     yield from pending.popleft().result().to_batches()
             while pending:
                 yield from pending.popleft().result().to_batches()
-        except _Unusual:
+        except _UnusualError:
             while pending:
                 yield from pending.popleft().result().to_batches()
             if not header:  # from the first piece: the streaming reader, as it is

@@ -156,7 +156,10 @@ def _checked_or_rewind(fh: Any, buf: bytes, end: int, start: int, eof: bool = Fa
 
 def _parse(header: bytes, piece: bytes, convert: pacsv.ConvertOptions) -> pa.Table:
     read = pacsv.ReadOptions(use_threads=False, block_size=len(header) + len(piece) + 1)
-    return pacsv.read_csv(io.BytesIO(header + piece), read_options=read, convert_options=convert)
+    # a BufferReader: pyarrow reads the bytes without the GIL (a BytesIO is read through
+    # Python calls)
+    source = pa.BufferReader(pa.py_buffer(header + piece))
+    return pacsv.read_csv(source, read_options=read, convert_options=convert)
 
 
 def _fixed(convert: pacsv.ConvertOptions, schema: pa.Schema) -> pacsv.ConvertOptions:

@@ -26,6 +26,7 @@ raises it (that read is repeated to get it), so messages are unchanged.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from collections import deque
@@ -123,11 +124,12 @@ def _pieces(fh: Any, size: int) -> Iterator[tuple[bytes, bytes]]:
     header_end = _record_end(buf, last=False)
     if not header_end:
         raise _UnusualError("no line feed in the first piece")
-    header, carry = buf[:header_end], buf[header_end:]
+    header, chunk = buf[:header_end], buf[header_end:]
     _checked_quotes(header, len(header))
-    start = header_end
+    start, carry = header_end, b""
+    # the first piece: the rest of the first read (as the streaming reader's first block)
+    chunk = chunk or fh.read(size)
     while True:
-        chunk = fh.read(size)
         buf = carry + chunk if carry else chunk
         if not chunk:
             if buf:
@@ -140,11 +142,12 @@ def _pieces(fh: Any, size: int) -> Iterator[tuple[bytes, bytes]]:
                 fh.seek(start)
                 raise _UnusualError("no record end")
             carry = buf
-            continue
-        _checked_or_rewind(fh, buf, end, start)
-        yield header, buf[:end]
-        carry = buf[end:]
-        start += end
+        else:
+            _checked_or_rewind(fh, buf, end, start)
+            yield header, buf[:end]
+            carry = buf[end:]
+            start += end
+        chunk = fh.read(size)
 
 
 def _checked_or_rewind(fh: Any, buf: bytes, end: int, start: int, eof: bool = False) -> None:
@@ -166,12 +169,9 @@ def _parse(header: bytes, piece: bytes, convert: pacsv.ConvertOptions) -> pa.Tab
 def _fixed(convert: pacsv.ConvertOptions, schema: pa.Schema) -> pacsv.ConvertOptions:
     """``convert`` with every column's type fixed to ``schema``'s (what the streaming reader
     does after its first block)."""
-    types = {f.name: f.type for f in schema} | dict(convert.column_types)
-    return pacsv.ConvertOptions(
-        strings_can_be_null=convert.strings_can_be_null,
-        column_types=types,
-        include_columns=convert.include_columns,
-    )
+    fixed = copy.copy(convert)
+    fixed.column_types = {f.name: f.type for f in schema} | dict(convert.column_types)
+    return fixed
 
 
 def iter_csv(
@@ -195,19 +195,19 @@ def _parallel(
     path: Path, block_size: int, convert: pacsv.ConvertOptions
 ) -> Iterator[pa.RecordBatch]:
     read = pacsv.ReadOptions(block_size=block_size)
-    known = set(convert.column_types)
+    included = convert.include_columns
+    inferred = not included or not set(convert.column_types) >= set(included)
     with path.open("rb") as fh, ThreadPoolExecutor(workers(), "csv-parse") as pool:
         pending: deque[Future[pa.Table]] = deque()
         pieces = _pieces(fh, block_size)
         header = b""
         try:
             for header, piece in pieces:
-                if not pending and not known >= set(convert.include_columns or ["?"]):
+                if inferred:
                     # some types are inferred: from the first piece, then fixed (as the
                     # streaming reader does from its first block)
                     first = _parse(header, piece, convert)
-                    convert = _fixed(convert, first.schema)
-                    known = set(convert.column_types)
+                    convert, inferred = _fixed(convert, first.schema), False
                     yield from first.to_batches()
                     continue
                 pending.append(pool.submit(_parse, header, piece, convert))

@@ -230,3 +230,19 @@ def test_errors_and_results_are_the_streaming_readers(
     if "3,4" in bad:
         assert outcome[1][0] == "error"
         assert "Expected 5 columns, got 2: 3,4" in outcome[1][1]
+
+
+def test_types_not_given_are_inferred_from_the_first_piece_then_fixed(tmp_path: Path) -> None:
+    # Given a boolean column (typed by inference) that later holds 1/0 and an empty
+    # column that later holds text, read with some columns typed and some not
+    rows = "".join(f"{i},{'true' if i % 2 else 'false'},\n" for i in range(2000))
+    rows += "".join(f"{i},{i % 2},x\n" for i in range(2000))
+    path = _write(tmp_path / "a.csv", "a,b,c\n" + rows)
+    convert = pacsv.ConvertOptions(
+        column_types={"a": pa.float64()}, include_columns=["a", "b", "c"]
+    )
+    # Then the outcome (rows or error) is the streaming reader's with the same block size
+    for block in (512, 1 << 20):
+        assert _outcome(csvpieces.iter_csv(path, block, convert)) == _outcome(
+            _streaming(path, block, convert)
+        )

@@ -168,7 +168,11 @@ def iter_batches(
     Naming the float columns (what the schema scan found) halves the CSV reader's CPU
     time: pyarrow's streaming reader otherwise infers every block's types again (1M rows x
     20, 150 MB: ~2.7 -> ~1.5 s CPU; benchmarks/training_scale.py, figure 6). It also lets a
-    column that was empty or integral in the first block hold decimals further down."""
+    column that was empty or integral in the first block hold decimals further down.
+
+    A plain CSV's pieces are parsed on several threads (:mod:`sfn_container.csvpieces`:
+    the same rows and batches as the streaming reader, which parses on one thread); a
+    ``.csv.gz`` stream cannot be cut, so it is read by the streaming reader."""
     if _is_parquet(path):
         handle = pq.ParquetFile(path)
         present = (

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from sfn_container import csvpieces
 from sfn_container.errors import EmptyInputError, SchemaError
 
 T = TypeVar("T")
@@ -167,7 +168,11 @@ def iter_batches(
     Naming the float columns (what the schema scan found) halves the CSV reader's CPU
     time: pyarrow's streaming reader otherwise infers every block's types again (1M rows x
     20, 150 MB: ~2.7 -> ~1.5 s CPU; benchmarks/training_scale.py, figure 6). It also lets a
-    column that was empty or integral in the first block hold decimals further down."""
+    column that was empty or integral in the first block hold decimals further down.
+
+    A plain CSV's pieces are parsed on several threads (:mod:`sfn_container.csvpieces`:
+    the same rows and batches as the streaming reader, which parses on one thread); a
+    ``.csv.gz`` stream cannot be cut, so it is read by the streaming reader."""
     if _is_parquet(path):
         handle = pq.ParquetFile(path)
         present = (
@@ -181,7 +186,10 @@ def iter_batches(
         column_types=types,
         include_columns=list(columns) if columns is not None else [],
     )
-    yield from pacsv.open_csv(path, read_options=_csv_read_options(), convert_options=convert)
+    if path.name.lower().endswith(".gz"):  # a compressed stream cannot be cut: one thread
+        yield from pacsv.open_csv(path, read_options=_csv_read_options(), convert_options=convert)
+    else:  # the same rows, pieces parsed in parallel
+        yield from csvpieces.iter_csv(path, BATCH_BYTES, convert)
 
 
 def is_float_like(kind: pa.DataType) -> bool:

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -632,23 +633,38 @@ def test_endpoint_fails_as_sagemaker_does(cloud: LocalCloud, trained: dict[str, 
     assert len(_predict(cloud, "fragile-ep")) == 2
 
     # the server crashes: ServiceUnavailable naming the endpoint and the cause ...
-    server.proc.kill()
-    server.proc.wait(timeout=10)
-    error = _invoke_error(cloud, "fragile-ep", b"1")
-    assert error["Error"]["Code"] == "ServiceUnavailable"
-    assert "<html" not in json.dumps(error).lower()
-    assert "fragile-ep" in error["Error"]["Message"]
-    assert "exited with code -9" in error["Error"]["Message"]
+    # (the replacement server is held back until the test has seen the unhealthy state:
+    # from a warm standby it passes /ping within ~0.1 s, faster than a describe can look)
+    manager = cloud.sagemaker.endpoints
+    release = threading.Event()
+    start_server = manager._start_server
 
-    # ... the endpoint's health says so while the instance is replaced ...
-    def variant() -> dict[str, Any]:
-        described = sm.describe_endpoint(EndpointName="fragile-ep")
-        assert described["EndpointStatus"] == "InService"
-        return described["ProductionVariants"][0]  # type: ignore[no-any-return]
+    def held_start(*args: Any) -> Any:
+        release.wait(60)
+        return start_server(*args)
 
-    unhealthy = wait(lambda: (v := variant()).get("VariantStatus") and v)
-    assert unhealthy["CurrentInstanceCount"] == 0
-    assert "exited with code -9" in unhealthy["VariantStatus"][0]["StatusMessage"]
+    manager._start_server = held_start  # type: ignore[method-assign]
+    try:
+        server.proc.kill()
+        server.proc.wait(timeout=10)
+        error = _invoke_error(cloud, "fragile-ep", b"1")
+        assert error["Error"]["Code"] == "ServiceUnavailable"
+        assert "<html" not in json.dumps(error).lower()
+        assert "fragile-ep" in error["Error"]["Message"]
+        assert "exited with code -9" in error["Error"]["Message"]
+
+        # ... the endpoint's health says so while the instance is replaced ...
+        def variant() -> dict[str, Any]:
+            described = sm.describe_endpoint(EndpointName="fragile-ep")
+            assert described["EndpointStatus"] == "InService"
+            return described["ProductionVariants"][0]  # type: ignore[no-any-return]
+
+        unhealthy = wait(lambda: (v := variant()).get("VariantStatus") and v)
+        assert unhealthy["CurrentInstanceCount"] == 0
+        assert "exited with code -9" in unhealthy["VariantStatus"][0]["StatusMessage"]
+    finally:
+        release.set()
+        del manager._start_server
 
     # ... and a new server takes over, as SageMaker replaces an unhealthy instance
     healthy = wait(lambda: "VariantStatus" not in (v := variant()) and v)

@@ -199,35 +199,35 @@ class Workspace:
         <workdir>/<kind>.log and, as on SageMaker, to the log stream of job or endpoint
         `name` in the local cloud's CloudWatch Logs (see sfn_mlops.local.logs)."""
         with self.lock:
-            if self.closed:
-                raise ClosedError("the local cloud is stopping")
             if self.logs is None:
                 with open(workdir / f"{kind}.log", "ab") as log:
-                    proc = procs.spawn(argv, env=env, cwd=workdir, stdout=log, stderr=log)
-            else:
-                proc = procs.spawn(
-                    argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-                )
-                self.attach_logs(proc, kind, name, env, workdir)
-            self._procs.append(proc)
+                    return self._tracked(argv, env, workdir, stdout=log, stderr=log)
+            proc = self._tracked(
+                argv, env, workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            self.attach_logs(proc, kind, name, env, workdir)
             return proc
 
     def spawn_standby(self, argv: list[str], env: dict[str, str], workdir: Path) -> Any:
         """Start a process that waits (stdin) for the job it will be given, tracked until
         close() like any other; its output is held in its pipe until attach_logs()."""
         with self.lock:
-            if self.closed:
-                raise ClosedError("the local cloud is stopping")
-            proc = procs.spawn(
+            return self._tracked(
                 argv,
-                env=env,
-                cwd=workdir,
+                env,
+                workdir,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
             )
-            self._procs.append(proc)
-            return proc
+
+    def _tracked(self, argv: list[str], env: dict[str, str], workdir: Path, **streams: Any) -> Any:
+        """procs.spawn, the child tracked until close() (the caller holds the lock)."""
+        if self.closed:
+            raise ClosedError("the local cloud is stopping")
+        proc = procs.spawn(argv, env=env, cwd=workdir, **streams)
+        self._procs.append(proc)
+        return proc
 
     def attach_logs(
         self, proc: Any, kind: str, name: str, env: dict[str, str], workdir: Path
